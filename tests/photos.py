@@ -1,0 +1,36 @@
+"""Synthetic photos for tests: a face-like figure on a coloured ground, with captions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+CAPTIONS = {
+    "me-0": "a close-up of [trigger] smiling",
+    "me-1": "THGH96 in a garden",
+    "me-2": "",  # empty: gets 'photo of THGH96'
+}
+
+
+def face(width: int, height: int, shade: int) -> Image.Image:
+    image = Image.new("RGB", (width, height), (60 + shade, 120, 200 - shade))
+    draw = ImageDraw.Draw(image)
+    cx, cy, r = width // 2, height // 2, min(width, height) // 3
+    draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(235, 190, 160))
+    draw.ellipse((cx - r // 2, cy - r // 3, cx - r // 4, cy - r // 8), fill=(30, 30, 30))
+    draw.ellipse((cx + r // 4, cy - r // 3, cx + r // 2, cy - r // 8), fill=(30, 30, 30))
+    draw.arc((cx - r // 2, cy, cx + r // 2, cy + r // 2), 20, 160, fill=(150, 40, 40), width=3)
+    return image
+
+
+def write_photos(folder: Path) -> Path:
+    """Four photos of different shapes and formats; three with caption files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    face(96, 96, 0).save(folder / "me-0.jpg", quality=90)
+    face(128, 96, 20).save(folder / "me-1.png")
+    face(80, 112, 40).save(folder / "me-2.webp")
+    face(100, 100, 60).save(folder / "me-3.jpg")  # no caption file
+    for stem, text in CAPTIONS.items():
+        (folder / f"{stem}.txt").write_text(text)
+    return folder

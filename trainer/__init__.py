@@ -1,0 +1,1 @@
+"""doppel's GPU side: Flux LoRA training and generation. Never imports discord."""

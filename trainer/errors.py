@@ -1,0 +1,45 @@
+"""Errors that reach a person: each says what is wrong in their words and what to do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class DoppelError(Exception):
+    """A problem with what was asked for, not a bug. Its text is shown as it is."""
+
+
+class BaseModelError(DoppelError):
+    """The base model could not be found or loaded."""
+
+
+class CheckpointError(DoppelError):
+    """A checkpoint to resume from is missing, damaged, or from another run."""
+
+
+class TrainingCancelled(DoppelError):
+    """Training stopped between two steps because someone asked it to."""
+
+    def __init__(self, step: int):
+        super().__init__(f"training was cancelled after step {step}")
+        self.step = step
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    name: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.reason}"
+
+
+class DatasetError(DoppelError):
+    """Files of a training set that cannot be used, all of them at once."""
+
+    def __init__(self, problems: list[FileProblem], summary: str | None = None):
+        self.problems = problems
+        if summary is None:
+            count = len(problems)
+            summary = f"{count} file{'s' if count != 1 else ''} cannot be used for training"
+        super().__init__(f"{summary}: " + "; ".join(str(p) for p in problems) if problems else summary)
