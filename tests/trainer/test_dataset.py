@@ -1,0 +1,98 @@
+import io
+
+import pytest
+from PIL import Image
+
+from tests.conftest import TOKEN
+from tests.photos import face
+from trainer.dataset import buckets_for, caption_with_token, load_training_set, nearest_bucket
+from trainer.errors import DatasetError
+
+
+@pytest.mark.parametrize(
+    ("caption", "expected"),
+    [
+        (None, "photo of THGH96"),
+        ("   ", "photo of THGH96"),
+        ("a portrait of [trigger] at dusk", "a portrait of THGH96 at dusk"),
+        ("[TRIGGER] and [trigger]", "THGH96 and THGH96"),
+        ("THGH96 on a bike", "THGH96 on a bike"),
+        ("a man on a bike", "THGH96, a man on a bike"),
+        ("THGH96X on a bike", "THGH96, THGH96X on a bike"),  # a longer word is not the token
+    ],
+)
+def test_the_token_goes_into_every_caption(caption, expected):
+    assert caption_with_token(caption, TOKEN) == expected
+
+
+@pytest.mark.parametrize("resolution", [64, 512, 768, 1024])
+def test_buckets_are_multiples_of_16_near_the_resolution_squared(resolution):
+    buckets = buckets_for(resolution)
+    assert (resolution, resolution) in buckets
+    for width, height in buckets:
+        assert width % 16 == 0 and height % 16 == 0
+        if resolution >= 512:
+            assert abs(width * height / resolution**2 - 1) < 0.1
+
+
+def test_an_image_goes_to_the_bucket_of_nearest_shape():
+    buckets = buckets_for(512)
+    assert nearest_bucket(4000, 3000, buckets) == (592, 448)
+    assert nearest_bucket(3000, 4000, buckets) == (448, 592)
+    assert nearest_bucket(1000, 1000, buckets) == (512, 512)
+
+
+def test_a_folder_becomes_cropped_captioned_images(photos):
+    training_set = load_training_set(photos, TOKEN, 64)
+    by_name = {item.name: item for item in training_set.images}
+    assert sorted(by_name) == ["me-0.jpg", "me-1.png", "me-2.webp", "me-3.jpg"]
+    assert by_name["me-0.jpg"].caption == "a close-up of THGH96 smiling"
+    assert by_name["me-2.webp"].caption == "photo of THGH96"
+    assert by_name["me-3.jpg"].caption == "photo of THGH96"
+    assert by_name["me-0.jpg"].image.size == (64, 64)
+    assert by_name["me-1.png"].image.size[0] > by_name["me-1.png"].image.size[1]  # landscape stays landscape
+    assert all(item.image.mode == "RGB" for item in training_set.images)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    # Stored landscape, tagged "rotate 90": the person sees portrait, and so must training.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    face(120, 80, 0).save(tmp_path / "turned.jpg", exif=exif)
+    (item,) = load_training_set(tmp_path, TOKEN, 64).images
+    assert item.image.size[1] > item.image.size[0]
+
+
+def test_the_dataset_hash_follows_captions(tmp_path, photos):
+    first = load_training_set(photos, TOKEN, 64).sha256
+    assert load_training_set(photos, TOKEN, 64).sha256 == first
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    for path in photos.iterdir():
+        (changed / path.name).write_bytes(path.read_bytes())
+    (changed / "me-3.txt").write_text("THGH96 at the beach")
+    assert load_training_set(changed, TOKEN, 64).sha256 != first
+
+
+def test_every_bad_file_is_named_with_its_reason(tmp_path):
+    face(64, 64, 0).save(tmp_path / "good.jpg")
+    buffer = io.BytesIO()
+    face(256, 256, 0).save(buffer, format="JPEG")
+    (tmp_path / "truncated.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "notes.png").write_text("this is a shopping list, not a picture")
+    with pytest.raises(DatasetError) as caught:
+        load_training_set(tmp_path, TOKEN, 64)
+    reasons = {problem.name: problem.reason for problem in caught.value.problems}
+    assert set(reasons) == {"truncated.jpg", "empty.jpg", "notes.png"}
+    assert "truncated" in reasons["truncated.jpg"]
+    assert "empty" in reasons["empty.jpg"]
+    assert "not an image" in reasons["notes.png"]
+    assert str(caught.value).startswith("3 files cannot be used for training")
+
+
+def test_an_empty_or_missing_folder_is_refused(tmp_path):
+    with pytest.raises(DatasetError, match="has no images"):
+        load_training_set(tmp_path, TOKEN, 64)
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_training_set(tmp_path / "nowhere", TOKEN, 64)
