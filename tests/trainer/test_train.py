@@ -1,0 +1,207 @@
+import threading
+
+import numpy as np
+import pytest
+import torch
+from diffusers import FluxPipeline
+from safetensors.torch import load_file
+
+from tests.conftest import TOKEN
+from trainer.base_model import resolve_base
+from trainer.caching import cache_training_set
+from trainer.checkpoint import checkpoint_path
+from trainer.config import TrainConfig
+from trainer.dataset import load_training_set
+from trainer.errors import CheckpointError, DatasetError, DoppelError, TrainingCancelled
+from trainer.flow import flow_matching_loss
+from trainer.lora_file import LORA_FILENAME, read_facts
+from trainer.progress import CancelToken, CheckpointEvent, StepEvent
+from trainer.train import train_lora
+
+
+def _config(photos, out, **overrides):
+    settings = dict(base="tiny", images=photos, token=TOKEN, out=out, steps=6, lr=1e-2, checkpoint_every=3, sample_every=0)
+    return TrainConfig(**(settings | overrides))
+
+
+def _lora(path):
+    return load_file(path / LORA_FILENAME if path.is_dir() else path)
+
+
+def _fresh_pipeline(tiny_dir):
+    return FluxPipeline.from_pretrained(tiny_dir, dtype=torch.float32, local_files_only=True)
+
+
+def _held_out_loss(pipe, photos) -> float:
+    """Loss on fixed noise and fixed noise levels: the per-step loss is too noisy to judge by."""
+    base = resolve_base("tiny")
+    examples, _ = cache_training_set(pipe, load_training_set(photos, TOKEN, 64), "cpu", base.max_sequence_length, [])
+    generator = torch.Generator().manual_seed(1234)
+    losses = []
+    with torch.no_grad():
+        for example in examples:
+            for sigma in (0.25, 0.5, 0.75):
+                noise = torch.randn(example.latents.shape, generator=generator)
+                loss = flow_matching_loss(
+                    pipe.transformer,
+                    example.latents,
+                    example.prompt.sequence,
+                    example.prompt.pooled,
+                    noise,
+                    torch.tensor([sigma]),
+                    guidance=1.0,
+                )
+                losses.append(loss.item())
+    return float(np.mean(losses))
+
+
+def test_held_out_loss_falls_after_training(trained, tiny_dir, photos):
+    pipe = _fresh_pipeline(tiny_dir)
+    before = _held_out_loss(pipe, photos)
+    pipe.load_lora_weights(trained.lora_path.parent, adapter_name="me")
+    after = _held_out_loss(pipe, photos)
+    assert after < before * 0.95, (before, after)
+
+
+def test_base_weights_are_unchanged_bit_for_bit(tiny_dir, photos, tmp_path):
+    pipe = _fresh_pipeline(tiny_dir)
+    before = {k: v.clone() for k, v in pipe.transformer.state_dict().items()}
+    train_lora(_config(photos, tmp_path), pipeline=pipe)
+    after = pipe.transformer.state_dict()
+    assert after.keys() == before.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_the_adapter_loads_in_plain_diffusers_and_changes_the_picture(trained, tiny_dir):
+    pipe = _fresh_pipeline(tiny_dir)
+
+    def picture():
+        return np.asarray(
+            pipe(
+                f"photo of {TOKEN}",
+                height=64,
+                width=64,
+                num_inference_steps=4,
+                max_sequence_length=64,
+                generator=torch.Generator().manual_seed(7),
+            ).images[0],
+            dtype=np.int16,
+        )
+
+    base_picture = picture()
+    pipe.load_lora_weights(trained.lora_path.parent, adapter_name="me")
+    assert np.abs(picture() - base_picture).mean() > 1.0
+
+
+def test_the_adapter_file_says_what_it_is(trained, photos):
+    facts = read_facts(trained.lora_path)
+    assert facts["token"] == TOKEN
+    assert facts["base_model"] == "tiny"
+    assert (facts["rank"], facts["alpha"], facts["steps"]) == ("16", "16", "30")
+    assert facts["dataset_sha256"] == load_training_set(photos, TOKEN, 64).sha256
+    assert facts["created"].startswith("20")
+    assert "noise" in facts["warning"]
+    keys = _lora(trained.lora_path).keys()
+    assert keys and all(k.startswith("transformer.") and ".lora_" in k for k in keys)
+
+
+def test_samples_and_checkpoints_are_written(trained):
+    assert [p.name for p in trained.checkpoints] == ["step-000010.ckpt", "step-000020.ckpt", "step-000030.ckpt"]
+    assert [p.name for p in trained.samples] == [
+        "step-000015-0.png",
+        "step-000015-1.png",
+        "step-000030-0.png",
+        "step-000030-1.png",
+    ]
+    assert all(p.is_file() for p in trained.samples + trained.checkpoints)
+
+
+def test_the_same_seed_gives_the_same_adapter(photos, tmp_path):
+    first = _lora(train_lora(_config(photos, tmp_path / "a")).lora_path)
+    second = _lora(train_lora(_config(photos, tmp_path / "b")).lora_path)
+    other = _lora(train_lora(_config(photos, tmp_path / "c", seed=1)).lora_path)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(photos, tmp_path):
+    whole = _lora(train_lora(_config(photos, tmp_path / "whole", batch_size=2)).lora_path)
+
+    cancel = CancelToken()
+
+    def stop_after_first_checkpoint(event):
+        if isinstance(event, CheckpointEvent):
+            cancel.cancel()
+
+    with pytest.raises(TrainingCancelled):
+        train_lora(_config(photos, tmp_path / "parts", batch_size=2), on_event=stop_after_first_checkpoint, cancel=cancel)
+    checkpoint = checkpoint_path(tmp_path / "parts", 3)
+    steps = []
+    resumed = train_lora(
+        _config(photos, tmp_path / "parts", batch_size=2, resume=checkpoint),
+        on_event=lambda e: steps.append(e.step) if isinstance(e, StepEvent) else None,
+    )
+    assert steps == [4, 5, 6]
+    parts = _lora(resumed.lora_path)
+    assert parts.keys() == whole.keys()
+    for key in whole:
+        torch.testing.assert_close(parts[key], whole[key], rtol=1e-5, atol=1e-6)
+
+
+def test_cancel_stops_within_one_step(photos, tmp_path):
+    cancel = CancelToken()
+    steps = []
+
+    def cancel_at_step_two(event):
+        if isinstance(event, StepEvent):
+            steps.append(event.step)
+            if event.step == 2:
+                threading.Thread(target=cancel.cancel).start()
+
+    with pytest.raises(TrainingCancelled) as caught:
+        train_lora(_config(photos, tmp_path, steps=50), on_event=cancel_at_step_two, cancel=cancel)
+    assert steps[-1] <= 3 and caught.value.step == steps[-1]
+    assert not (tmp_path / LORA_FILENAME).exists()
+
+
+def test_bad_files_stop_the_run_before_any_training(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "zero.jpg").write_bytes(b"")
+    (photos / "letter.png").write_text("dear diary")
+    with pytest.raises(DatasetError, match="zero.jpg.*letter.png|letter.png.*zero.jpg"):
+        train_lora(_config(photos, tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_checkpoint_from_other_settings_is_refused(trained, photos, tmp_path):
+    with pytest.raises(CheckpointError, match="other settings"):
+        train_lora(_config(photos, tmp_path, resume=trained.checkpoints[0]))
+    damaged = tmp_path / "damaged.ckpt"
+    damaged.write_bytes(trained.checkpoints[0].read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="damaged"):
+        train_lora(_config(photos, tmp_path, resume=damaged))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"steps": 0}, "steps must be between"),
+        ({"resolution": 500}, "multiple of 16"),
+        ({"token": "TH GH"}, "letters and digits"),
+        ({"lr_schedule": "linear"}, "schedule must be one of"),
+    ],
+)
+def test_wrong_options_are_refused_with_a_reason(photos, tmp_path, overrides, message):
+    with pytest.raises(DoppelError, match=message):
+        _config(photos, tmp_path, **overrides)
+
+
+def test_cosine_schedule_with_warmup_and_checkpointing_run(photos, tmp_path):
+    rates = []
+    train_lora(
+        _config(photos, tmp_path, lr_schedule="cosine", warmup_steps=2, gradient_checkpointing=True),
+        on_event=lambda e: rates.append(e.lr) if isinstance(e, StepEvent) else None,
+    )
+    assert rates[0] < rates[1] == pytest.approx(1e-2)  # warming up, then the peak
+    assert rates[-1] < rates[2]  # then decaying

@@ -1,0 +1,52 @@
+"""The adapter file: diffusers' `pytorch_lora_weights.safetensors`, with doppel's facts in its header."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from trainer.atomic import atomic_write
+
+LORA_FILENAME = "pytorch_lora_weights.safetensors"
+METADATA_PREFIX = "doppel."
+
+
+def save_lora(out_dir: Path, lora_state: dict[str, torch.Tensor], lora_config: dict, facts: dict) -> Path:
+    """Write the adapter the way `FluxPipeline.save_lora_weights` does, plus `doppel.*` metadata.
+
+    diffusers writes the file (key names, its own adapter metadata); we then add
+    our header entries and move it into place in one rename.
+    """
+    from diffusers import FluxPipeline
+
+    path = Path(out_dir) / LORA_FILENAME
+    with tempfile.TemporaryDirectory(dir=out_dir) as staging:
+        FluxPipeline.save_lora_weights(
+            staging,
+            transformer_lora_layers={k: v.detach().cpu().contiguous() for k, v in lora_state.items()},
+            transformer_lora_adapter_metadata=lora_config,
+        )
+        written = Path(staging) / LORA_FILENAME
+        with safe_open(written, framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+        metadata.update({METADATA_PREFIX + k: str(v) for k, v in facts.items()})
+        tensors = load_file(written)
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    return path
+
+
+def read_facts(path: Path) -> dict[str, str]:
+    """doppel's metadata of an adapter file (token, base model, rank, ...)."""
+    with safe_open(Path(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    return {k[len(METADATA_PREFIX) :]: v for k, v in metadata.items() if k.startswith(METADATA_PREFIX)}
+
+
+def lora_config_dict(peft_config) -> dict:
+    """A peft LoraConfig as JSON-safe data, for diffusers' adapter metadata."""
+    return json.loads(json.dumps(peft_config.to_dict(), default=lambda v: sorted(v) if isinstance(v, set) else str(v)))

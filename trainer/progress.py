@@ -1,0 +1,59 @@
+"""What a training run tells its caller as it goes, and how the caller stops it.
+
+Events are plain picklable dataclasses so they can cross a process boundary.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class PhaseEvent:
+    phase: str  # reading, loading, caching, training, saving
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    step: int
+    total: int
+    loss: float
+    lr: float
+    elapsed_s: float
+    eta_s: float
+    model_s: float | None = None  # forward + backward, when the run times steps
+
+
+@dataclass(frozen=True)
+class SampleEvent:
+    step: int
+    total: int
+    prompts: tuple[str, ...]
+    paths: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class CheckpointEvent:
+    step: int
+    total: int
+    path: Path
+
+
+Event = PhaseEvent | StepEvent | SampleEvent | CheckpointEvent
+
+
+class CancelToken:
+    """Set from any thread; the training loop looks at it between steps."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()

@@ -1,0 +1,45 @@
+"""Sample pictures during training: fixed prompts, fixed seed, so samples show only what changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from trainer.caching import PromptEmbedding
+from trainer.images import save_png
+
+
+@torch.no_grad()
+def render_samples(
+    pipe,
+    prompts: dict[str, PromptEmbedding],
+    *,
+    seed: int,
+    size: int,
+    steps: int,
+    guidance: float,
+    device,
+    out_dir: Path,
+    step: int,
+    note: str = "",
+) -> list[Path]:
+    """One image per prompt, written as `samples/step-NNNNNN-K.png`."""
+    pipe.vae.to(device)  # the pipeline runs where its VAE is
+    try:
+        paths = []
+        for index, (prompt, embedding) in enumerate(prompts.items()):
+            image = pipe(
+                prompt_embeds=embedding.sequence.to(device, pipe.transformer.dtype),
+                pooled_prompt_embeds=embedding.pooled.to(device, pipe.transformer.dtype),
+                height=size,
+                width=size,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                generator=torch.Generator("cpu").manual_seed(seed),
+            ).images[0]
+            path = Path(out_dir) / "samples" / f"step-{step:06d}-{index}.png"
+            paths.append(save_png(image, path, {"prompt": prompt, "seed": seed, "step": step, "note": note}))
+        return paths
+    finally:
+        pipe.vae.to("cpu")

@@ -1,0 +1,297 @@
+"""Train a person's LoRA for Flux: one loop, readable top to bottom.
+
+The shape follows diffusers' examples/dreambooth/train_dreambooth_lora_flux.py:
+cache latents and text embeddings, add a peft LoRA to the frozen transformer,
+and regress Flux's velocity at logit-normal, resolution-shifted noise levels.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from diffusers.optimization import get_scheduler
+from peft import LoraConfig
+from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+
+from trainer.base_model import load_pipeline, pick_device, pick_dtype, resolve_base
+from trainer.caching import CachedExample, cache_training_set, release_encoders
+from trainer.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
+from trainer.config import TrainConfig
+from trainer.dataset import load_training_set
+from trainer.errors import TrainingCancelled
+from trainer.flow import flow_matching_loss, sample_sigmas
+from trainer.lora_file import lora_config_dict, save_lora
+from trainer.progress import CancelToken, CheckpointEvent, Event, PhaseEvent, SampleEvent, StepEvent
+from trainer.sampling import render_samples
+from trainer.tiny import NOISE_WARNING
+
+log = logging.getLogger(__name__)
+
+ADAPTER = "doppel"
+
+
+@dataclass
+class TrainResult:
+    lora_path: Path
+    steps: int
+    final_loss: float
+    dataset_sha256: str
+    seconds: float
+    samples: list[Path] = field(default_factory=list)
+    checkpoints: list[Path] = field(default_factory=list)
+
+
+def train_lora(
+    config: TrainConfig,
+    on_event: Callable[[Event], None] | None = None,
+    cancel: CancelToken | None = None,
+    pipeline=None,
+) -> TrainResult:
+    """Train and write `pytorch_lora_weights.safetensors` into `config.out`.
+
+    `pipeline` lets a long-lived worker pass the FluxPipeline it already holds;
+    the adapter is removed from it again when training ends, however it ends.
+    """
+    emit = on_event or (lambda event: None)
+    started = time.monotonic()
+    base = resolve_base(config.base)
+    resolution = config.resolution or base.train_resolution
+    device = pick_device(config.device)
+    dtype = pick_dtype(device)
+
+    # 1. Read and check every photo before loading anything heavy: bad files fail fast.
+    emit(PhaseEvent("reading", str(config.images)))
+    training_set = load_training_set(config.images, config.token, resolution)
+    record = config.to_record() | {"resolution": resolution, "dataset_sha256": training_set.sha256}
+    resumed = load_checkpoint(config.resume, record) if config.resume else None
+
+    # 2. The base model. On a GPU in bf16; the LoRA's own weights stay in fp32.
+    emit(PhaseEvent("loading", base.name))
+    pipe = pipeline if pipeline is not None else load_pipeline(base, dtype)
+    try:
+        return _train(config, base, resolution, device, dtype, pipe, training_set, record, resumed, emit, cancel, started)
+    finally:
+        if pipeline is not None:
+            _remove_adapter(pipe.transformer)
+
+
+def _train(config, base, resolution, device, dtype, pipe, training_set, record, resumed, emit, cancel, started):
+    config.out.mkdir(parents=True, exist_ok=True)
+
+    # 3. Cache latents and text embeddings once, then free the encoders' memory.
+    emit(PhaseEvent("caching", f"{len(training_set.images)} images at {resolution} px"))
+    sample_prompts = config.sample_prompts_for_token() if config.sample_every else []
+    examples, prompts = cache_training_set(
+        pipe, training_set, device, base.max_sequence_length, extra_prompts=sample_prompts + [""]
+    )
+    empty_prompt = prompts[""]
+    sample_embeddings = {p: prompts[p] for p in sample_prompts}
+    release_encoders(pipe)
+
+    # 4. A LoRA on the frozen transformer. Seeded, so the same seed gives the same adapter.
+    transformer = pipe.transformer
+    transformer.requires_grad_(False)
+    transformer.to(device)  # already in `dtype`: loaded so
+    lora_config = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        init_lora_weights="gaussian",
+        target_modules=list(config.target_modules),
+    )
+    torch.manual_seed(config.seed)
+    transformer.add_adapter(lora_config, adapter_name=ADAPTER)
+    lora_parameters = [p for p in transformer.parameters() if p.requires_grad]
+    for parameter in lora_parameters:
+        parameter.data = parameter.data.float()
+    if config.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    transformer.train()
+
+    optimizer = _optimizer(lora_parameters, config.lr, device)
+    lr_scheduler = get_scheduler(
+        "constant_with_warmup" if config.lr_schedule == "constant" else "cosine",
+        optimizer=optimizer,
+        num_warmup_steps=config.warmup_steps,
+        num_training_steps=config.steps,
+    )
+    noise_rng = torch.Generator("cpu").manual_seed(config.seed)
+    first_step = 1
+    if resumed is not None:
+        set_peft_model_state_dict(transformer, resumed.lora, adapter_name=ADAPTER)
+        optimizer.load_state_dict(resumed.optimizer)
+        lr_scheduler.load_state_dict(resumed.lr_scheduler)
+        noise_rng.set_state(resumed.rng["noise"])
+        torch.set_rng_state(resumed.rng["torch"])
+        first_step = resumed.step + 1
+        emit(PhaseEvent("resuming", f"from step {resumed.step}"))
+
+    # 5. The loop. Cancelling takes effect between two steps.
+    emit(PhaseEvent("training", f"steps {first_step} to {config.steps}"))
+    order = BatchOrder(examples, config.batch_size, config.seed)
+    scheduler_config = pipe.scheduler.config
+    loop_started = time.monotonic()
+    result = TrainResult(Path(), config.steps, math.nan, training_set.sha256, 0.0)
+    for step in range(first_step, config.steps + 1):
+        if cancel is not None and cancel.cancelled:
+            raise TrainingCancelled(step - 1)
+        step_started = time.monotonic()
+        batch = order.batch(step)
+
+        latents = torch.cat([example.latents for example in batch]).to(device, dtype)
+        dropped = torch.rand(len(batch), generator=noise_rng) < config.caption_dropout
+        captions = [empty_prompt if drop else example.prompt for example, drop in zip(batch, dropped)]
+        prompt_embeds = torch.cat([c.sequence for c in captions]).to(device)
+        pooled_embeds = torch.cat([c.pooled for c in captions]).to(device)
+        noise = torch.randn(latents.shape, generator=noise_rng).to(device, dtype)
+        image_tokens = latents.shape[-2] * latents.shape[-1] // 4
+        sigmas = sample_sigmas(len(batch), image_tokens, scheduler_config, noise_rng)
+
+        model_started = _clock(device, config.time_steps)
+        loss = flow_matching_loss(transformer, latents, prompt_embeds, pooled_embeds, noise, sigmas, config.guidance)
+        loss.backward()
+        model_seconds = _clock(device, config.time_steps) - model_started if config.time_steps else None
+
+        torch.nn.utils.clip_grad_norm_(lora_parameters, config.max_grad_norm)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        result.final_loss = loss.item()
+        done = step - first_step + 1
+        elapsed = time.monotonic() - loop_started
+        emit(
+            StepEvent(
+                step=step,
+                total=config.steps,
+                loss=result.final_loss,
+                lr=lr_scheduler.get_last_lr()[0],
+                elapsed_s=elapsed,
+                eta_s=elapsed / done * (config.steps - step),
+                model_s=model_seconds,
+            )
+        )
+        log.debug("step %d took %.4f s", step, time.monotonic() - step_started)
+
+        if step % config.checkpoint_every == 0:
+            path = save_checkpoint(
+                checkpoint_path(config.out, step),
+                Checkpoint(
+                    step=step,
+                    lora=get_peft_model_state_dict(transformer, adapter_name=ADAPTER),
+                    optimizer=optimizer.state_dict(),
+                    lr_scheduler=lr_scheduler.state_dict(),
+                    rng={"noise": noise_rng.get_state(), "torch": torch.get_rng_state()},
+                    record=record,
+                ),
+            )
+            result.checkpoints.append(path)
+            emit(CheckpointEvent(step, config.steps, path))
+
+        if sample_embeddings and (step % config.sample_every == 0 or step == config.steps):
+            paths = render_samples(
+                pipe,
+                sample_embeddings,
+                seed=config.sample_seed,
+                size=resolution,
+                steps=base.inference_steps,
+                guidance=base.guidance,
+                device=device,
+                out_dir=config.out,
+                step=step,
+                note=NOISE_WARNING if base.is_tiny else "",
+            )
+            result.samples.extend(paths)
+            emit(SampleEvent(step, config.steps, tuple(sample_embeddings), tuple(paths)))
+
+    # 6. The adapter, in diffusers' format, with what it is in its header.
+    emit(PhaseEvent("saving", str(config.out)))
+    facts = {
+        "token": config.token,
+        "base_model": base.name,
+        "rank": config.rank,
+        "alpha": config.alpha,
+        "steps": config.steps,
+        "resolution": resolution,
+        "dataset_sha256": training_set.sha256,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if base.is_tiny:
+        facts["warning"] = NOISE_WARNING
+    result.lora_path = save_lora(
+        config.out,
+        get_peft_model_state_dict(transformer, adapter_name=ADAPTER),
+        lora_config_dict(transformer.peft_config[ADAPTER]),
+        facts,
+    )
+    result.seconds = time.monotonic() - started
+    return result
+
+
+class BatchOrder:
+    """Which examples make up each step's batch, from the seed and the step alone.
+
+    Each epoch is a seeded shuffle, cut into batches of one bucket (one image
+    size) each. Needing no state is what lets a resumed run see the same batches.
+    """
+
+    def __init__(self, examples: list[CachedExample], batch_size: int, seed: int):
+        self.examples, self.batch_size, self.seed = examples, batch_size, seed
+        self._epoch, self._batches = 0, self._shuffle(0)
+        self.per_epoch = len(self._batches)  # bucket sizes, hence batch counts, never change
+
+    def _shuffle(self, epoch: int) -> list[list[CachedExample]]:
+        rng = torch.Generator("cpu").manual_seed(self.seed * 100_003 + epoch)
+        order = torch.randperm(len(self.examples), generator=rng).tolist()
+        by_bucket: dict[tuple, list[int]] = {}
+        for index in order:
+            by_bucket.setdefault(self.examples[index].bucket, []).append(index)
+        batches = [
+            indices[i : i + self.batch_size]
+            for indices in by_bucket.values()
+            for i in range(0, len(indices), self.batch_size)
+        ]
+        batches.sort(key=lambda b: order.index(b[0]))
+        return [[self.examples[i] for i in b] for b in batches]
+
+    def batch(self, step: int) -> list[CachedExample]:
+        epoch, position = divmod(step - 1, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._batches = epoch, self._shuffle(epoch)
+        return self._batches[position]
+
+
+def _remove_adapter(transformer) -> None:
+    """Leave a borrowed transformer as it came: no doppel adapter, no peft wrappers if none are left."""
+    adapters = getattr(transformer, "peft_config", {})
+    if ADAPTER in adapters:
+        if len(adapters) == 1:
+            transformer.unload_lora()
+        else:
+            transformer.delete_adapters(ADAPTER)
+    transformer.disable_gradient_checkpointing()
+    transformer.eval()
+
+
+def _optimizer(parameters, lr: float, device):
+    """8-bit AdamW where bitsandbytes and CUDA are there (a quarter of the state's memory), else AdamW."""
+    if device.type == "cuda":
+        try:
+            import bitsandbytes
+
+            return bitsandbytes.optim.AdamW8bit(parameters, lr=lr, weight_decay=1e-4)
+        except ImportError:
+            log.info("bitsandbytes is not installed: using torch's AdamW")
+    return torch.optim.AdamW(parameters, lr=lr, weight_decay=1e-4)
+
+
+def _clock(device, synchronise: bool) -> float:
+    if synchronise and device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
