@@ -1,0 +1,125 @@
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from tests.conftest import TOKEN
+from trainer.errors import DoppelError
+from trainer.generate import AdapterUse, GenerationRequest, Generator, preset_size
+
+PROMPT = f"photo of {TOKEN} on a beach"
+
+
+@pytest.fixture(scope="module")
+def adapters(trained, tmp_path_factory):
+    """Five distinct adapter files: the trained one, and copies with scaled B matrices."""
+    folder = tmp_path_factory.mktemp("adapters")
+    tensors = load_file(trained.lora_path)
+    paths = {}
+    for k, scale in enumerate((1.0, -1.0, 2.0, 0.5, -2.0)):
+        scaled = {key: value * scale if "lora_B" in key else value for key, value in tensors.items()}
+        paths[f"member{k}"] = folder / f"member{k}.safetensors"
+        save_file(scaled, paths[f"member{k}"])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def generator(tiny_dir):
+    return Generator("tiny", max_adapters=4)
+
+
+def _pixels(result):
+    return np.asarray(result.image, dtype=np.int16)
+
+
+def _one(generator, *adapters, seed=11):
+    return _pixels(generator.generate(GenerationRequest(PROMPT, tuple(adapters), seed=seed))[0])
+
+
+def test_images_come_with_their_seeds_and_each_seed_reproduces_its_image(generator):
+    four = generator.generate(GenerationRequest(PROMPT, count=4, seed=100))
+    assert [r.seed for r in four] == [100, 101, 102, 103]
+    again = generator.generate(GenerationRequest(PROMPT, count=1, seed=102))[0]
+    assert np.abs(_pixels(four[2]) - _pixels(again)).max() <= 1
+    assert np.abs(_pixels(four[0]) - _pixels(four[1])).mean() > 1
+    random_seed = generator.generate(GenerationRequest(PROMPT))[0]
+    assert 0 <= random_seed.seed < 2**32
+
+
+@pytest.mark.parametrize(("preset", "shape"), [("square", (64, 64)), ("portrait", (48, 80)), ("landscape", (80, 48))])
+def test_size_presets(generator, preset, shape):
+    (result,) = generator.generate(GenerationRequest(PROMPT, size=preset, seed=1))
+    assert result.image.size == shape
+
+
+def test_real_flux_size_presets_keep_about_a_megapixel():
+    for preset in ("square", "portrait", "landscape"):
+        width, height = preset_size(preset, 1024)
+        assert width % 16 == 0 and height % 16 == 0
+        assert abs(width * height / 1024**2 - 1) < 0.05
+
+
+def test_switching_adapters_and_back_reproduces_pictures_exactly(generator, adapters):
+    base = _one(generator)
+    first = _one(generator, AdapterUse("member0", adapters["member0"]))
+    second = _one(generator, AdapterUse("member1", adapters["member1"]))
+    assert np.abs(first - base).mean() > 1 and np.abs(second - first).mean() > 1
+    assert np.array_equal(_one(generator, AdapterUse("member0", adapters["member0"])), first)
+    assert np.array_equal(_one(generator), base)
+
+
+def test_weights_mix_several_adapters(generator, adapters):
+    zero = _one(generator, AdapterUse("member0", adapters["member0"], 0.0))
+    assert np.array_equal(zero, _one(generator))  # strength 0 is the base picture
+    alone = _one(generator, AdapterUse("member0", adapters["member0"]))
+    mixed = _one(generator, AdapterUse("member0", adapters["member0"], 1.0), AdapterUse("member2", adapters["member2"], 0.5))
+    assert np.abs(mixed - alone).mean() > 1
+
+
+def test_the_least_recently_used_adapter_is_evicted(generator, adapters):
+    for name in ("member0", "member1", "member2", "member3"):
+        _one(generator, AdapterUse(name, adapters[name]))
+    _one(generator, AdapterUse("member0", adapters["member0"]))  # now the most recent
+    _one(generator, AdapterUse("member4", adapters["member4"]))
+    assert generator.loaded_adapters == ["member2", "member3", "member0", "member4"]
+    assert len(generator.pipe.transformer.peft_config) == 4
+
+
+def test_a_retrained_adapter_is_reloaded(generator, adapters, tmp_path):
+    path = tmp_path / "changing.safetensors"
+    path.write_bytes(adapters["member0"].read_bytes())
+    before = _one(generator, AdapterUse("changing", path))
+    path.write_bytes(adapters["member1"].read_bytes())
+    after = _one(generator, AdapterUse("changing", path))
+    assert np.array_equal(after, _one(generator, AdapterUse("member1", adapters["member1"])))
+    assert not np.array_equal(before, after)
+
+
+def test_hotswap_gives_the_pictures_a_normal_load_gives(generator, adapters, tiny_dir):
+    swapping = Generator("tiny", max_adapters=4, hotswap=True)
+    for name in ("member0", "member1", "member2", "member3", "member4", "member0"):
+        use = AdapterUse(name, adapters[name])
+        assert np.array_equal(_one(swapping, use), _one(generator, use)), name
+    assert len(swapping.pipe.transformer.peft_config) == 4  # slots reused, not added
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (GenerationRequest(""), "prompt is empty"),
+        (GenerationRequest(PROMPT, count=5), "1 to 4 images"),
+        (GenerationRequest(PROMPT, size="huge"), "size must be one of"),
+        (GenerationRequest(PROMPT, adapters=(AdapterUse("ghost", "/nowhere.safetensors"),)), "missing"),
+    ],
+)
+def test_bad_requests_are_refused_with_a_reason(generator, request_, message):
+    with pytest.raises(DoppelError, match=message):
+        generator.generate(request_)
+
+
+def test_a_file_that_is_not_an_adapter_is_refused_and_nothing_breaks(generator, tmp_path):
+    bogus = tmp_path / "bogus.safetensors"
+    save_file({"something.weight": torch.zeros(2, 2)}, bogus)
+    with pytest.raises(DoppelError, match="could not be loaded"):
+        generator.generate(GenerationRequest(PROMPT, (AdapterUse("bogus", bogus),)))
+    assert generator.generate(GenerationRequest(PROMPT, seed=3))
