@@ -1,0 +1,56 @@
+"""The command line, run as a person runs it: a separate process, its output and exit status."""
+
+import os
+import subprocess
+import sys
+
+from PIL import Image
+
+from tests.conftest import TOKEN
+
+
+def run(*args, env_extra=None):
+    env = os.environ | (env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "trainer", *map(str, args)], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_make_tiny_train_and_generate(tmp_path, photos, model_cache):
+    made = run("make-tiny", tmp_path / "tiny")
+    assert made.returncode == 0, made.stderr
+    assert "noise" in made.stdout and (tmp_path / "tiny" / "model_index.json").is_file()
+
+    trained = run(
+        "train", "--base", tmp_path / "tiny", "--images", photos, "--token", TOKEN, "--out", tmp_path / "out",
+        "--steps", "4", "--checkpoint-every", "2", "--sample-every", "0",
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert "adapter:" in trained.stdout and "4/4" in trained.stderr  # the progress bar reached the end
+
+    generated = run(
+        "generate", "--base", tmp_path / "tiny", "--lora", tmp_path / "out" / "pytorch_lora_weights.safetensors",
+        "--prompt", f"photo of {TOKEN}", "--count", "2", "--seed", "9", "--size", "portrait", "--out", tmp_path / "pictures",
+    )
+    assert generated.returncode == 0, generated.stderr
+    pictures = sorted((tmp_path / "pictures").iterdir())
+    assert [p.name for p in pictures] == ["seed-10.png", "seed-9.png"]
+    with Image.open(pictures[1]) as picture:
+        assert picture.size == (48, 80)
+        assert picture.text["doppel:seed"] == "9" and "noise" in picture.text["doppel:note"]
+
+
+def test_bad_input_gives_one_line_and_a_non_zero_exit(tmp_path, photos, model_cache):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "empty.jpg").write_bytes(b"")
+    cases = [
+        ("train", "--base", "tiny", "--images", tmp_path / "bad", "--token", TOKEN, "--out", tmp_path / "o"),
+        ("train", "--base", "tiny", "--images", photos, "--token", "no way", "--out", tmp_path / "o"),
+        ("generate", "--base", "tiny", "--lora", tmp_path / "absent.safetensors", "--prompt", "x", "--out", tmp_path),
+    ]
+    for args in cases:
+        result = run(*args)
+        assert result.returncode == 2, result
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "empty.jpg" in run(*cases[0]).stderr

@@ -1,0 +1,178 @@
+"""`python -m trainer`: build the tiny model, train an adapter, make pictures.
+
+Bad input ends with one line, `error: ...`, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_libraries()
+    from trainer.errors import DoppelError
+
+    try:
+        return args.run(args)
+    except DoppelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    from trainer.config import TrainConfig
+
+    defaults = TrainConfig.__dataclass_fields__
+    parser = argparse.ArgumentParser(prog="python -m trainer", description="doppel's Flux LoRA trainer")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    tiny = commands.add_parser("make-tiny", help="write the tiny random Flux pipeline (images from it are noise)")
+    tiny.add_argument("directory", type=Path)
+    tiny.set_defaults(run=_make_tiny)
+
+    train = commands.add_parser("train", help="train a LoRA adapter from a folder of photos")
+    train.add_argument("--base", default=None, help="Hub id, diffusers folder or 'tiny' (default: BASE_MODEL)")
+    train.add_argument("--images", type=Path, required=True, help="folder of images with same-named .txt captions")
+    train.add_argument("--token", required=True, help="the trigger token, letters and digits, e.g. THGH96")
+    train.add_argument("--out", type=Path, required=True, help="folder for the adapter, checkpoints and samples")
+    train.add_argument("--steps", type=int, default=defaults["steps"].default)
+    train.add_argument("--rank", type=int, default=defaults["rank"].default)
+    train.add_argument("--lr", type=float, default=defaults["lr"].default)
+    train.add_argument("--resolution", type=int, default=None, help="multiple of 16 (default: 512; tiny: 64)")
+    train.add_argument("--seed", type=int, default=defaults["seed"].default)
+    train.add_argument("--resume", type=Path, default=None, help="a checkpoint of this run to continue from")
+    train.add_argument("--checkpoint-every", type=int, default=defaults["checkpoint_every"].default)
+    train.add_argument("--sample-every", type=int, default=defaults["sample_every"].default, help="0: no samples")
+    train.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
+    train.add_argument("--warmup-steps", type=int, default=0)
+    train.add_argument("--gradient-checkpointing", action="store_true")
+    train.set_defaults(run=_train)
+
+    generate = commands.add_parser("generate", help="make pictures with one or more adapters")
+    generate.add_argument("--base", default=None, help="Hub id, diffusers folder or 'tiny' (default: BASE_MODEL)")
+    generate.add_argument("--lora", type=Path, action="append", default=[], help="an adapter file; repeat for more")
+    generate.add_argument("--weight", type=float, action="append", default=[], help="strength of each --lora")
+    generate.add_argument("--prompt", required=True)
+    generate.add_argument("--seed", type=int, default=None)
+    generate.add_argument("--count", type=int, default=1, help="1 to 4")
+    generate.add_argument("--steps", type=int, default=None)
+    generate.add_argument("--size", choices=("square", "portrait", "landscape"), default="square")
+    generate.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
+    generate.set_defaults(run=_generate)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    import os
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", message=".*torchvision.*")
+    for name in ("diffusers", "transformers", "peft"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _base(args) -> str:
+    from trainer.settings import trainer_settings
+
+    return args.base or trainer_settings().base_model
+
+
+def _make_tiny(args) -> int:
+    from trainer.tiny import NOISE_WARNING, write_pipeline
+
+    write_pipeline(args.directory)
+    print(f"wrote the tiny Flux pipeline to {args.directory} ({NOISE_WARNING})")
+    return 0
+
+
+def _train(args) -> int:
+    from tqdm import tqdm
+
+    from trainer.config import TrainConfig
+    from trainer.progress import CheckpointEvent, PhaseEvent, SampleEvent, StepEvent
+    from trainer.train import train_lora
+
+    config = TrainConfig(
+        base=_base(args),
+        images=args.images,
+        token=args.token,
+        out=args.out,
+        steps=args.steps,
+        rank=args.rank,
+        lr=args.lr,
+        resolution=args.resolution,
+        seed=args.seed,
+        resume=args.resume,
+        checkpoint_every=args.checkpoint_every,
+        sample_every=args.sample_every,
+        lr_schedule=args.lr_schedule,
+        warmup_steps=args.warmup_steps,
+        gradient_checkpointing=args.gradient_checkpointing,
+    )
+    bar = None
+
+    def show(event) -> None:
+        nonlocal bar
+        if isinstance(event, PhaseEvent):
+            tqdm.write(f"{event.phase}: {event.detail}" if event.detail else event.phase, file=sys.stderr)
+        elif isinstance(event, StepEvent):
+            if bar is None:
+                bar = tqdm(total=event.total, initial=event.step - 1, unit="step", dynamic_ncols=True)
+            bar.update(1)
+            bar.set_postfix(loss=f"{event.loss:.4f}")
+        elif isinstance(event, CheckpointEvent):
+            tqdm.write(f"checkpoint: {event.path}", file=sys.stderr)
+        elif isinstance(event, SampleEvent):
+            tqdm.write(f"samples at step {event.step}: {', '.join(str(p) for p in event.paths)}", file=sys.stderr)
+
+    try:
+        result = train_lora(config, on_event=show)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"adapter: {result.lora_path} ({result.steps} steps, final loss {result.final_loss:.4f}, {result.seconds:.1f} s)")
+    if config.base == "tiny":
+        print("note: trained on the tiny random model, so its pictures are noise")
+    return 0
+
+
+def _generate(args) -> int:
+    from tqdm import tqdm
+
+    from trainer.errors import DoppelError
+    from trainer.generate import AdapterUse, GenerationRequest, Generator
+    from trainer.images import save_png
+
+    if args.weight and len(args.weight) != len(args.lora):
+        raise DoppelError(f"give one --weight per --lora ({len(args.lora)}), or none")
+    weights = args.weight or [1.0] * len(args.lora)
+    for path in args.lora:
+        if not path.is_file():
+            raise DoppelError(f"there is no adapter file at '{path}'")
+    adapters = tuple(AdapterUse(f"lora{k}-{p.parent.name}", p, w) for k, (p, w) in enumerate(zip(args.lora, weights)))
+    request = GenerationRequest(args.prompt, adapters, count=args.count, seed=args.seed, size=args.size, steps=args.steps)
+    request.validate()
+    generator = Generator(_base(args))
+    with tqdm(total=request.steps or generator.base.inference_steps, unit="step", dynamic_ncols=True) as bar:
+        images = generator.generate(request, on_step=lambda done, total: bar.update(done - bar.n))
+    for picture in images:
+        path = save_png(picture.image, args.out / f"seed-{picture.seed}.png", picture.info)
+        print(path)
+    if generator.base.is_tiny:
+        print("note: the tiny random model makes noise, not likenesses")
+    return 0
