@@ -44,9 +44,14 @@ def flow_matching_loss(
     noise: torch.Tensor,
     sigmas: torch.Tensor,
     guidance: float,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """Mean squared error of the predicted velocity (noise - data) at the given noise levels."""
-    dtype = transformer.dtype
+    """Mean squared error of the predicted velocity (noise - data) at the given noise levels.
+
+    `dtype` is the base weights' dtype; pass it in a loop, since `transformer.dtype`
+    walks every module to find it (a millisecond a step on the tiny model).
+    """
+    dtype = dtype or transformer.dtype
     s = sigmas.view(-1, 1, 1, 1).to(latents.device, latents.dtype)
     noisy = (1 - s) * latents + s * noise
     target = pack(noise - latents)

@@ -83,7 +83,24 @@ SMALL = FluxShape(
     max_sequence_length=64,
 )
 
-SHAPES = {shape.name: shape for shape in (TINY, SMALL)}
+# FLUX.1-dev's transformer (12B parameters) with two-layer text encoders and a slim VAE:
+# the real cost of a training step, for GPU benchmarks with random weights.
+DEV = FluxShape(
+    name="dev",
+    heads=24,
+    head_dim=128,
+    double_blocks=19,
+    single_blocks=38,
+    rope_axes=(16, 56, 56),
+    text_width=4096,
+    pooled_width=768,
+    vae_channels=(32, 64, 64, 64),
+    resolution=512,
+    inference_steps=28,
+    max_sequence_length=512,
+)
+
+SHAPES = {shape.name: shape for shape in (TINY, SMALL, DEV)}
 
 
 def _byte_level_symbols() -> list[str]:
@@ -128,14 +145,23 @@ def _t5_tokenizer():
     return tokenizer
 
 
-def build_pipeline(shape: FluxShape = TINY):
-    """A FluxPipeline with random weights of the given shape, the same every time."""
+def build_pipeline(shape: FluxShape = TINY, device: str = "cpu"):
+    """A FluxPipeline with random weights of the given shape, the same every time.
+
+    `device` is where the weights are made: FLUX.1-dev's shape is built on the GPU.
+    """
     import torch
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
     clip_tokenizer = _clip_tokenizer()
     t5_tokenizer = _t5_tokenizer()
+    with torch.device(device):
+        return _build_models(shape, clip_tokenizer, t5_tokenizer)
+
+
+def _build_models(shape: FluxShape, clip_tokenizer, t5_tokenizer):
+    import torch
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
     torch.manual_seed(0)
     clip = CLIPTextModel(

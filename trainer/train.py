@@ -20,7 +20,7 @@ from diffusers.optimization import get_scheduler
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
-from trainer.base_model import load_pipeline, pick_device, pick_dtype, resolve_base
+from trainer.base_model import BaseModel, load_pipeline, pick_device, pick_dtype, resolve_base
 from trainer.caching import CachedExample, cache_training_set, release_encoders
 from trainer.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from trainer.config import TrainConfig
@@ -53,15 +53,17 @@ def train_lora(
     on_event: Callable[[Event], None] | None = None,
     cancel: CancelToken | None = None,
     pipeline=None,
+    base: BaseModel | None = None,
 ) -> TrainResult:
     """Train and write `pytorch_lora_weights.safetensors` into `config.out`.
 
-    `pipeline` lets a long-lived worker pass the FluxPipeline it already holds;
-    the adapter is removed from it again when training ends, however it ends.
+    `pipeline` (and its `base`) let a long-lived worker or a benchmark pass the
+    FluxPipeline it already holds; the adapter is removed from it again when
+    training ends, however it ends. Its text encoders and VAE are left on the CPU.
     """
     emit = on_event or (lambda event: None)
     started = time.monotonic()
-    base = resolve_base(config.base)
+    base = base or resolve_base(config.base)
     resolution = config.resolution or base.train_resolution
     device = pick_device(config.device)
     dtype = pick_dtype(device)
@@ -154,7 +156,9 @@ def _train(config, base, resolution, device, dtype, pipe, training_set, record, 
         sigmas = sample_sigmas(len(batch), image_tokens, scheduler_config, noise_rng)
 
         model_started = _clock(device, config.time_steps)
-        loss = flow_matching_loss(transformer, latents, prompt_embeds, pooled_embeds, noise, sigmas, config.guidance)
+        loss = flow_matching_loss(
+            transformer, latents, prompt_embeds, pooled_embeds, noise, sigmas, config.guidance, dtype
+        )
         loss.backward()
         model_seconds = _clock(device, config.time_steps) - model_started if config.time_steps else None
 
@@ -288,7 +292,8 @@ def _optimizer(parameters, lr: float, device):
             return bitsandbytes.optim.AdamW8bit(parameters, lr=lr, weight_decay=1e-4)
         except ImportError:
             log.info("bitsandbytes is not installed: using torch's AdamW")
-    return torch.optim.AdamW(parameters, lr=lr, weight_decay=1e-4)
+    # fused: one kernel for all LoRA tensors instead of a Python loop over them.
+    return torch.optim.AdamW(parameters, lr=lr, weight_decay=1e-4, fused=True)
 
 
 def _clock(device, synchronise: bool) -> float:
