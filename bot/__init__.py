@@ -1,0 +1,1 @@
+"""doppel's Discord side. Never imports torch: GPU work goes through the job layer."""

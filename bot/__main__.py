@@ -1,0 +1,36 @@
+"""`python -m bot` runs the bot; `python -m bot healthcheck` is the container's health check."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from bot import health
+from bot.settings import BotSettings
+
+
+def main(argv: list[str]) -> int:
+    settings = BotSettings()
+    if argv[:1] == ["healthcheck"]:
+        return health.check(settings)
+    if argv:
+        print("usage: python -m bot [healthcheck]", file=sys.stderr)
+        return 2
+    if settings.discord_token is None:
+        print(
+            "error: DISCORD_TOKEN is not set. Create a bot at https://discord.com/developers/applications, "
+            "then put its token in .env (see .env.example).",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bot.app import DoppelBot
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # log_handler=None: our logging is already set up, and discord.py never logs the token.
+    DoppelBot(settings).run(settings.discord_token.get_secret_value(), log_handler=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
