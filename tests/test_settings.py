@@ -1,0 +1,27 @@
+import re
+from pathlib import Path
+
+from bot.settings import BotSettings
+from trainer.settings import TrainerSettings
+
+EXAMPLE = Path(__file__).resolve().parent.parent / ".env.example"
+
+
+def test_every_setting_is_explained_in_env_example():
+    text = EXAMPLE.read_text()
+    listed = set(re.findall(r"^([A-Z_]+)=", text, flags=re.MULTILINE))
+    settings = {name.upper() for name in (*BotSettings.model_fields, *TrainerSettings.model_fields)}
+    assert listed == settings
+    for name in settings:  # each with a comment line right above it
+        assert re.search(rf"^# .+\n{name}=", text, flags=re.MULTILINE), name
+
+
+def test_the_example_file_as_written_gives_the_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(EXAMPLE.read_text())
+    for name in ("DISCORD_TOKEN", "HF_TOKEN", "RAY_ADDRESS", "MODEL_CACHE_DIR", "BASE_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    bot, trainer = BotSettings(), TrainerSettings()
+    assert bot.discord_token is None and bot.ray_address is None
+    assert trainer.hf_token is None and trainer.model_cache_dir == Path.home() / ".cache" / "doppel"
+    assert trainer.base_model == "black-forest-labs/FLUX.1-dev"
