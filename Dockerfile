@@ -1,0 +1,46 @@
+# doppel on one NVIDIA GPU: the bot, a local Ray instance and the trainer in one container.
+#   docker build -t doppel .
+#   docker run --gpus all --env-file .env -v doppel-data:/data -v doppel-models:/models doppel
+FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends software-properties-common \
+ && add-apt-repository -y ppa:deadsnakes/ppa \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends python3.11 python3.11-venv libgl1 libglib2.0-0 tini \
+ && rm -rf /var/lib/apt/lists/*
+
+RUN python3.11 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+WORKDIR /app
+# Dependencies first, so a code change does not reinstall torch (PyPI's Linux wheel is the CUDA build).
+COPY pyproject.toml README.md ./
+RUN mkdir bot trainer && touch bot/__init__.py trainer/__init__.py \
+ && pip install "torch==2.13.0" \
+ && pip install ".[gpu]" \
+ && rm -rf bot trainer
+COPY bot ./bot
+COPY trainer ./trainer
+RUN pip install --no-deps .
+
+RUN useradd --create-home --uid 10001 doppel \
+ && mkdir -p /data /models \
+ && chown doppel:doppel /data /models
+USER doppel
+
+ENV DATA_DIR=/data \
+    MODEL_CACHE_DIR=/models/doppel \
+    HF_HOME=/models/huggingface \
+    RAY_DISABLE_USAGE_STATS=1
+VOLUME ["/data", "/models"]
+
+HEALTHCHECK --interval=60s --timeout=10s --start-period=120s --retries=3 \
+    CMD ["python", "-m", "bot", "healthcheck"]
+
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["python", "-m", "bot"]
