@@ -93,9 +93,12 @@ def _base(args) -> str:
 
 
 def _make_tiny(args) -> int:
+    from tqdm import tqdm
+
     from trainer.tiny import NOISE_WARNING, write_pipeline
 
-    write_pipeline(args.directory)
+    with tqdm(total=2, unit="stage", dynamic_ncols=True) as bar:
+        write_pipeline(args.directory, on_stage=lambda stage: (bar.set_description(stage), bar.update(1)))
     print(f"wrote the tiny Flux pipeline to {args.directory} ({NOISE_WARNING})")
     return 0
 

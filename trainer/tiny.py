@@ -231,7 +231,7 @@ def _build_models(shape: FluxShape, clip_tokenizer, t5_tokenizer):
     )
 
 
-def write_pipeline(directory: Path, shape: FluxShape = TINY) -> Path:
+def write_pipeline(directory: Path, shape: FluxShape = TINY, on_stage=None) -> Path:
     """Build the pipeline and save it with `save_pretrained`, atomically."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
@@ -240,7 +240,12 @@ def write_pipeline(directory: Path, shape: FluxShape = TINY) -> Path:
     transformers_logging.disable_progress_bar()
     directory = Path(directory)
     with atomic_directory(directory) as staging:
-        build_pipeline(shape).save_pretrained(staging)
+        pipeline = build_pipeline(shape)
+        if on_stage:
+            on_stage("built")
+        pipeline.save_pretrained(staging)
+        if on_stage:
+            on_stage("written")
         (staging / TINY_MARKER).write_text(json.dumps(asdict(shape), indent=2) + "\n")
     return directory
 
