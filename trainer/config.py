@@ -102,10 +102,11 @@ class TrainConfig:
         return [caption_with_token(prompt, self.token) for prompt in self.sample_prompts]
 
     def to_record(self) -> dict:
-        """The settings that decide the result, for checkpoints to be checked against."""
+        """The settings that decide the adapter's weights, for checkpoints to be checked against."""
         record = asdict(self)
-        for key in ("images", "out", "resume", "device", "time_steps"):
+        # Where things are and how often to look at them do not change the adapter.
+        for key in ("images", "out", "resume", "device", "time_steps", "checkpoint_every", "sample_every",
+                    "sample_prompts", "sample_seed"):
             record.pop(key)
         record["target_modules"] = list(self.target_modules)
-        record["sample_prompts"] = list(self.sample_prompts)
         return record

@@ -25,6 +25,15 @@ class TrainingCancelled(DoppelError):
         self.step = step
 
 
+class TrainingPaused(DoppelError):
+    """Training stopped between two steps after writing a checkpoint to resume from."""
+
+    def __init__(self, step: int, checkpoint):
+        super().__init__(f"training paused after step {step}")
+        self.step = step
+        self.checkpoint = checkpoint
+
+
 @dataclass(frozen=True)
 class FileProblem:
     name: str

@@ -46,14 +46,27 @@ Event = PhaseEvent | StepEvent | SampleEvent | CheckpointEvent
 
 
 class CancelToken:
-    """Set from any thread; the training loop looks at it between steps."""
+    """Set from any thread; the training loop looks at it between steps.
+
+    `cancel` stops the run. `pause` stops it too, but first writes a checkpoint
+    of the last finished step, so the run can be resumed exactly: this is how a
+    training run gives the GPU to waiting generations.
+    """
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._cancel = threading.Event()
+        self._pause = threading.Event()
 
     def cancel(self) -> None:
-        self._event.set()
+        self._cancel.set()
+
+    def pause(self) -> None:
+        self._pause.set()
 
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set()
+        return self._cancel.is_set()
+
+    @property
+    def paused(self) -> bool:
+        return self._pause.is_set()

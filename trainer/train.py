@@ -25,7 +25,7 @@ from trainer.caching import CachedExample, cache_training_set, release_encoders
 from trainer.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.dataset import load_training_set
-from trainer.errors import TrainingCancelled
+from trainer.errors import TrainingCancelled, TrainingPaused
 from trainer.flow import flow_matching_loss, sample_sigmas
 from trainer.lora_file import lora_config_dict, save_lora
 from trainer.progress import CancelToken, CheckpointEvent, Event, PhaseEvent, SampleEvent, StepEvent
@@ -140,9 +140,32 @@ def _train(config, base, resolution, device, dtype, pipe, training_set, record, 
     scheduler_config = pipe.scheduler.config
     loop_started = time.monotonic()
     result = TrainResult(Path(), config.steps, math.nan, training_set.sha256, 0.0)
+
+    def save_state(step: int) -> Path:
+        path = save_checkpoint(
+            checkpoint_path(config.out, step),
+            Checkpoint(
+                step=step,
+                lora=get_peft_model_state_dict(transformer, adapter_name=ADAPTER),
+                optimizer=optimizer.state_dict(),
+                lr_scheduler=lr_scheduler.state_dict(),
+                rng={"noise": noise_rng.get_state(), "torch": torch.get_rng_state()},
+                record=record,
+            ),
+        )
+        result.checkpoints.append(path)
+        emit(CheckpointEvent(step, config.steps, path))
+        return path
+
     for step in range(first_step, config.steps + 1):
         if cancel is not None and cancel.cancelled:
             raise TrainingCancelled(step - 1)
+        if cancel is not None and cancel.paused:
+            done_step = step - 1
+            saved = checkpoint_path(config.out, done_step)
+            if done_step == 0:
+                raise TrainingPaused(0, None)
+            raise TrainingPaused(done_step, saved if saved in result.checkpoints else save_state(done_step))
         step_started = time.monotonic()
         batch = order.batch(step)
 
@@ -184,19 +207,7 @@ def _train(config, base, resolution, device, dtype, pipe, training_set, record, 
         log.debug("step %d took %.4f s", step, time.monotonic() - step_started)
 
         if step % config.checkpoint_every == 0:
-            path = save_checkpoint(
-                checkpoint_path(config.out, step),
-                Checkpoint(
-                    step=step,
-                    lora=get_peft_model_state_dict(transformer, adapter_name=ADAPTER),
-                    optimizer=optimizer.state_dict(),
-                    lr_scheduler=lr_scheduler.state_dict(),
-                    rng={"noise": noise_rng.get_state(), "torch": torch.get_rng_state()},
-                    record=record,
-                ),
-            )
-            result.checkpoints.append(path)
-            emit(CheckpointEvent(step, config.steps, path))
+            save_state(step)
 
         if sample_embeddings and (step % config.sample_every == 0 or step == config.steps):
             paths = render_samples(

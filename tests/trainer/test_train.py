@@ -12,7 +12,7 @@ from trainer.caching import cache_training_set
 from trainer.checkpoint import checkpoint_path
 from trainer.config import TrainConfig
 from trainer.dataset import load_training_set
-from trainer.errors import CheckpointError, DatasetError, DoppelError, TrainingCancelled
+from trainer.errors import CheckpointError, DatasetError, DoppelError, TrainingCancelled, TrainingPaused
 from trainer.flow import flow_matching_loss
 from trainer.lora_file import LORA_FILENAME, read_facts
 from trainer.progress import CancelToken, CheckpointEvent, StepEvent
@@ -144,6 +144,23 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(photos, tmp_path):
     assert steps == [4, 5, 6]
     parts = _lora(resumed.lora_path)
     assert parts.keys() == whole.keys()
+    for key in whole:
+        torch.testing.assert_close(parts[key], whole[key], rtol=1e-5, atol=1e-6)
+
+
+def test_pause_checkpoints_the_last_step_and_resuming_matches(photos, tmp_path):
+    whole = _lora(train_lora(_config(photos, tmp_path / "whole", checkpoint_every=100)).lora_path)
+    token = CancelToken()
+
+    def pause_at_step_four(event):
+        if isinstance(event, StepEvent) and event.step == 4:
+            token.pause()
+
+    with pytest.raises(TrainingPaused) as caught:
+        train_lora(_config(photos, tmp_path / "parts", checkpoint_every=100), on_event=pause_at_step_four, cancel=token)
+    assert caught.value.step == 4 and caught.value.checkpoint == checkpoint_path(tmp_path / "parts", 4)
+    resumed = train_lora(_config(photos, tmp_path / "parts", checkpoint_every=100, resume=caught.value.checkpoint))
+    parts = _lora(resumed.lora_path)
     for key in whole:
         torch.testing.assert_close(parts[key], whole[key], rtol=1e-5, atol=1e-6)
 
