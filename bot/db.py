@@ -1,0 +1,59 @@
+"""The SQLite database: one file, WAL, foreign keys, numbered migrations.
+
+Migrations are `NNN_name.sql` files in the packages that own the tables; each
+runs once, in number order, inside a transaction, and `PRAGMA user_version`
+records the last one applied.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import aiosqlite
+
+MIGRATION_DIRS = (Path(__file__).parent / "jobs" / "migrations",)
+MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+def migrations() -> list[tuple[int, Path]]:
+    found = []
+    for folder in MIGRATION_DIRS:
+        for path in folder.glob("*.sql"):
+            match = MIGRATION_NAME.match(path.name)
+            if match:
+                found.append((int(match.group(1)), path))
+    numbers = [n for n, _ in found]
+    if len(numbers) != len(set(numbers)):
+        raise RuntimeError(f"two migrations share a number: {sorted(numbers)}")
+    return sorted(found)
+
+
+async def connect(path: Path) -> aiosqlite.Connection:
+    """Open (creating if needed) and migrate the database."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN ourselves
+    db.row_factory = aiosqlite.Row
+    await db.execute("PRAGMA journal_mode = WAL")
+    await db.execute("PRAGMA foreign_keys = ON")
+    await db.execute("PRAGMA busy_timeout = 5000")
+    (version,) = await (await db.execute("PRAGMA user_version")).fetchone()
+    for number, script in migrations():
+        if number <= version:
+            continue
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(script.read_text()):
+                await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {number}")
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+    return db
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration into statements (executescript would commit on its own)."""
+    lines = [line.split("--", 1)[0] for line in sql.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

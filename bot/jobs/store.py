@@ -1,0 +1,136 @@
+"""Every change to a job, as one guarded SQL statement or one transaction.
+
+Each transition names the states it may leave from, so applying it twice, or
+racing another, changes nothing the second time: the caller learns from the
+return value whether it took effect.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import aiosqlite
+
+from bot import db
+from bot.jobs.models import Job, JobKind, JobState, Owner
+
+
+class QueueFull(Exception):
+    """The member already has as many jobs waiting as they may."""
+
+
+class JobStore:
+    def __init__(self, connection: aiosqlite.Connection):
+        self.db = connection
+
+    @classmethod
+    async def open(cls, path: Path) -> JobStore:
+        return cls(await db.connect(path))
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def submit(self, kind: JobKind, owner: Owner, params: dict, max_active: int) -> Job:
+        """Queue a job, unless the owner already has `max_active` queued or running."""
+        now = time.time()
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            (active,) = await (
+                await self.db.execute(
+                    "SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND member_id = ? AND state IN ('queued', 'running')",
+                    (owner.guild_id, owner.member_id),
+                )
+            ).fetchone()
+            if active >= max_active:
+                raise QueueFull(f"you already have {active} requests waiting or running; the limit is {max_active}")
+            cursor = await self.db.execute(
+                "INSERT INTO jobs (kind, guild_id, member_id, params, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (kind.value, owner.guild_id, owner.member_id, json.dumps(params), now, now),
+            )
+            await self.db.execute("COMMIT")
+        except BaseException:
+            await self.db.execute("ROLLBACK")
+            raise
+        return await self.get(cursor.lastrowid)
+
+    async def get(self, job_id: int) -> Job | None:
+        row = await (await self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))).fetchone()
+        return Job.from_row(row) if row else None
+
+    async def in_state(self, *states: JobState, kind: JobKind | None = None) -> list[Job]:
+        marks = ", ".join("?" for _ in states)
+        sql = f"SELECT * FROM jobs WHERE state IN ({marks})"
+        args: list = [s.value for s in states]
+        if kind is not None:
+            sql += " AND kind = ?"
+            args.append(kind.value)
+        rows = await (await self.db.execute(sql + " ORDER BY id", args)).fetchall()
+        return [Job.from_row(row) for row in rows]
+
+    async def last_started(self, kind: JobKind) -> dict[Owner, float]:
+        """When each owner last had a job of this kind dispatched: the round-robin's memory."""
+        rows = await (
+            await self.db.execute(
+                "SELECT guild_id, member_id, MAX(started_at) FROM jobs WHERE kind = ? AND started_at IS NOT NULL "
+                "GROUP BY guild_id, member_id",
+                (kind.value,),
+            )
+        ).fetchall()
+        return {Owner(g, m): t for g, m, t in rows}
+
+    async def _update(self, job_id: int, allowed: tuple[JobState, ...], assignments: str, args: tuple) -> bool:
+        marks = ", ".join("?" for _ in allowed)
+        cursor = await self.db.execute(
+            f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ? AND state IN ({marks})",
+            (*args, time.time(), job_id, *(s.value for s in allowed)),
+        )
+        return cursor.rowcount == 1
+
+    async def claim(self, job_id: int, worker: str) -> bool:
+        """queued -> running on `worker`; counts an attempt."""
+        return await self._update(
+            job_id,
+            (JobState.QUEUED,),
+            "state = 'running', worker = ?, attempts = attempts + 1, started_at = COALESCE(started_at, ?)",
+            (worker, time.time()),
+        )
+
+    async def requeue(self, job_id: int, count_attempt: bool = True) -> bool:
+        """running -> queued, to resume from its checkpoint. A job that yielded the GPU was not at fault."""
+        return await self._update(
+            job_id,
+            (JobState.RUNNING,),
+            "state = 'queued', worker = NULL" + ("" if count_attempt else ", attempts = attempts - 1"),
+            (),
+        )
+
+    async def record_progress(self, job_id: int, progress: dict) -> bool:
+        return await self._update(job_id, (JobState.RUNNING,), "progress = ?", (json.dumps(progress),))
+
+    async def record_checkpoint(self, job_id: int, path: str, step: int) -> bool:
+        return await self._update(
+            job_id, (JobState.RUNNING, JobState.QUEUED), "checkpoint = ?, checkpoint_step = ?", (path, step)
+        )
+
+    async def finish(self, job_id: int, state: JobState, *, result: dict | None = None, error: str | None = None) -> bool:
+        """running -> succeeded, failed or cancelled. A queued job may be failed or cancelled too."""
+        assert state.finished
+        allowed = (JobState.RUNNING,) if state is JobState.SUCCEEDED else (JobState.RUNNING, JobState.QUEUED)
+        return await self._update(
+            job_id,
+            allowed,
+            "state = ?, result = ?, error = ?, finished_at = ?, worker = NULL",
+            (state.value, json.dumps(result) if result is not None else None, error, time.time()),
+        )
+
+    async def request_cancel(self, job_id: int) -> JobState | None:
+        """A queued job is cancelled at once; a running one is marked for the runner to stop."""
+        if await self._update(
+            job_id, (JobState.QUEUED,), "state = 'cancelled', finished_at = ?, worker = NULL", (time.time(),)
+        ):
+            return JobState.CANCELLED
+        await self._update(job_id, (JobState.RUNNING,), "cancel_requested = 1", ())
+        job = await self.get(job_id)
+        return job.state if job else None
