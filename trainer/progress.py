@@ -12,8 +12,9 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class PhaseEvent:
-    phase: str  # reading, loading, caching, training, saving
+    phase: str  # reading, loading, caching, resuming, training, saving
     detail: str = ""
+    step: int | None = None  # resuming: the checkpoint's step
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,7 @@ def _train(config, base, resolution, device, dtype, pipe, training_set, record, 
         noise_rng.set_state(resumed.rng["noise"])
         torch.set_rng_state(resumed.rng["torch"])
         first_step = resumed.step + 1
-        emit(PhaseEvent("resuming", f"from step {resumed.step}"))
+        emit(PhaseEvent("resuming", f"from step {resumed.step}", step=resumed.step))
 
     # 5. The loop. Cancelling takes effect between two steps.
     emit(PhaseEvent("training", f"steps {first_step} to {config.steps}"))
