@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +18,28 @@ class BotSettings(BaseSettings):
     ray_address: str | None = Field(None, description="A Ray cluster to join; unset starts a local Ray instance.")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
     heartbeat_seconds: int = Field(30, ge=5, le=600, description="How often the bot proves it is alive.")
+
+    # GPU jobs
+    ray_num_gpus: float | None = Field(None, ge=0, description="GPUs a local Ray declares; unset detects them.")
+    ray_actor_prefix: str = Field("doppel", pattern=r"^[a-z0-9-]+$", description="Prefix of doppel's Ray actor names.")
+    gpu_sharing: Literal["auto", "share", "yield"] = Field(
+        "auto", description="share: train and generate side by side; yield: training steps aside; auto: by GPU memory."
+    )
+    share_min_gpu_gib: float = Field(40, description="In auto mode, GPUs with at least this memory share.")
+    generator_gpu_share: float = Field(0.25, gt=0, lt=1, description="Ray's GPU fraction for a generator.")
+    generation_max_wait_s: float = Field(30, gt=0, description="Longest a picture waits for training to step aside.")
+    generation_timeout_s: float = Field(300, gt=0, description="A picture not made in this time is retried.")
+    progress_interval_s: float = Field(3, ge=0, description="Least time between two progress reports of a job.")
+    max_active_jobs_per_member: int = Field(5, ge=1, description="Queued plus running jobs one member may have.")
+    max_job_attempts: int = Field(3, ge=1, description="Times a job is retried after its worker is lost.")
+
+    @property
+    def database_file(self) -> Path:
+        return self.data_dir / "doppel.sqlite3"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
 
     @property
     def heartbeat_file(self) -> Path:

@@ -1,0 +1,45 @@
+"""What jobs read from and write to the data folder. Blocking: the runner calls these in threads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trainer.atomic import atomic_write
+
+MAX_PHOTO_BYTES = 30 * 2**20
+
+
+class MissingInput(Exception):
+    """Something a job needs is not in the data folder."""
+
+
+def job_dir(jobs_dir: Path, job_id: int) -> Path:
+    return jobs_dir / f"{job_id:08d}"
+
+
+def read_photos(folder: Path) -> dict[str, bytes]:
+    """Photos and captions, by file name, to send to a worker."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MissingInput("your photos are gone from the data folder; add them again")
+    files = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.name.startswith("."):
+            if path.stat().st_size > MAX_PHOTO_BYTES:
+                raise MissingInput(f"{path.name} is over {MAX_PHOTO_BYTES // 2**20} MB")
+            files[path.name] = path.read_bytes()
+    return files
+
+
+def read_bytes(path: str | Path | None) -> bytes | None:
+    return Path(path).read_bytes() if path else None
+
+
+def write(path: Path, data: bytes) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def adapter_version(path: Path) -> str:
+    """Changes whenever the file is rewritten, so workers reload a retrained adapter."""
+    stat = Path(path).stat()
+    return f"{stat.st_mtime_ns}-{stat.st_size}"

@@ -1,0 +1,64 @@
+"""A real local Ray with one logical GPU, started once; a fresh runner and database per test."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import pytest_asyncio
+import ray
+
+from bot.jobs import backend
+from bot.jobs.runner import JobRunner
+from bot.jobs.store import JobStore
+from bot.settings import BotSettings
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def local_ray(tiny_dir):
+    # After tiny_dir: workers inherit MODEL_CACHE_DIR and HF_HUB_OFFLINE from this process.
+    ray.init(
+        num_cpus=2,
+        num_gpus=1,
+        include_dashboard=False,
+        namespace=backend.NAMESPACE,
+        object_store_memory=256 * 2**20,
+        log_to_driver=False,
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def settings(tmp_path, local_ray) -> BotSettings:
+    return BotSettings(
+        data_dir=tmp_path / "data",
+        ray_actor_prefix=f"test{next(_prefixes)}",
+        gpu_sharing="share",
+        progress_interval_s=0.2,
+        generation_max_wait_s=5,
+    )
+
+
+@pytest_asyncio.fixture
+async def make_runner(settings):
+    """Runners on the test's database (several: a restarted bot is a second one); cleaned up after."""
+    made: list[tuple[JobRunner, JobStore]] = []
+
+    async def make(start: bool = True, **overrides) -> JobRunner:
+        chosen = settings.model_copy(update=overrides)
+        store = await JobStore.open(chosen.database_file)
+        runner = JobRunner(store, chosen)
+        made.append((runner, store))
+        if start:
+            await runner.start()
+        return runner
+
+    yield make
+    for runner, store in made:
+        await runner.stop()
+        await store.close()
+    workers = [w for runner, _ in made for w in runner.trainers + runner.generators]
+    backend.remove(list({w.name: w for w in workers}.values()))
