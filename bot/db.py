@@ -7,12 +7,15 @@ records the last one applied.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiosqlite
 
-MIGRATION_DIRS = (Path(__file__).parent / "jobs" / "migrations",)
+MIGRATION_DIRS = (Path(__file__).parent / "jobs" / "migrations", Path(__file__).parent / "members" / "migrations")
 MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
@@ -27,6 +30,49 @@ def migrations() -> list[tuple[int, Path]]:
     if len(numbers) != len(set(numbers)):
         raise RuntimeError(f"two migrations share a number: {sorted(numbers)}")
     return sorted(found)
+
+
+class Database:
+    """One connection shared by the stores, with transactions that cannot interleave.
+
+    On a shared connection, a statement issued while another coroutine's
+    transaction is open would join that transaction; the lock prevents it.
+    """
+
+    def __init__(self, connection: aiosqlite.Connection):
+        self.connection = connection
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        return cls(await connect(path))
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+    async def execute(self, sql: str, args=()) -> aiosqlite.Cursor:
+        async with self._lock:
+            return await self.connection.execute(sql, args)
+
+    async def fetchone(self, sql: str, args=()):
+        async with self._lock:
+            return await (await self.connection.execute(sql, args)).fetchone()
+
+    async def fetchall(self, sql: str, args=()) -> list:
+        async with self._lock:
+            return await (await self.connection.execute(sql, args)).fetchall()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """`async with db.transaction() as tx: await tx.execute(...)`: all or nothing."""
+        async with self._lock:
+            await self.connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.connection
+            except BaseException:
+                await self.connection.execute("ROLLBACK")
+                raise
+            await self.connection.execute("COMMIT")
 
 
 async def connect(path: Path) -> aiosqlite.Connection:

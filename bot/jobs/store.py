@@ -11,9 +11,7 @@ import json
 import time
 from pathlib import Path
 
-import aiosqlite
-
-from bot import db
+from bot.db import Database
 from bot.jobs.models import Job, JobKind, JobState, Owner
 
 
@@ -22,12 +20,12 @@ class QueueFull(Exception):
 
 
 class JobStore:
-    def __init__(self, connection: aiosqlite.Connection):
-        self.db = connection
+    def __init__(self, database: Database):
+        self.db = database
 
     @classmethod
     async def open(cls, path: Path) -> JobStore:
-        return cls(await db.connect(path))
+        return cls(await Database.open(path))
 
     async def close(self) -> None:
         await self.db.close()
@@ -35,28 +33,23 @@ class JobStore:
     async def submit(self, kind: JobKind, owner: Owner, params: dict, max_active: int) -> Job:
         """Queue a job, unless the owner already has `max_active` queued or running."""
         now = time.time()
-        await self.db.execute("BEGIN IMMEDIATE")
-        try:
+        async with self.db.transaction() as tx:
             (active,) = await (
-                await self.db.execute(
+                await tx.execute(
                     "SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND member_id = ? AND state IN ('queued', 'running')",
                     (owner.guild_id, owner.member_id),
                 )
             ).fetchone()
             if active >= max_active:
                 raise QueueFull(f"you already have {active} requests waiting or running; the limit is {max_active}")
-            cursor = await self.db.execute(
+            cursor = await tx.execute(
                 "INSERT INTO jobs (kind, guild_id, member_id, params, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (kind.value, owner.guild_id, owner.member_id, json.dumps(params), now, now),
             )
-            await self.db.execute("COMMIT")
-        except BaseException:
-            await self.db.execute("ROLLBACK")
-            raise
         return await self.get(cursor.lastrowid)
 
     async def get(self, job_id: int) -> Job | None:
-        row = await (await self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))).fetchone()
+        row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return Job.from_row(row) if row else None
 
     async def in_state(self, *states: JobState, kind: JobKind | None = None) -> list[Job]:
@@ -66,18 +59,33 @@ class JobStore:
         if kind is not None:
             sql += " AND kind = ?"
             args.append(kind.value)
-        rows = await (await self.db.execute(sql + " ORDER BY id", args)).fetchall()
+        rows = await self.db.fetchall(sql + " ORDER BY id", args)
         return [Job.from_row(row) for row in rows]
+
+    async def of_owner(self, owner: Owner, *states: JobState) -> list[Job]:
+        marks = ", ".join("?" for _ in states)
+        rows = await self.db.fetchall(
+            f"SELECT * FROM jobs WHERE guild_id = ? AND member_id = ? AND state IN ({marks}) ORDER BY id",
+            (owner.guild_id, owner.member_id, *(s.value for s in states)),
+        )
+        return [Job.from_row(row) for row in rows]
+
+    async def started_since(self, owner: Owner, kind: JobKind, since: float) -> int:
+        """Jobs of a kind the owner submitted since `since` that did not fail (a failure is not their use)."""
+        (count,) = await self.db.fetchone(
+            "SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND member_id = ? AND kind = ? AND created_at >= ? "
+            "AND state != 'failed'",
+            (owner.guild_id, owner.member_id, kind.value, since),
+        )
+        return count
 
     async def last_started(self, kind: JobKind) -> dict[Owner, float]:
         """When each owner last had a job of this kind dispatched: the round-robin's memory."""
-        rows = await (
-            await self.db.execute(
-                "SELECT guild_id, member_id, MAX(started_at) FROM jobs WHERE kind = ? AND started_at IS NOT NULL "
-                "GROUP BY guild_id, member_id",
-                (kind.value,),
-            )
-        ).fetchall()
+        rows = await self.db.fetchall(
+            "SELECT guild_id, member_id, MAX(started_at) FROM jobs WHERE kind = ? AND started_at IS NOT NULL "
+            "GROUP BY guild_id, member_id",
+            (kind.value,),
+        )
         return {Owner(g, m): t for g, m, t in rows}
 
     async def _update(self, job_id: int, allowed: tuple[JobState, ...], assignments: str, args: tuple) -> bool:
