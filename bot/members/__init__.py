@@ -1,0 +1,1 @@
+"""Members' records: trigger tokens, photos, adapters, shares."""

@@ -1,0 +1,55 @@
+"""Whose likeness a prompt asks for, by one predictable rule (the one /help states).
+
+1. A mention of a member (`@ann`) or their trigger token names them; a mention is
+   replaced by their token, since the token is what their adapter learned.
+2. A prompt that names no one gets the requester's own token in front.
+3. Every member named must have an adapter, and it must be the requester's own or
+   shared with them (or with everyone). Otherwise the request is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bot.jobs.models import Owner
+from bot.members.store import MemberStore
+
+MENTION = re.compile(r"<@!?(\d+)>")
+
+
+class PromptRefused(Exception):
+    """The prompt names someone the requester may not draw."""
+
+
+@dataclass(frozen=True)
+class ResolvedPrompt:
+    text: str
+    owners: tuple[Owner, ...]  # whose adapters to use, in order of appearance
+    plain: bool = False  # the requester has no adapter yet: the base model alone
+
+
+async def resolve_prompt(prompt: str, requester: Owner, members: MemberStore) -> ResolvedPrompt:
+    tokens = await members.tokens_in(requester.guild_id)
+    token_of = {owner.member_id: token for token, owner in tokens.items()}
+
+    def mention_to_token(match: re.Match) -> str:
+        member_id = int(match.group(1))
+        if member_id not in token_of:
+            raise PromptRefused(f"<@{member_id}> has no adapter yet")
+        return token_of[member_id]
+
+    text = MENTION.sub(mention_to_token, prompt).strip()
+    named = [tokens[word] for word in re.findall(r"[A-Za-z0-9]+", text) if word in tokens]
+    owners = tuple(dict.fromkeys(named))  # each person once, in order
+    if not owners:
+        own = token_of.get(requester.member_id)
+        if own is None or await members.adapter(requester) is None:
+            return ResolvedPrompt(text, (), plain=True)
+        return ResolvedPrompt(f"{own}, {text}", (requester,))
+    for owner in owners:
+        if not await members.may_use(requester, owner):
+            raise PromptRefused(f"<@{owner.member_id}> has not shared their adapter with you")
+        if await members.adapter(owner) is None:
+            raise PromptRefused(f"<@{owner.member_id}> has not trained an adapter yet")
+    return ResolvedPrompt(text, owners)

@@ -1,0 +1,240 @@
+"""Members' rows: tokens, photos, adapters, shares, progress messages.
+
+Files live under `data/members/GUILD/MEMBER/`; rows point at them. Deleting
+rows is transactional; deleting files follows, by the caller, once the rows
+are gone (a file without a row is garbage, never a leak of someone's access).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.db import Database
+from bot.jobs.models import Owner
+
+EVERYONE = 0  # grantee id meaning every member of the server
+
+
+class PhotoLimit(Exception):
+    """The member has as many photos as they may."""
+
+
+@dataclass(frozen=True)
+class Photo:
+    id: int
+    number: int  # 1-based position in the member's list, as /dataset list shows it
+    sha256: str
+    phash: int
+    path: str
+    caption: str
+    shown_name: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Adapter:
+    owner: Owner
+    path: str
+    job_id: int | None
+    steps: int
+
+
+def member_dir(data_dir: Path, owner: Owner) -> Path:
+    return data_dir / "members" / str(owner.guild_id) / str(owner.member_id)
+
+
+class MemberStore:
+    def __init__(self, db: Database, data_dir: Path):
+        self.db = db
+        self.data_dir = data_dir
+
+    def folder(self, owner: Owner) -> Path:
+        return member_dir(self.data_dir, owner)
+
+    # ---- tokens -----------------------------------------------------------------------------
+
+    async def token(self, owner: Owner) -> str | None:
+        row = await self.db.fetchone(
+            "SELECT token FROM members WHERE guild_id = ? AND member_id = ?", (owner.guild_id, owner.member_id)
+        )
+        return row[0] if row else None
+
+    async def all_tokens(self) -> list[str]:
+        return [row[0] for row in await self.db.fetchall("SELECT token FROM members")]
+
+    async def add_member(self, owner: Owner, token: str) -> str:
+        """Create the member with `token`, or return the token they already have."""
+        await self.db.execute(
+            "INSERT OR IGNORE INTO members (guild_id, member_id, token, created_at) VALUES (?, ?, ?, ?)",
+            (owner.guild_id, owner.member_id, token, time.time()),
+        )
+        return await self.token(owner)
+
+    async def owner_of_token(self, guild_id: int, token: str) -> Owner | None:
+        row = await self.db.fetchone(
+            "SELECT member_id FROM members WHERE guild_id = ? AND token = ?", (guild_id, token)
+        )
+        return Owner(guild_id, row[0]) if row else None
+
+    async def guilds_of(self, member_id: int) -> list[int]:
+        rows = await self.db.fetchall("SELECT guild_id FROM members WHERE member_id = ? ORDER BY guild_id", (member_id,))
+        return [row[0] for row in rows]
+
+    async def tokens_in(self, guild_id: int) -> dict[str, Owner]:
+        rows = await self.db.fetchall("SELECT token, member_id FROM members WHERE guild_id = ?", (guild_id,))
+        return {token: Owner(guild_id, member) for token, member in rows}
+
+    # ---- photos -----------------------------------------------------------------------------
+
+    async def photos(self, owner: Owner) -> list[Photo]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM photos WHERE guild_id = ? AND member_id = ? ORDER BY id", (owner.guild_id, owner.member_id)
+        )
+        return [_photo(row, number) for number, row in enumerate(rows, start=1)]
+
+    async def add_photo(
+        self, owner: Owner, *, sha256: str, phash: int, path: Path, caption: str, shown_name: str,
+        width: int, height: int, max_photos: int,
+    ) -> int:
+        """The new photo's number. Raises PhotoLimit at the cap."""
+        async with self.db.transaction() as tx:
+            (count,) = await (
+                await tx.execute(
+                    "SELECT COUNT(*) FROM photos WHERE guild_id = ? AND member_id = ?", (owner.guild_id, owner.member_id)
+                )
+            ).fetchone()
+            if count >= max_photos:
+                raise PhotoLimit(f"you have {count} photos, the most you can keep; remove some with /dataset remove")
+            await tx.execute(
+                "INSERT INTO photos (guild_id, member_id, sha256, phash, path, caption, shown_name, width, height, "
+                "added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (owner.guild_id, owner.member_id, sha256, _signed(phash), str(path), caption, shown_name, width,
+                 height, time.time()),
+            )
+        return count + 1
+
+    async def photo(self, owner: Owner, number: int) -> Photo | None:
+        photos = await self.photos(owner)
+        return photos[number - 1] if 1 <= number <= len(photos) else None
+
+    async def set_caption(self, owner: Owner, number: int, caption: str) -> Photo | None:
+        photo = await self.photo(owner, number)
+        if photo is not None:
+            await self.db.execute("UPDATE photos SET caption = ? WHERE id = ?", (caption, photo.id))
+        return photo
+
+    async def remove_photo(self, owner: Owner, number: int) -> Photo | None:
+        photo = await self.photo(owner, number)
+        if photo is not None:
+            await self.db.execute("DELETE FROM photos WHERE id = ?", (photo.id,))
+        return photo
+
+    async def clear_photos(self, owner: Owner) -> list[Photo]:
+        photos = await self.photos(owner)
+        await self.db.execute(
+            "DELETE FROM photos WHERE guild_id = ? AND member_id = ?", (owner.guild_id, owner.member_id)
+        )
+        return photos
+
+    # ---- adapters and sharing ---------------------------------------------------------------
+
+    async def adapter(self, owner: Owner) -> Adapter | None:
+        row = await self.db.fetchone(
+            "SELECT path, job_id, steps FROM adapters WHERE guild_id = ? AND member_id = ?",
+            (owner.guild_id, owner.member_id),
+        )
+        return Adapter(owner, row[0], row[1], row[2]) if row else None
+
+    async def set_adapter(self, owner: Owner, path: Path, job_id: int | None, steps: int) -> None:
+        await self.db.execute(
+            "INSERT INTO adapters (guild_id, member_id, path, job_id, steps, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (guild_id, member_id) DO UPDATE SET path = excluded.path, job_id = excluded.job_id, "
+            "steps = excluded.steps, created_at = excluded.created_at",
+            (owner.guild_id, owner.member_id, str(path), job_id, steps, time.time()),
+        )
+
+    async def share(self, owner: Owner, grantee_id: int) -> None:
+        await self.db.execute(
+            "INSERT OR IGNORE INTO shares (guild_id, owner_id, grantee_id) VALUES (?, ?, ?)",
+            (owner.guild_id, owner.member_id, grantee_id),
+        )
+
+    async def unshare(self, owner: Owner, grantee_id: int) -> bool:
+        cursor = await self.db.execute(
+            "DELETE FROM shares WHERE guild_id = ? AND owner_id = ? AND grantee_id = ?",
+            (owner.guild_id, owner.member_id, grantee_id),
+        )
+        return cursor.rowcount > 0
+
+    async def shared_with(self, owner: Owner) -> list[int]:
+        rows = await self.db.fetchall(
+            "SELECT grantee_id FROM shares WHERE guild_id = ? AND owner_id = ? ORDER BY grantee_id",
+            (owner.guild_id, owner.member_id),
+        )
+        return [row[0] for row in rows]
+
+    async def may_use(self, requester: Owner, owner: Owner) -> bool:
+        """Whether `requester` may draw with `owner`'s adapter: their own, or shared with them or everyone."""
+        if requester == owner:
+            return True
+        if requester.guild_id != owner.guild_id:
+            return False
+        row = await self.db.fetchone(
+            "SELECT 1 FROM shares WHERE guild_id = ? AND owner_id = ? AND grantee_id IN (?, ?)",
+            (owner.guild_id, owner.member_id, requester.member_id, EVERYONE),
+        )
+        return row is not None
+
+    # ---- progress messages ------------------------------------------------------------------
+
+    async def set_progress_message(self, job_id: int, channel_id: int, message_id: int) -> None:
+        await self.db.execute(
+            "INSERT OR REPLACE INTO progress_messages (job_id, channel_id, message_id) VALUES (?, ?, ?)",
+            (job_id, channel_id, message_id),
+        )
+
+    async def progress_messages(self) -> dict[int, tuple[int, int]]:
+        rows = await self.db.fetchall("SELECT job_id, channel_id, message_id FROM progress_messages")
+        return {job: (channel, message) for job, channel, message in rows}
+
+    # ---- forgetting -------------------------------------------------------------------------
+
+    async def forget(self, owner: Owner) -> dict[str, int]:
+        """Delete every row of the member, their jobs included, in one transaction. Returns counts."""
+        g, m = owner.guild_id, owner.member_id
+        counts = {}
+        async with self.db.transaction() as tx:
+
+            async def delete(name: str, sql: str, args: tuple) -> None:
+                counts[name] = (await tx.execute(sql, args)).rowcount
+
+            await delete("photos", "DELETE FROM photos WHERE guild_id = ? AND member_id = ?", (g, m))
+            await delete("adapters", "DELETE FROM adapters WHERE guild_id = ? AND member_id = ?", (g, m))
+            await delete(
+                "shares", "DELETE FROM shares WHERE guild_id = ? AND (owner_id = ? OR grantee_id = ?)", (g, m, m)
+            )
+            await delete("jobs", "DELETE FROM jobs WHERE guild_id = ? AND member_id = ?", (g, m))
+            await delete("token", "DELETE FROM members WHERE guild_id = ? AND member_id = ?", (g, m))
+        return counts
+
+
+def _signed(value: int) -> int:
+    """SQLite integers are signed 64-bit; a 64-bit hash may not fit unsigned."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _photo(row, number: int) -> Photo:
+    return Photo(
+        id=row["id"],
+        number=number,
+        sha256=row["sha256"],
+        phash=row["phash"] & ((1 << 64) - 1),
+        path=row["path"],
+        caption=row["caption"],
+        shown_name=row["shown_name"],
+        width=row["width"],
+        height=row["height"],
+    )
