@@ -124,6 +124,17 @@ class Generator:
         """Adapter names held now, least recently used first."""
         return list(self._slots)
 
+    def forget(self, name: str) -> None:
+        """Drop a member's adapter (they deleted it): unloaded, or its hotswap slot freed for the next."""
+        with self._lock:
+            slot = self._slots.pop(name, None)
+            if slot is None:
+                return
+            if self.hotswap:
+                self._free_slots.append(slot.name)
+            else:
+                self.pipe.delete_adapters(slot.name)
+
     def generate(
         self, request: GenerationRequest, on_step: Callable[[int, int], None] | None = None
     ) -> list[GeneratedImage]:
@@ -163,7 +174,7 @@ class Generator:
 
     def _activate(self, adapters: tuple[AdapterUse, ...]) -> None:
         if not adapters:
-            if self._slots:
+            if self._slot_count:  # anything ever loaded, freed hotswap slots included
                 self.pipe.disable_lora()
             return
         names = {use.name for use in adapters}

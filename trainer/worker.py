@@ -263,6 +263,13 @@ class GeneratorWorker:
     def loaded(self) -> list[str]:
         return self.generator.loaded_adapters
 
+    def forget(self, name: str) -> None:
+        """A member deleted their adapter: unload it and delete the cached copy."""
+        import shutil
+
+        self.generator.forget(name)
+        shutil.rmtree(self.adapter_dir / hashlib.sha256(name.encode()).hexdigest()[:16], ignore_errors=True)
+
     def _adapter_file(self, name: str, version: str, data) -> Path:
         folder = self.adapter_dir / hashlib.sha256(name.encode()).hexdigest()[:16]
         path = folder / f"{hashlib.sha256(version.encode()).hexdigest()[:16]}.safetensors"

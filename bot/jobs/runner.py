@@ -150,6 +150,17 @@ class JobRunner:
                 pass  # a picture takes seconds: it finishes, and is then not delivered
         return state
 
+    async def forget_adapter(self, name: str) -> None:
+        """Remove an adapter from every generator and from Ray's object store (its owner deleted it)."""
+        for key in [k for k in self._adapter_refs if k[0] == name]:
+            del self._adapter_refs[key]
+        for replica in self.generators:
+            replica.adapters.discard(name)
+            try:
+                await replica.handle.forget.remote(name)
+            except RayActorError:
+                pass  # a restarted generator holds nothing
+
     async def position(self, job_id: int) -> int | None:
         """1 for the next job of its kind to start; None when it is not queued."""
         job = await self.store.get(job_id)

@@ -42,6 +42,11 @@ class Adapter:
     steps: int
 
 
+def adapter_name(owner: Owner) -> str:
+    """What generators call a member's adapter."""
+    return f"{owner.guild_id}-{owner.member_id}"
+
+
 def member_dir(data_dir: Path, owner: Owner) -> Path:
     return data_dir / "members" / str(owner.guild_id) / str(owner.member_id)
 

@@ -123,3 +123,16 @@ def test_a_file_that_is_not_an_adapter_is_refused_and_nothing_breaks(generator, 
     with pytest.raises(DoppelError, match="could not be loaded"):
         generator.generate(GenerationRequest(PROMPT, (AdapterUse("bogus", bogus),)))
     assert generator.generate(GenerationRequest(PROMPT, seed=3))
+
+
+def test_a_forgotten_adapter_is_unloaded(adapters, tiny_dir):
+    for hotswap in (False, True):
+        generator = Generator("tiny", max_adapters=4, hotswap=hotswap)
+        base = _one(generator)
+        drawn = _one(generator, AdapterUse("member0", adapters["member0"]))
+        generator.forget("member0")
+        assert "member0" not in generator.loaded_adapters
+        assert np.array_equal(_one(generator), base)
+        assert np.array_equal(_one(generator, AdapterUse("member1", adapters["member1"])),
+                              _one(Generator("tiny", max_adapters=4), AdapterUse("member1", adapters["member1"])))
+        assert not np.array_equal(drawn, base)
