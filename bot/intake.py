@@ -1,0 +1,357 @@
+"""Photo intake: every upload is hostile until proven otherwise.
+
+A member's photos end up on disk, in a training set and in front of a GPU, so nothing about an
+upload is trusted: not its name, not its declared type, not its header, not its metadata. What
+comes out of `prepare` is a fresh JPEG made from decoded pixels only, with nothing of the
+original file carried over but the picture itself.
+
+Everything here is blocking and pure (no Discord, no torch): the bot calls it through
+`asyncio.to_thread`. Refusals raise `Rejected`, whose `.reason` is written for the member.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+from PIL import Image, ImageOps
+
+try:  # colour management is optional in Pillow builds; without it profiles are dropped
+    from PIL import ImageCms
+
+    _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+except ImportError:  # pragma: no cover - Pillow's wheels ship LittleCMS
+    ImageCms = None
+    _SRGB = None
+
+try:  # HEIC is what iPhones take by default; without pillow-heif it is refused with a reason
+    import pillow_heif
+
+    pillow_heif.register_heif_opener(thumbnails=False)
+    HEIF_SUPPORTED = True
+except ImportError:  # pragma: no cover - pillow-heif is a dependency
+    HEIF_SUPPORTED = False
+
+MiB = 1024 * 1024
+ACCEPTED = "JPEG, PNG, WebP or HEIC"
+
+
+@dataclass(frozen=True)
+class IntakeLimits:
+    """What an upload may be.
+
+    `near_duplicate_distance` is 6 of 64 bits: re-encoding, Discord's recompression and resizing
+    move a DCT hash by 0-4 bits, while unrelated pictures sit near 32. Different shots of the same
+    person in the same place can come within 10-15, and refusing one of those ("same picture as
+    photo 3") when it is not would baffle the member, so the threshold stays low: a missed duplicate
+    only weights one picture twice, a false one turns away a good photo.
+    """
+
+    max_bytes: int = 20 * MiB
+    max_pixels: int = 40_000_000  # checked from the header, before any pixel is decoded
+    min_short_side: int = 512
+    max_long_side: int = 2048  # stored photos are shrunk to this; training never needs more
+    near_duplicate_distance: int = 6
+    allowed_hosts: tuple[str, ...] = ("cdn.discordapp.com", "media.discordapp.net")
+    allowed_schemes: tuple[str, ...] = ("https",)  # tests add http for a stand-in on loopback
+
+
+class Rejected(Exception):
+    """An upload refused; `reason` is a short sentence for the member, shown after the file name."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PreparedPhoto:
+    data: bytes = field(repr=False)  # the re-encoded JPEG: the only bytes ever stored
+    sha256: str
+    width: int
+    height: int
+    phash: int
+    source_format: str  # JPEG, PNG, WEBP or HEIF, as judged from the content
+
+
+def check_source_url(url: str, limits: IntakeLimits = IntakeLimits()) -> None:
+    """Refuse any link but plain https to an allowed host, before anything is downloaded.
+
+    The whole network location must equal an allowed host, so userinfo (`https://cdn.discordapp.com@evil.com/`),
+    ports, trailing dots and percent-encoding all fail; control characters, spaces, backslashes and non-ASCII
+    are refused outright because URL parsers disagree about them.
+    """
+    if any(c <= " " or c == "\\" or ord(c) > 126 for c in url):
+        raise Rejected("the link contains characters a Discord attachment link never has")
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in limits.allowed_schemes:
+        raise Rejected("only https links to Discord attachments are accepted")
+    if parts.netloc.lower() not in {host.lower() for host in limits.allowed_hosts}:
+        raise Rejected("only links to files uploaded to Discord are accepted")
+
+
+def prepare(data: bytes, limits: IntakeLimits = IntakeLimits()) -> PreparedPhoto:
+    """Check an upload and turn it into a clean, upright, metadata-free sRGB JPEG.
+
+    Rules:
+    - The type comes from the content (magic bytes); names and declared types are ignored.
+      JPEG, PNG, WebP and HEIC/HEIF are accepted; everything else, GIF included, is refused.
+    - Animated images (APNG, animated WebP) are refused rather than cut to one frame: which frame is
+      "the photo" is a guess, and animations are stickers and screen captures, not photos of a person.
+      A HEIF file holding several pictures is a collection, not an animation: its primary picture,
+      the one the phone shows, is used.
+    - The pixel count is checked from the header before decoding (decompression bombs), with Pillow's
+      own bomb check behind it; the whole picture is then decoded, so cut-off files are refused.
+    - EXIF orientation is applied, then all metadata is dropped: EXIF (GPS included), XMP, comments.
+      An embedded ICC profile is used to convert the pixels to sRGB (a phone's Display P3 would
+      otherwise look washed out) and then dropped; a broken profile is ignored.
+    - Transparency is flattened onto white; the long side is shrunk to `max_long_side`; the result is
+      a JPEG at quality 95 built from the pixels alone.
+    """
+    if not data:
+        raise Rejected("the file is empty")
+    if len(data) > limits.max_bytes:
+        size, limit = _size(len(data)), _size(limits.max_bytes)
+        raise Rejected(f"the file is {'just over ' + limit if size == limit else size}; the limit is {limit}")
+    kind = _sniff(data)
+    if kind == "WEBP":  # Pillow allocates a WebP's canvas while opening it, so look first
+        _check_pixels(_webp_size(data), limits)
+    try:
+        image = Image.open(io.BytesIO(data), formats=[kind])
+    except Image.DecompressionBombError:
+        raise Rejected(
+            f"the picture is too large to open safely; the limit is {_mp(limits.max_pixels)} megapixels"
+        ) from None
+    except Exception:  # hostile input makes parsers raise anything
+        raise Rejected(_DAMAGED) from None
+    with image:
+        _check_pixels(image.size, limits)
+        frames = getattr(image, "n_frames", 1)
+        if frames > 1 and kind != "HEIF":
+            raise Rejected(f"this is an animation ({frames} frames); please send a still photo")
+        try:
+            image.load()
+        except Exception:
+            raise Rejected(_DAMAGED) from None
+        icc = image.info.get("icc_profile")
+        try:
+            upright = ImageOps.exif_transpose(image)
+        except Exception:  # unreadable EXIF: the picture itself is fine, keep it as stored
+            upright = image.copy()
+    width, height = upright.size
+    if min(width, height) < limits.min_short_side:
+        raise Rejected(
+            f"the picture is {width}x{height}; photos need at least {limits.min_short_side} pixels "
+            "on the short side for training"
+        )
+    rgb = _to_srgb(_flatten(upright), icc)
+    scale = limits.max_long_side / max(width, height)
+    if scale < 1:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        rgb = rgb.resize(size, Image.Resampling.LANCZOS)
+    clean = Image.new("RGB", rgb.size)  # a new image carries no info dict: nothing can leak into the JPEG
+    clean.paste(rgb)
+    out = io.BytesIO()
+    clean.save(out, format="JPEG", quality=95)
+    jpeg = out.getvalue()
+    return PreparedPhoto(
+        data=jpeg,
+        sha256=hashlib.sha256(jpeg).hexdigest(),
+        width=clean.width,
+        height=clean.height,
+        phash=perceptual_hash(clean),
+        source_format=kind,
+    )
+
+
+# 32x32 DCT-II basis (orthonormal), built once.
+_K = np.arange(32)
+_DCT = np.sqrt(2 / 32) * np.cos(np.pi * (2 * _K[None, :] + 1) * _K[:, None] / 64)
+_DCT[0] /= np.sqrt(2)
+
+
+def perceptual_hash(image: Image.Image) -> int:
+    """A 64-bit DCT hash: the signs, against their median, of the 8x8 lowest frequencies of a 32x32 grey copy.
+
+    Low frequencies are the layout of light and dark, which survives resizing and JPEG
+    recompression; the detail those change lives in the frequencies thrown away.
+    """
+    grey = np.asarray(image.convert("L").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
+    low = (_DCT @ grey @ _DCT.T)[:8, :8].ravel()
+    bits = low > np.median(low[1:])  # the DC term (overall brightness) would skew the median
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+
+
+def hamming(a: int, b: int) -> int:
+    return (a ^ b).bit_count()
+
+
+def find_duplicate(
+    photo: PreparedPhoto, existing: list[tuple[int, str, int]], limits: IntakeLimits = IntakeLimits()
+) -> int | None:
+    """The number of the member's photo that `photo` repeats, or None.
+
+    `existing` is (number, sha256, phash) per photo. An exact copy wins over a near one, and
+    among near ones the closest.
+    """
+    for number, sha, _ in existing:
+        if sha == photo.sha256:
+            return number
+    near = [(hamming(photo.phash, phash), number) for number, _, phash in existing]
+    near = [(d, n) for d, n in near if d <= limits.near_duplicate_distance]
+    return min(near)[1] if near else None
+
+
+def check_not_duplicate(
+    photo: PreparedPhoto, existing: list[tuple[int, str, int]], limits: IntakeLimits = IntakeLimits()
+) -> None:
+    """`find_duplicate`, as a refusal in the member's words."""
+    number = find_duplicate(photo, existing, limits)
+    if number is not None:
+        raise Rejected(f"this is the same picture as photo {number}")
+
+
+def store_photo(photo: PreparedPhoto, root: Path) -> Path:
+    """Write the photo at `root/ab/abcdef....jpg`, named by its content, never by anything a user chose.
+
+    The write is atomic (temp file in the same folder, fsync, rename), so a crash leaves either
+    the whole photo or nothing; storing the same bytes again returns the same path untouched.
+    """
+    sha = hashlib.sha256(photo.data).hexdigest()
+    if sha != photo.sha256:
+        raise ValueError("the photo's sha256 does not match its data")
+    path = Path(root) / sha[:2] / f"{sha}.jpg"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(photo.data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return path
+
+
+# ---- helpers ----
+
+_DAMAGED = "the file is damaged or cut off, so the picture can't be read"
+
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+
+# Recognised files that are not accepted: (magic, offset, description, is a picture format).
+_OTHERS = [
+    (b"%PDF", 0, "a PDF", False),
+    (b"GIF8", 0, "GIF", True),
+    (b"BM", 0, "BMP", True),
+    (b"II*\x00", 0, "TIFF", True),
+    (b"MM\x00*", 0, "TIFF", True),
+    (b"PK\x03\x04", 0, "a ZIP archive", False),
+    (b"\x1aE\xdf\xa3", 0, "a video", False),
+    (b"MZ", 0, "a program", False),
+    (b"\x7fELF", 0, "a program", False),
+]
+
+
+def _sniff(data: bytes) -> str:
+    """The accepted format the bytes are, judged from their first bytes alone; otherwise a refusal that names what they are."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[4:8] == b"ftyp":  # ISO media: HEIF photos, AVIF pictures, MP4/MOV videos
+        box = min(int.from_bytes(data[:4], "big"), len(data), 256)
+        brands = {data[8:12]} | {data[i : i + 4] for i in range(16, box - 3, 4)}
+        if brands & _HEIF_BRANDS and not brands & {b"avif", b"avis"}:
+            if not HEIF_SUPPORTED:
+                raise Rejected("this is an HEIC photo, which this server can't read; please send it as a JPEG or PNG")
+            return "HEIF"
+        if brands & {b"avif", b"avis"}:
+            raise Rejected(f"AVIF pictures aren't accepted; please send the photo as {ACCEPTED}")
+        raise Rejected("this is a video, not a photo")
+    for magic, offset, what, is_picture in _OTHERS:
+        if data[offset : offset + len(magic)] == magic:
+            if is_picture:
+                raise Rejected(f"{what} pictures aren't accepted; please send the photo as {ACCEPTED}")
+            raise Rejected(f"this is {what}, not a photo")
+    head = data[:512]
+    if not any(b < 9 or 13 < b < 32 for b in head):
+        raise Rejected("this is a text file, not a photo")
+    raise Rejected(f"this isn't a photo file that can be read; please send a {ACCEPTED}")
+
+
+def _webp_size(data: bytes) -> tuple[int, int]:
+    """A WebP's canvas size from its first chunk (VP8X, VP8 or VP8L), per the WebP container spec."""
+    chunk = data[12:16]
+    if chunk == b"VP8X" and len(data) >= 30:
+        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+    if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+        width, height = struct.unpack("<HH", data[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    raise Rejected(_DAMAGED)
+
+
+def _check_pixels(size: tuple[int, int], limits: IntakeLimits) -> None:
+    width, height = size
+    if width * height > limits.max_pixels:
+        raise Rejected(
+            f"the picture is {width}x{height} ({_mp(width * height)} megapixels); "
+            f"the limit is {_mp(limits.max_pixels)} megapixels"
+        )
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    """An RGB, L or CMYK image (the modes an ICC profile can describe): alpha laid on white, 16-bit scaled to 8."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit grey; a plain convert would clip it to white
+        grey = np.asarray(image, dtype=np.float64) / 257
+        return Image.fromarray(grey.round().clip(0, 255).astype(np.uint8), "L")
+    if image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, "white")
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    return image if image.mode in ("RGB", "L", "CMYK") else image.convert("RGB")
+
+
+def _to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:
+    if icc and _SRGB is not None:
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            return ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGB")
+        except Exception:  # a broken profile, or one that does not fit the pixels: read them as sRGB
+            return image.convert("RGB")
+    return image.convert("RGB")
+
+
+def _size(n: int) -> str:
+    unit, name = (MiB, "MB") if n >= MiB else (1024, "KB")
+    return f"{round(n / unit, 1):g} {name}"
+
+
+def _mp(pixels: int) -> str:
+    return f"{pixels / 1e6:.3g}"
