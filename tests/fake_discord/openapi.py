@@ -1,7 +1,7 @@
 """Request bodies checked against Discord's own OpenAPI 3.1 description.
 
 Every REST route the stand-in serves is declared with the exact path template of
-/work/shared/discord-api-spec/openapi.json, so a request maps to its operation without guessing.
+../shared/discord-api-spec/openapi.json, so a request maps to its operation without guessing.
 If the operation has a request body schema, the JSON body (or a multipart body's `payload_json`)
 is validated with jsonschema's draft 2020-12 validator; a failure becomes Discord's
 400 / 50035 "Invalid Form Body" with the failing field nested the way Discord nests it.
@@ -37,8 +37,10 @@ from referencing.jsonschema import DRAFT202012
 
 from .errors import DiscordError, form_error
 
-# Discord's own file (discord/discord-api-spec), kept outside the repository; DISCORD_OPENAPI_SPEC points elsewhere.
-SPEC_PATH = Path(os.environ.get("DISCORD_OPENAPI_SPEC", "/work/shared/discord-api-spec/openapi.json"))
+# Discord's own file (discord/discord-api-spec), kept outside the repository in ../shared beside the
+# checkout (as CI lays it out); DISCORD_OPENAPI_SPEC points elsewhere.
+_BESIDE_THE_CHECKOUT = Path(__file__).resolve().parents[3] / "shared" / "discord-api-spec" / "openapi.json"
+SPEC_PATH = Path(os.environ.get("DISCORD_OPENAPI_SPEC", _BESIDE_THE_CHECKOUT))
 API_PREFIX = "/api/v10"
 SPEC_URI = "urn:discord-openapi"
 
