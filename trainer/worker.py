@@ -52,6 +52,14 @@ def location() -> dict:
     return {"node": context.get_node_id(), "gpus": [str(g) for g in ray.get_gpu_ids()], "gpu_gib": gib, "pid": os.getpid()}
 
 
+def share_cpu_politely() -> None:
+    """Without a GPU, leave one core to the bot: its event loop must answer Discord within 3 s."""
+    import torch
+
+    if not torch.cuda.is_available():
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+
+
 def _offload(pipe) -> None:
     import gc
 
@@ -97,6 +105,7 @@ class TrainerWorker:
     """Trains one adapter at a time; keeps base pipelines loaded between jobs."""
 
     def __init__(self, offload_between_jobs: bool = False):
+        share_cpu_politely()
         self.offload_between_jobs = offload_between_jobs
         self._changed = threading.Condition()
         self._run: _Run | None = None
@@ -226,6 +235,7 @@ class GeneratorWorker:
     def __init__(self, base: str, max_adapters: int, hotswap: bool):
         from trainer.generate import Generator
 
+        share_cpu_politely()
         self.generator = Generator(base, max_adapters=max_adapters, hotswap=hotswap)
         self.adapter_dir = Path(tempfile.mkdtemp(prefix="doppel-adapters-"))
         self.offloaded = False

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections import OrderedDict, deque
+from collections import deque
 
 from bot.jobs.models import Job, Owner
 
@@ -13,18 +14,20 @@ def fair_order(queued: list[Job], last_started: dict[Owner, float]) -> list[Job]
 
     The member served longest ago (or never) goes first; ties go to the older
     job. So a member with ten jobs waiting cannot hold back one with one job.
+    A heap keeps this O(n log n): a burst can queue hundreds of jobs.
     """
-    queues: OrderedDict[Owner, deque[Job]] = OrderedDict()
+    queues: dict[Owner, deque[Job]] = {}
     for job in sorted(queued, key=lambda j: j.id):
         queues.setdefault(job.owner, deque()).append(job)
-    served = dict(last_started)
-    clock = max(served.values(), default=0.0)
+    clock = max(last_started.values(), default=0.0)
+    turns = [(last_started.get(owner, -math.inf), jobs[0].id, owner) for owner, jobs in queues.items()]
+    heapq.heapify(turns)
     order = []
-    while queues:
-        owner = min(queues, key=lambda o: (served.get(o, -math.inf), queues[o][0].id))
-        order.append(queues[owner].popleft())
-        clock += 1.0
-        served[owner] = clock
-        if not queues[owner]:
-            del queues[owner]
+    while turns:
+        _, _, owner = heapq.heappop(turns)
+        jobs = queues[owner]
+        order.append(jobs.popleft())
+        if jobs:
+            clock += 1.0  # served now: behind everyone already waiting
+            heapq.heappush(turns, (clock, jobs[0].id, owner))
     return order

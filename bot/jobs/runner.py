@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError
 
 from bot.jobs import backend, files
 from bot.jobs.fairness import fair_order
@@ -35,6 +35,8 @@ from bot.settings import BotSettings
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
+POSITION_DELAY_S = 1.0
+COALESCE_S = 0.01
 TRAIN_PARAMS = ("base", "token", "steps", "rank", "lr", "resolution", "seed", "checkpoint_every", "sample_every")
 
 
@@ -59,6 +61,8 @@ class JobRunner:
         self._adapter_refs: dict[tuple[str, str], ray.ObjectRef] = {}
         self._positions: dict[int, int] = {}  # the queue position last told to subscribers
         self._progress: dict[int, dict] = {}  # the newest progress of each running training
+        self._waiters: set[asyncio.Future] = set()  # callers of wait(), cancelled by stop()
+        self._positions_told_at = 0.0
         self._loop_task: asyncio.Task | None = None
         self.timings: dict[int, dict[str, float]] = {}  # job id -> submitted, started, finished (monotonic)
 
@@ -77,7 +81,12 @@ class JobRunner:
         self._loop_task = asyncio.create_task(self._dispatch_loop())
 
     async def stop(self) -> None:
-        """Stop following jobs. Training continues on its detached workers; the next start reattaches."""
+        """Stop following jobs. Training continues on its detached workers; the next start reattaches.
+
+        Whoever still waits for a job is cancelled: the job itself stays in the record and runs after a restart.
+        """
+        for waiter in list(self._waiters):
+            waiter.cancel()
         tasks = [*self._tasks, *([self._loop_task] if self._loop_task else [])]
         for task in tasks:
             task.cancel()
@@ -178,7 +187,12 @@ class JobRunner:
         event = self._finished.setdefault(job_id, asyncio.Event())
         job = await self.store.get(job_id)
         if not job.state.finished:
-            await asyncio.wait_for(event.wait(), timeout)
+            waiter = asyncio.ensure_future(asyncio.wait_for(event.wait(), timeout))
+            self._waiters.add(waiter)
+            try:
+                await waiter
+            finally:
+                self._waiters.discard(waiter)
             job = await self.store.get(job_id)
         return job
 
@@ -186,6 +200,7 @@ class JobRunner:
 
     async def _dispatch_loop(self) -> None:
         while True:
+            await asyncio.sleep(COALESCE_S)  # a burst of submissions makes one pass, not one each
             self._wake.clear()
             try:
                 await self._dispatch()
@@ -275,12 +290,24 @@ class JobRunner:
                 ray.kill(worker.handle, no_restart=False)
 
     async def _announce_positions(self) -> None:
+        """Tell waiting jobs' subscribers their place in line, once a job has waited a moment.
+
+        A job that starts within POSITION_DELAY_S never hears of a queue, and the whole pass
+        runs at most once per POSITION_DELAY_S: during a burst of requests, answering them
+        comes before telling them where they stand.
+        """
+        now = time.time()
+        if now - self._positions_told_at < POSITION_DELAY_S:
+            return
+        self._positions_told_at = now
         for kind in JobKind:
             queued = await self.store.in_state(JobState.QUEUED, kind=kind)
             if not any(self.updates.has_subscribers(j.id) for j in queued):
                 continue
             order = fair_order(queued, await self.store.last_started(kind))
             for position, job in enumerate(order, start=1):
+                if now - job.created_at < POSITION_DELAY_S:
+                    continue
                 if self.updates.has_subscribers(job.id) and self._positions.get(job.id) != position:
                     self._positions[job.id] = position
                     await self.updates.publish(JobUpdate(job.id, JobState.QUEUED, job.progress, position=position))
@@ -303,7 +330,7 @@ class JobRunner:
         params = {k: job.params[k] for k in TRAIN_PARAMS if k in job.params}
         params.setdefault("base", _default_base())
         try:
-            started = await worker.handle.start.remote(job.id, params, photos, checkpoint)
+            started = await _patiently(worker.handle.start, job.id, params, photos, checkpoint)
         except RayActorError:
             await self._worker_lost(job.id, worker)
             return
@@ -322,7 +349,7 @@ class JobRunner:
         try:
             while True:
                 try:
-                    reply = await worker.handle.poll.remote(job_id, received, POLL_SECONDS)
+                    reply = await _patiently(worker.handle.poll, job_id, received, POLL_SECONDS)
                 except RayActorError:
                     await self._worker_lost(job_id, worker)
                     return
@@ -470,6 +497,21 @@ class JobRunner:
     async def _record_progress(self, update: JobUpdate) -> None:
         if update.state is JobState.RUNNING and update.progress:
             await self.store.record_progress(update.job_id, update.progress)
+
+
+async def _patiently(method, *args, patience_s: float = 60):
+    """Call an actor method, waiting out a restart (ActorUnavailableError) rather than calling it a loss.
+
+    A restarted actor has lost its job; the caller learns that from the answer.
+    """
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            return await method.remote(*args)
+        except ActorUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)  # Ray is restarting the actor
 
 
 def _samples(out: Path) -> list[str]:
