@@ -33,6 +33,20 @@ class BotSettings(BaseSettings):
     max_active_jobs_per_member: int = Field(5, ge=1, description="Queued plus running jobs one member may have.")
     max_job_attempts: int = Field(3, ge=1, description="Times a job is retried after its worker is lost.")
 
+    # Discord and members
+    discord_guild_id: int | None = Field(None, description="Register commands in this server only (instant).")
+    attachment_hosts: list[str] = Field(
+        ["cdn.discordapp.com", "media.discordapp.net"], description="Hosts photos may be downloaded from."
+    )
+    attachment_schemes: list[str] = Field(["https"], description="URL schemes photos may be downloaded over.")
+    max_photos: int = Field(40, ge=1, le=200, description="Photos one member may keep.")
+    min_photos_to_train: int = Field(10, ge=1, description="Photos needed before /train.")
+    min_photo_side: int = Field(512, ge=16, description="Shortest side, in pixels, a training photo may have.")
+    max_upload_mb: int = Field(20, ge=1, le=100, description="Largest photo file accepted, in MB.")
+    trainings_per_day: int = Field(3, ge=1, description="Trainings one member may start in 24 hours.")
+    train_default_steps: int = Field(1000, ge=1, description="Training steps when /train is not told.")
+    train_max_steps: int = Field(3000, ge=1, description="Most training steps /train accepts.")
+
     @property
     def database_file(self) -> Path:
         return self.data_dir / "doppel.sqlite3"

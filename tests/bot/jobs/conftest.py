@@ -1,4 +1,4 @@
-"""A real local Ray with one logical GPU, started once; a fresh runner and database per test."""
+"""A fresh runner and database per test, on the session's local Ray (tests/bot/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import itertools
 
 import pytest
 import pytest_asyncio
-import ray
 
 from bot.jobs import backend
 from bot.jobs.runner import JobRunner
@@ -14,21 +13,6 @@ from bot.jobs.store import JobStore
 from bot.settings import BotSettings
 
 _prefixes = itertools.count()
-
-
-@pytest.fixture(scope="session")
-def local_ray(tiny_dir):
-    # After tiny_dir: workers inherit MODEL_CACHE_DIR and HF_HUB_OFFLINE from this process.
-    ray.init(
-        num_cpus=2,
-        num_gpus=1,
-        include_dashboard=False,
-        namespace=backend.NAMESPACE,
-        object_store_memory=256 * 2**20,
-        log_to_driver=False,
-    )
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture

@@ -1,0 +1,69 @@
+"""/admin: the queue, the limits, and removing a member's data, for members with Manage Server."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import DoppelBot
+from bot.exts.sharing import describe, forget_member
+from bot.jobs.models import JobState, Owner
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class Admin(commands.GroupCog, group_name="admin", group_description="For members who can manage the server"):
+    def __init__(self, bot: DoppelBot):
+        self.bot = bot
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        # Default permissions can be changed by the server; check the real one too.
+        if not interaction.permissions.manage_guild:
+            await interaction.response.send_message("This needs the Manage Server permission.", ephemeral=True)
+            return False
+        return True
+
+    @app_commands.command(name="queue", description="Jobs queued and running in this server")
+    async def queue(self, interaction: discord.Interaction) -> None:
+        jobs = [
+            j for j in await self.bot.jobs.in_state(JobState.RUNNING, JobState.QUEUED)
+            if j.owner.guild_id == interaction.guild_id
+        ]
+        lines = []
+        for job in jobs:
+            where = f"step {job.progress['step']}/{job.progress['total']}" if job.progress and "step" in job.progress else ""
+            position = await self.bot.runner.position(job.id)
+            lines.append(
+                f"#{job.id} {job.kind.value} by <@{job.owner.member_id}>: {job.state.value}"
+                + (f", number {position}" if position else "") + (f", {where}" if where else "")
+            )
+        await interaction.response.send_message("\n".join(lines)[:1900] or "The queue is empty.", ephemeral=True,
+                                                allowed_mentions=discord.AllowedMentions.none())
+
+    @app_commands.command(name="purge", description="Delete all of a member's photos, adapters and jobs")
+    @app_commands.describe(member="Whose data to delete")
+    async def purge(self, interaction: discord.Interaction, member: discord.Member) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        counts = await forget_member(self.bot, Owner(interaction.guild_id, member.id))
+        await interaction.followup.send(f"Deleted for {member.mention}: {describe(counts)}.", ephemeral=True,
+                                        allowed_mentions=discord.AllowedMentions.none())
+
+    @app_commands.command(name="limits", description="The limits members have")
+    async def limits(self, interaction: discord.Interaction) -> None:
+        s = self.bot.settings
+        await interaction.response.send_message(
+            f"Photos per member: {s.max_photos} (at least {s.min_photos_to_train} to train, "
+            f"{s.min_photo_side} px short side, {s.max_upload_mb} MB a file)\n"
+            f"Trainings per member per day: {s.trainings_per_day}, {s.train_default_steps} steps by default, "
+            f"at most {s.train_max_steps}\n"
+            f"Requests waiting or running per member: {s.max_active_jobs_per_member}\n"
+            f"GPU sharing: {self.bot.runner.policy}; pictures wait at most {s.generation_max_wait_s:g} s for training\n"
+            "Change them in the bot's environment (.env) and restart it.",
+            ephemeral=True,
+        )
+
+
+async def setup(bot: DoppelBot) -> None:
+    await bot.add_cog(Admin(bot))

@@ -1,0 +1,53 @@
+"""/help: what doppel does, its commands, and the rule for whose face a prompt draws."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import DoppelBot
+
+HELP = """\
+**doppel** learns what you look like from your photos and draws you on request.
+
+**1. Photos** (10 to 40 of just you, varied: light, places, angles, expressions)
+`/dataset add` up to 10 photos at a time, with a caption saying what is in them. You can also send photos to me \
+in a direct message once you have used doppel in a server: the message text becomes their caption.
+`/dataset list` shows them numbered; `/dataset caption`, `/dataset remove`, `/dataset clear` edit them.
+JPEG, PNG, WebP and HEIC are accepted. Location and camera data are removed before anything is kept.
+
+**2. Training**
+`/train` teaches the model your face under your trigger token (`/token` shows it). A progress message in the \
+channel shows the steps and sample pictures. `/status` and `/cancel` work while it runs.
+
+**3. Pictures**
+`/imagine prompt` draws 1 to 4 pictures for the channel, with their seeds (the same seed gives the same picture) \
+and a re-roll button only you can press.
+**Whose face:** a prompt that names no one gets your token in front: `/imagine as a knight` draws \
+`YOURTOKEN, as a knight`. A prompt that names someone (their token or an @mention) is left as it is and uses \
+their adapter, if they shared it with you (`/share`). Several people in one prompt: their adapters all act on the \
+whole picture, so faces can blend into one another; one person per picture works best.
+
+**Your likeness is yours**
+`/share @member` or `/share @everyone` lends your adapter, `/unshare` takes it back. `/forget` deletes your \
+photos, adapters, checkpoints, jobs and records after you confirm.
+"""
+
+
+class Help(commands.Cog):
+    def __init__(self, bot: DoppelBot):
+        self.bot = bot
+
+    @app_commands.command(name="help", description="How doppel works and what its commands do")
+    async def help(self, interaction: discord.Interaction) -> None:
+        settings = self.bot.settings
+        limits = (
+            f"\n**Limits**: {settings.max_photos} photos, {settings.trainings_per_day} trainings a day, "
+            f"{settings.max_active_jobs_per_member} requests waiting at a time."
+        )
+        await interaction.response.send_message(HELP + limits, ephemeral=True)
+
+
+async def setup(bot: DoppelBot) -> None:
+    await bot.add_cog(Help(bot))

@@ -1,0 +1,141 @@
+"""/imagine: pictures of members, in the channel, with their seeds and a re-roll button."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import DoppelBot, owner_of
+from bot.jobs.models import Job, JobState, Owner
+from bot.jobs.store import QueueFull
+from bot.jobs.updates import JobUpdate
+from bot.members.prompts import PromptRefused, resolve_prompt
+from bot.members.store import adapter_name
+
+log = logging.getLogger(__name__)
+
+PROMPT_MAX = 1000
+TOKEN_LIFE_S = 14 * 60  # Discord's is 15 minutes; after that, answer in the channel instead
+SIZES = [app_commands.Choice(name=n, value=n) for n in ("square", "portrait", "landscape")]
+RESULT_TIMEOUT_S = 30 * 60
+
+
+class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=r"doppel:reroll:(?P<job_id>\d+)"):
+    """Same prompt, new seeds. A dynamic item, so the button still works after a restart."""
+
+    def __init__(self, job_id: int):
+        super().__init__(
+            discord.ui.Button(label="Re-roll", emoji="🎲", style=discord.ButtonStyle.secondary,
+                              custom_id=f"doppel:reroll:{job_id}")
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item, match: re.Match) -> RerollButton:
+        return cls(int(match["job_id"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        bot: DoppelBot = interaction.client
+        job = await bot.jobs.get(self.job_id)
+        if job is None:
+            await interaction.response.send_message("These pictures are from a request that no longer exists.",
+                                                    ephemeral=True)
+            return
+        if job.owner != owner_of(interaction):
+            await interaction.response.send_message(f"Only <@{job.owner.member_id}> can re-roll these pictures.",
+                                                    ephemeral=True)
+            return
+        await interaction.response.defer(thinking=True)
+        params = {k: v for k, v in job.params.items() if k != "seed"}
+        await bot.get_cog("Imagine").draw(interaction, job.owner, params)
+
+
+class Imagine(commands.Cog):
+    def __init__(self, bot: DoppelBot):
+        self.bot = bot
+
+    @app_commands.command(name="imagine", description="Draw a picture; your token goes in front unless you name someone")
+    @app_commands.describe(
+        prompt="What to draw, e.g. 'as an astronaut on the moon'; @mention members who shared with you",
+        count="How many pictures, 1 to 4",
+        seed="A seed, to make the same picture again",
+        size="square, portrait (3:4) or landscape (4:3)",
+    )
+    @app_commands.choices(size=SIZES)
+    @app_commands.guild_only()
+    async def imagine(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, PROMPT_MAX],
+        count: app_commands.Range[int, 1, 4] = 1,
+        seed: app_commands.Range[int, 0, 2**32 - 5] | None = None,
+        size: app_commands.Choice[str] | None = None,
+    ) -> None:
+        await interaction.response.defer(thinking=True)
+        owner = owner_of(interaction)
+        try:
+            resolved = await resolve_prompt(prompt, owner, self.bot.members)
+        except PromptRefused as refusal:
+            await interaction.edit_original_response(content=f"I cannot draw that: {refusal}.")
+            return
+        adapters = []
+        for person in resolved.owners:
+            adapter = await self.bot.members.adapter(person)
+            adapters.append({"name": adapter_name(person), "path": adapter.path, "weight": 1.0})
+        params = {
+            "prompt": resolved.text,
+            "count": count,
+            "size": size.value if size else "square",
+            "adapters": adapters,
+            "plain": resolved.plain,
+        }
+        if seed is not None:
+            params["seed"] = seed
+        await self.draw(interaction, owner, params)
+
+    async def draw(self, interaction: discord.Interaction, owner: Owner, params: dict) -> None:
+        """Queue the pictures, keep the reply up to date, then post them."""
+        started = time.monotonic()
+        request = {k: v for k, v in params.items() if k != "plain"}
+        try:
+            job = await self.bot.runner.submit_generation(owner, request | {"plain": params.get("plain", False)})
+        except QueueFull as full:
+            await interaction.edit_original_response(content=f"Not now: {full}.")
+            return
+
+        async def show(update: JobUpdate) -> None:
+            if update.state is JobState.QUEUED and update.position and time.monotonic() - started < TOKEN_LIFE_S:
+                await interaction.edit_original_response(content=f"Queued: number {update.position} in line…")
+
+        self.bot.runner.subscribe(job.id, show)
+        done = await self.bot.runner.wait(job.id, timeout=RESULT_TIMEOUT_S)
+        await self.deliver(interaction, done, fresh=time.monotonic() - started < TOKEN_LIFE_S)
+
+    async def deliver(self, interaction: discord.Interaction, job: Job, fresh: bool) -> None:
+        if job.state is not JobState.SUCCEEDED:
+            text = f"No picture this time: {job.error or job.state.value}."
+            files, view = [], None
+        else:
+            images = job.result["images"]
+            seeds = ", ".join(str(i["seed"]) for i in images)
+            note = " (plain model: you have no adapter yet, /train makes one)" if job.params.get("plain") else ""
+            text = f"**{discord.utils.escape_markdown(job.params['prompt'])[:1500]}**\nseed{'s' if len(images) > 1 else ''} {seeds}{note}"
+            files = [discord.File(i["path"], f"doppel-{i['seed']}.png") for i in images]
+            view = discord.ui.View(timeout=None)
+            view.add_item(RerollButton(job.id))
+        mentions = discord.AllowedMentions.none()
+        if fresh:
+            await interaction.edit_original_response(content=text, attachments=files, view=view, allowed_mentions=mentions)
+        else:  # the interaction token may have expired: say it in the channel
+            await interaction.channel.send(f"<@{job.owner.member_id}> {text}", files=files, view=view,
+                                           allowed_mentions=discord.AllowedMentions(users=True))
+
+
+async def setup(bot: DoppelBot) -> None:
+    bot.add_dynamic_items(RerollButton)
+    await bot.add_cog(Imagine(bot))

@@ -1,0 +1,133 @@
+"""/token, /share, /unshare, /forget: a member's likeness is theirs to lend and to take back."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import DoppelBot, owner_of
+from bot.jobs import files
+from bot.jobs.models import JobState, Owner
+from bot.members.store import EVERYONE, adapter_name
+
+
+async def forget_member(bot: DoppelBot, owner: Owner) -> dict[str, int]:
+    """Stop the member's jobs, delete their rows, then their files. Returns what was deleted."""
+    for job in await bot.jobs.of_owner(owner, JobState.QUEUED, JobState.RUNNING):
+        await bot.runner.cancel(job.id)
+    job_ids = [j.id for j in await bot.jobs.of_owner(owner, *JobState)]
+    photos = len(await bot.members.photos(owner))
+    counts = await bot.members.forget(owner)
+    counts["photos"] = photos
+
+    def remove_files() -> None:
+        shutil.rmtree(bot.members.folder(owner), ignore_errors=True)
+        for job_id in job_ids:
+            shutil.rmtree(files.job_dir(bot.settings.jobs_dir, job_id), ignore_errors=True)
+
+    await asyncio.to_thread(remove_files)
+    await bot.runner.forget_adapter(adapter_name(owner))
+    return counts
+
+
+def describe(counts: dict[str, int]) -> str:
+    parts = [f"{counts.get('photos', 0)} photos", f"{counts.get('adapters', 0)} adapter",
+             f"{counts.get('jobs', 0)} jobs with their checkpoints and pictures", f"{counts.get('shares', 0)} shares"]
+    if counts.get("token"):
+        parts.append("your trigger token")
+    return ", ".join(parts)
+
+
+class ForgetConfirm(discord.ui.View):
+    def __init__(self, bot: DoppelBot, owner: Owner):
+        super().__init__(timeout=120)
+        self.bot, self.owner = bot, owner
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return owner_of(interaction) == self.owner
+
+    @discord.ui.button(label="Delete everything", style=discord.ButtonStyle.danger)
+    async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        counts = await forget_member(self.bot, self.owner)
+        self.stop()
+        await interaction.followup.send(f"Done. Deleted {describe(counts)}.", ephemeral=True)
+
+    @discord.ui.button(label="Keep it", style=discord.ButtonStyle.secondary)
+    async def keep(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        self.stop()
+        await interaction.response.edit_message(content="Nothing was deleted.", view=None)
+
+
+class Sharing(commands.Cog):
+    def __init__(self, bot: DoppelBot):
+        self.bot = bot
+
+    @app_commands.command(name="token", description="Your trigger token and how to use it")
+    @app_commands.guild_only()
+    async def token(self, interaction: discord.Interaction) -> None:
+        owner = owner_of(interaction)
+        token = await self.bot.token_for(owner)
+        adapter = await self.bot.members.adapter(owner)
+        state = "Your adapter is trained." if adapter else "You have no adapter yet: add photos, then /train."
+        await interaction.response.send_message(
+            f"Your trigger token is `{token}`. It stays the same when you retrain. {state}\n"
+            f"/imagine puts it in front of any prompt that names no one, e.g. /imagine `as a knight` draws "
+            f"`{token}, as a knight`. Write it yourself to place it: `{token} and a dragon, oil painting`.",
+            ephemeral=True,
+        )
+
+    @app_commands.command(name="share", description="Let a member, or everyone, draw you with /imagine")
+    @app_commands.describe(who="A member, or @everyone")
+    @app_commands.guild_only()
+    async def share(self, interaction: discord.Interaction, who: discord.Member | discord.Role) -> None:
+        owner = owner_of(interaction)
+        grantee, name = self._grantee(interaction, who)
+        if grantee == owner.member_id:
+            await interaction.response.send_message("You can always draw yourself.", ephemeral=True)
+            return
+        await self.bot.token_for(owner)
+        await self.bot.members.share(owner, grantee)
+        await interaction.response.send_message(
+            f"{name} can now use your adapter in /imagine by mentioning you. /unshare takes it back.", ephemeral=True
+        )
+
+    @app_commands.command(name="unshare", description="Stop a member, or everyone, from drawing you")
+    @app_commands.describe(who="A member, or @everyone")
+    @app_commands.guild_only()
+    async def unshare(self, interaction: discord.Interaction, who: discord.Member | discord.Role) -> None:
+        grantee, name = self._grantee(interaction, who)
+        removed = await self.bot.members.unshare(owner_of(interaction), grantee)
+        text = f"{name} can no longer use your adapter." if removed else f"You had not shared with {name}."
+        await interaction.response.send_message(text, ephemeral=True)
+
+    @staticmethod
+    def _grantee(interaction: discord.Interaction, who: discord.Member | discord.Role) -> tuple[int, str]:
+        if isinstance(who, discord.Role):
+            if who.id != interaction.guild_id:  # only @everyone: role membership changes behind our back
+                raise app_commands.AppCommandError("share with a member or with @everyone, not a role")
+            return EVERYONE, "Everyone in this server"
+        return who.id, who.mention
+
+    async def cog_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError):
+        await interaction.response.send_message(f"I cannot do that: {error}.", ephemeral=True)
+
+    @app_commands.command(name="forget", description="Delete your photos, adapters, jobs and records")
+    @app_commands.guild_only()
+    async def forget(self, interaction: discord.Interaction) -> None:
+        owner = owner_of(interaction)
+        photos = len(await self.bot.members.photos(owner))
+        adapter = "your adapter" if await self.bot.members.adapter(owner) else "no adapter"
+        await interaction.response.send_message(
+            f"This deletes your {photos} photos, {adapter}, your checkpoints, jobs and records, for good. Sure?",
+            view=ForgetConfirm(self.bot, owner),
+            ephemeral=True,
+        )
+
+
+async def setup(bot: DoppelBot) -> None:
+    await bot.add_cog(Sharing(bot))

@@ -1,0 +1,1 @@
+"""How doppel's messages look: progress, contact sheets, buttons."""

@@ -1,0 +1,36 @@
+"""One picture of all a member's photos: numbered thumbnails with their captions."""
+
+from __future__ import annotations
+
+import io
+import textwrap
+
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+THUMB = 160
+CAPTION_LINES = 3
+COLUMNS = 5
+
+
+def contact_sheet(photos: list[tuple[int, str, str]]) -> bytes:
+    """photos: (number, path, caption). Returns a PNG. Blocking: call in a thread."""
+    font = ImageFont.load_default()
+    line_height = 12
+    cell_w, cell_h = THUMB + 16, THUMB + 24 + CAPTION_LINES * line_height
+    columns = min(COLUMNS, max(1, len(photos)))
+    rows = (len(photos) + columns - 1) // columns
+    sheet = Image.new("RGB", (columns * cell_w, max(1, rows) * cell_h), (32, 34, 37))
+    draw = ImageDraw.Draw(sheet)
+    for index, (number, path, caption) in enumerate(photos):
+        x, y = (index % columns) * cell_w + 8, (index // columns) * cell_h + 8
+        with Image.open(path) as photo:
+            thumb = ImageOps.contain(photo.convert("RGB"), (THUMB, THUMB))
+        sheet.paste(thumb, (x + (THUMB - thumb.width) // 2, y))
+        draw.rectangle((x, y, x + 26, y + 16), fill=(88, 101, 242))
+        draw.text((x + 4, y + 2), str(number), fill="white", font=font)
+        wrapped = textwrap.wrap(caption or "(no caption)", width=26)[:CAPTION_LINES]
+        for line_number, line in enumerate(wrapped):
+            draw.text((x, y + THUMB + 6 + line_number * line_height), line, fill=(220, 221, 222), font=font)
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    return buffer.getvalue()

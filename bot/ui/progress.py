@@ -1,0 +1,56 @@
+"""A training job's progress message: a bar, step of total, ETA, the newest sample."""
+
+from __future__ import annotations
+
+from bot.jobs.models import JobState
+from bot.jobs.updates import JobUpdate
+
+BAR_WIDTH = 20
+PHASES = {
+    "reading": "checking your photos",
+    "loading": "loading the base model",
+    "caching": "encoding your photos",
+    "resuming": "picking up from the last checkpoint",
+    "training": "training",
+    "saving": "saving your adapter",
+}
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def bar(done: int, total: int) -> str:
+    filled = round(BAR_WIDTH * done / total) if total else 0
+    return "█" * filled + "░" * (BAR_WIDTH - filled)
+
+
+def render(token: str, update: JobUpdate) -> str:
+    """The message text for a training job's update."""
+    title = f"**Training the adapter for `{token}`**"
+    if update.state is JobState.QUEUED:
+        where = f"number {update.position} in the queue" if update.position else "in the queue"
+        return f"{title}\nWaiting: {where}."
+    if update.state is JobState.FAILED:
+        return f"{title}\n❌ Training failed: {update.error}"
+    if update.state is JobState.CANCELLED:
+        return f"{title}\nCancelled."
+    if update.state is JobState.SUCCEEDED:
+        total = (update.result or {}).get("facts", {}).get("steps", "")
+        return f"{title}\n`{bar(1, 1)}` done: {total} steps."
+    progress = update.progress or {}
+    if "step" not in progress:
+        return f"{title}\n{PHASES.get(progress.get('phase', ''), 'starting')}…"
+    step, total = progress["step"], progress["total"]
+    percent = 100 * step // total
+    return (
+        f"{title}\n`{bar(step, total)}` step {step} of {total} ({percent}%)"
+        f" · about {duration(progress.get('eta_s', 0))} left · loss {progress.get('loss', 0):.3f}"
+    )

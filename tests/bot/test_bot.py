@@ -1,0 +1,240 @@
+"""doppel end to end: the real bot, through an unmodified discord.py, against the local Discord stand-in,
+with a real local Ray, the real trainer and the tiny model."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from types import SimpleNamespace
+from urllib.parse import urlsplit
+
+import pytest
+import ray
+from PIL import Image
+
+from bot.app import DoppelBot
+from bot.jobs.models import Owner
+from bot.settings import BotSettings
+from tests.fake_discord.fixtures import fake_discord, running_bot  # noqa: F401  (fixture)
+from tests.photos import face, scene
+
+PREFIX = "e2e"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def jpeg(image: Image.Image, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90, **options)
+    return buffer.getvalue()
+
+
+def photo_options(count: int, first: int = 0) -> dict:
+    names = ["photo"] + [f"photo{k}" for k in range(2, 11)]
+    return {names[k]: (f"me-{k}.jpg", jpeg(scene(first + k)), "image/jpeg") for k in range(count)}
+
+
+@pytest.fixture(scope="module")
+def actors(local_ray):
+    """The module's Ray workers, shared by its bots; removed when the module ends."""
+    yield PREFIX
+    for role in ("trainer", "generator"):
+        try:
+            ray.kill(ray.get_actor(f"{PREFIX}-{role}-0"), no_restart=True)
+        except ValueError:
+            pass
+
+
+@pytest.fixture
+def world(fake_discord, tmp_path, actors):
+    guild = fake_discord.add_guild("Team")
+    cdn = urlsplit(fake_discord.base_url).netloc
+    settings = BotSettings(
+        discord_token="test-token",
+        data_dir=tmp_path / "data",
+        ray_actor_prefix=actors,
+        gpu_sharing="share",
+        progress_interval_s=0.2,
+        min_photos_to_train=4,
+        min_photo_side=64,
+        attachment_hosts=[cdn],
+        attachment_schemes=["http"],
+        train_default_steps=20,
+    )
+    return SimpleNamespace(
+        fake=fake_discord,
+        guild=guild,
+        ann=guild.add_member("ann"),
+        bob=guild.add_member("bob"),
+        boss=guild.add_member("boss", manage_guild=True),
+        general=guild.add_text_channel("general"),
+        settings=settings,
+        owner=lambda member: Owner(guild.id, member.id),
+    )
+
+
+def rows_of(settings: BotSettings, member_id: int) -> dict[str, int]:
+    with sqlite3.connect(settings.database_file) as db:
+        return {
+            table: db.execute(f"SELECT COUNT(*) FROM {table} WHERE {column} = ?", (member_id,)).fetchone()[0]
+            for table, column in (("members", "member_id"), ("photos", "member_id"), ("adapters", "member_id"),
+                                  ("jobs", "member_id"), ("shares", "owner_id"), ("shares", "grantee_id"))
+        }
+
+
+async def add_photos(w, member, count=4, first=0):
+    inter = await w.fake.slash(member, w.general, "dataset add", options={"caption": "me at home"},
+                               attachments=photo_options(count, first))
+    return await inter.wait_followup(lambda m: "You have" in m.content, timeout=30)
+
+
+async def test_photos_train_progress_announce_and_imagine(world, trained):
+    w = world
+    async with running_bot(w.fake, DoppelBot(w.settings)):
+        report = await add_photos(w, w.ann)
+        assert report.ephemeral and report.content.count("✅") == 4 and "Ready for /train" in report.content
+
+        listing = await w.fake.slash(w.ann, w.general, "dataset list")
+        sheet = await listing.wait_followup(lambda m: m.attachments)
+        assert sheet.ephemeral and sheet.attachments[0].data.startswith(PNG)
+
+        train = await w.fake.slash(w.ann, w.general, "train", options={"steps": 20})
+        await train.wait_followup(lambda m: "Training queued" in m.content)
+        progress = await w.general.wait_for_message(lambda m: "Training the adapter" in m.content)
+        await w.fake.wait_for_edit(progress, lambda m: "step" in m.content and "of 20" in m.content, timeout=60)
+        await w.fake.wait_for_edit(progress, lambda m: any(a.filename == "sample.png" for a in m.attachments), 60)
+        announcement = await w.general.wait_for_message(lambda m: "adapter is ready" in m.content, timeout=120)
+        assert announcement.attachments and announcement.attachments[0].data.startswith(PNG)
+        assert "done" in progress.content
+
+        imagine = await w.fake.slash(w.ann, w.general, "imagine", options={"prompt": "as a knight", "seed": 7})
+        assert await imagine.acknowledged() == 5  # deferred at once
+        pictures = await w.fake.wait_for_edit(await imagine.original(), lambda m: m.attachments, timeout=60)
+        assert pictures.attachments[0].data.startswith(PNG)
+        assert "seed 7" in pictures.content and "as a knight" in pictures.content
+        assert any(custom_id and custom_id.startswith("doppel:reroll:") for custom_id, _, _ in pictures.buttons())
+
+
+async def test_hostile_uploads_are_refused_one_by_one_and_nothing_is_kept(world):
+    w = world
+    good = jpeg(scene(0))
+    animation = io.BytesIO()
+    frames = [face(96, 96, 0), face(96, 96, 90)]
+    frames[0].save(animation, format="GIF", save_all=True, append_images=frames[1:])
+    uploads = {
+        "photo": ("notes.jpg", b"my shopping list: eggs, milk", "image/jpeg"),
+        "photo2": ("empty.png", b"", "image/png"),
+        "photo3": ("cut.jpg", jpeg(face(256, 256, 0))[:900], "image/jpeg"),
+        "photo4": ("party.gif", animation.getvalue(), "image/gif"),
+        "photo5": ("tiny.jpg", jpeg(face(40, 40, 0)), "image/jpeg"),
+        "photo6": ("report.png", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "image/png"),
+        "photo7": ("me.jpg", good, "image/jpeg"),
+        "photo8": ("me-again.jpg", good, "image/jpeg"),
+    }
+    async with running_bot(w.fake, DoppelBot(w.settings)) as bot:
+        inter = await w.fake.slash(w.ann, w.general, "dataset add", attachments=uploads)
+        report = (await inter.wait_followup(lambda m: "You have" in m.content, timeout=30)).content
+        lines = {line.split(":", 1)[0].lstrip("✅❌ "): line for line in report.splitlines()}
+        assert lines["me.jpg"].startswith("✅")
+        for name in ("notes.jpg", "empty.png", "cut.jpg", "party.gif", "tiny.jpg", "report.png", "me-again.jpg"):
+            assert lines[name].startswith("❌"), lines[name]
+        assert "empty" in lines["empty.png"] and "PDF" in lines["report.png"]
+        assert "animation" in lines["party.gif"] or "GIF" in lines["party.gif"]
+        assert "same picture as photo 1" in lines["me-again.jpg"]
+        stored = list((bot.members.folder(w.owner(w.ann)) / "photos").rglob("*.jpg"))
+        assert len(stored) == 1 and len(await bot.members.photos(w.owner(w.ann))) == 1
+        with Image.open(stored[0]) as kept:
+            assert not kept.info.get("exif") and kept.format == "JPEG"
+
+
+async def test_a_member_cannot_draw_someone_who_has_not_shared(world, trained):
+    w = world
+    async with running_bot(w.fake, DoppelBot(w.settings)) as bot:
+        ann = w.owner(w.ann)
+        await bot.token_for(ann)
+        await bot.members.set_adapter(ann, trained.lora_path, None, 30)
+
+        refused = await w.fake.slash(w.bob, w.general, "imagine", options={"prompt": f"<@{w.ann.id}> as a pirate"})
+        message = await w.fake.wait_for_edit(await refused.original(), lambda m: "cannot draw" in m.content)
+        assert "has not shared" in message.content and not message.attachments
+
+        share = await w.fake.slash(w.ann, w.general, "share", options={"who": w.bob})
+        assert "can now use your adapter" in (await share.original()).content
+
+        allowed = await w.fake.slash(w.bob, w.general, "imagine", options={"prompt": f"<@{w.ann.id}> as a pirate"})
+        pictures = await w.fake.wait_for_edit(await allowed.original(), lambda m: m.attachments, timeout=60)
+        assert pictures.attachments[0].data.startswith(PNG)
+
+        # Only the requester may re-roll.
+        reroll = next(c for c, _, _ in pictures.buttons() if c and c.startswith("doppel:reroll:"))
+        other = await w.fake.click(w.ann, pictures, reroll)
+        assert "Only" in (await other.original()).content and other.ephemeral
+        mine = await w.fake.click(w.bob, pictures, reroll)
+        again = await w.fake.wait_for_edit(await mine.original(), lambda m: m.attachments, timeout=60)
+        assert again.attachments[0].data.startswith(PNG)
+
+
+async def test_forget_leaves_no_file_or_row_of_the_member(world, trained):
+    w = world
+    async with running_bot(w.fake, DoppelBot(w.settings)) as bot:
+        await add_photos(w, w.ann, count=2)
+        await add_photos(w, w.bob, count=1, first=50)
+        ann = w.owner(w.ann)
+        await bot.members.set_adapter(ann, trained.lora_path, None, 30)
+        await bot.members.share(ann, 0)
+        picture = await w.fake.slash(w.ann, w.general, "imagine", options={"prompt": "at the beach", "seed": 1})
+        await w.fake.wait_for_edit(await picture.original(), lambda m: m.attachments, timeout=60)
+        assert rows_of(w.settings, w.ann.id)["jobs"] == 1
+
+        ask = await w.fake.slash(w.ann, w.general, "forget")
+        question = await ask.original()
+        assert question.ephemeral and "Sure?" in question.content
+        confirm = next(c for c, label, _ in question.buttons() if label == "Delete everything")
+        done = await (await w.fake.click(w.ann, question, confirm)).wait_followup(lambda m: "Deleted" in m.content)
+        assert "2 photos" in done.content and "1 adapter" in done.content and "1 jobs" in done.content
+
+        assert rows_of(w.settings, w.ann.id) == dict.fromkeys(rows_of(w.settings, w.ann.id), 0)
+        assert not bot.members.folder(ann).exists()
+        assert not any((w.settings.data_dir / "jobs").iterdir())
+        assert rows_of(w.settings, w.bob.id)["photos"] == 1  # bob is untouched
+
+
+async def test_a_restarted_bot_keeps_editing_the_same_progress_message(world):
+    w = world
+    async with running_bot(w.fake, DoppelBot(w.settings)):
+        await add_photos(w, w.ann)
+        await w.fake.slash(w.ann, w.general, "train", options={"steps": 600})
+        progress = await w.general.wait_for_message(lambda m: "Training the adapter" in m.content)
+        await w.fake.wait_for_edit(progress, lambda m: "step" in m.content, timeout=60)
+    edits_before = progress.edits
+
+    async with running_bot(w.fake, DoppelBot(w.settings)):
+        await w.general.wait_for_message(lambda m: "adapter is ready" in m.content, timeout=180)
+        await w.fake.wait_for_edit(progress, lambda m: "done" in m.content, timeout=30)
+    assert progress.edits > edits_before
+    assert len([m for m in w.general.messages if "Training the adapter" in m.content]) == 1
+
+
+async def test_dm_photos_and_the_admin_and_help_commands(world):
+    w = world
+    async with running_bot(w.fake, DoppelBot(w.settings)):
+        unknown = await w.fake.dm(w.ann, "me in the garden", [("garden.jpg", jpeg(scene(7)), "image/jpeg")])
+        dm = unknown.channel
+        assert "cannot tell" in (await dm.wait_for_message(lambda m: m.author_id != w.ann.id)).content
+
+        token = await w.fake.slash(w.ann, w.general, "token")
+        assert "trigger token" in (await token.original()).content
+        await w.fake.dm(w.ann, "me in the garden", [("garden.jpg", jpeg(scene(7)), "image/jpeg")])
+        reply = await dm.wait_for_message(lambda m: "added as photo 1" in m.content)
+        assert "garden.jpg" in reply.content
+
+        # A server may let anyone see /admin (an override); the bot still checks Manage Server itself.
+        refused = await w.fake.slash(w.ann, w.general, "admin limits", override_permissions=True)
+        assert "Manage Server" in (await refused.original()).content
+        limits = await w.fake.slash(w.boss, w.general, "admin limits")
+        assert "Photos per member" in (await limits.original()).content
+        queue = await w.fake.slash(w.boss, w.general, "admin queue")
+        assert (await queue.original()).ephemeral
+
+        help_ = await w.fake.slash(w.bob, w.general, "help")
+        text = (await help_.original()).content
+        assert "names no one gets your token in front" in text and "blend" in text
