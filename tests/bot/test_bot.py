@@ -72,6 +72,11 @@ def world(fake_discord, tmp_path, actors):
     )
 
 
+def started(w):
+    """The bot, connected: its start-up includes Ray workers loading the model, so allow for a busy machine."""
+    return running_bot(w.fake, DoppelBot(w.settings), ready_timeout=90)
+
+
 def rows_of(settings: BotSettings, member_id: int) -> dict[str, int]:
     with sqlite3.connect(settings.database_file) as db:
         return {
@@ -89,7 +94,7 @@ async def add_photos(w, member, count=4, first=0):
 
 async def test_photos_train_progress_announce_and_imagine(world, trained):
     w = world
-    async with running_bot(w.fake, DoppelBot(w.settings)):
+    async with started(w):
         report = await add_photos(w, w.ann)
         assert report.ephemeral and report.content.count("✅") == 4 and "Ready for /train" in report.content
 
@@ -130,7 +135,7 @@ async def test_hostile_uploads_are_refused_one_by_one_and_nothing_is_kept(world)
         "photo7": ("me.jpg", good, "image/jpeg"),
         "photo8": ("me-again.jpg", good, "image/jpeg"),
     }
-    async with running_bot(w.fake, DoppelBot(w.settings)) as bot:
+    async with started(w) as bot:
         inter = await w.fake.slash(w.ann, w.general, "dataset add", attachments=uploads)
         report = (await inter.wait_followup(lambda m: "You have" in m.content, timeout=30)).content
         lines = {line.split(":", 1)[0].lstrip("✅❌ "): line for line in report.splitlines()}
@@ -148,7 +153,7 @@ async def test_hostile_uploads_are_refused_one_by_one_and_nothing_is_kept(world)
 
 async def test_a_member_cannot_draw_someone_who_has_not_shared(world, trained):
     w = world
-    async with running_bot(w.fake, DoppelBot(w.settings)) as bot:
+    async with started(w) as bot:
         ann = w.owner(w.ann)
         await bot.token_for(ann)
         await bot.members.set_adapter(ann, trained.lora_path, None, 30)
@@ -175,7 +180,7 @@ async def test_a_member_cannot_draw_someone_who_has_not_shared(world, trained):
 
 async def test_forget_leaves_no_file_or_row_of_the_member(world, trained):
     w = world
-    async with running_bot(w.fake, DoppelBot(w.settings)) as bot:
+    async with started(w) as bot:
         await add_photos(w, w.ann, count=2)
         await add_photos(w, w.bob, count=1, first=50)
         ann = w.owner(w.ann)
@@ -200,14 +205,14 @@ async def test_forget_leaves_no_file_or_row_of_the_member(world, trained):
 
 async def test_a_restarted_bot_keeps_editing_the_same_progress_message(world):
     w = world
-    async with running_bot(w.fake, DoppelBot(w.settings)):
+    async with started(w):
         await add_photos(w, w.ann)
         await w.fake.slash(w.ann, w.general, "train", options={"steps": 600})
         progress = await w.general.wait_for_message(lambda m: "Training the adapter" in m.content)
         await w.fake.wait_for_edit(progress, lambda m: "step" in m.content, timeout=60)
     edits_before = progress.edits
 
-    async with running_bot(w.fake, DoppelBot(w.settings)):
+    async with started(w):
         await w.general.wait_for_message(lambda m: "adapter is ready" in m.content, timeout=180)
         await w.fake.wait_for_edit(progress, lambda m: "done" in m.content, timeout=30)
     assert progress.edits > edits_before
@@ -216,7 +221,7 @@ async def test_a_restarted_bot_keeps_editing_the_same_progress_message(world):
 
 async def test_dm_photos_and_the_admin_and_help_commands(world):
     w = world
-    async with running_bot(w.fake, DoppelBot(w.settings)):
+    async with started(w):
         unknown = await w.fake.dm(w.ann, "me in the garden", [("garden.jpg", jpeg(scene(7)), "image/jpeg")])
         dm = unknown.channel
         assert "cannot tell" in (await dm.wait_for_message(lambda m: m.author_id != w.ann.id)).content
@@ -238,3 +243,35 @@ async def test_dm_photos_and_the_admin_and_help_commands(world):
         help_ = await w.fake.slash(w.bob, w.general, "help")
         text = (await help_.original()).content
         assert "names no one gets your token in front" in text and "blend" in text
+
+
+async def test_status_and_cancel_and_editing_the_dataset(world):
+    w = world
+    async with started(w) as bot:
+        await add_photos(w, w.ann, count=4)
+        caption = await w.fake.slash(w.ann, w.general, "dataset caption", options={"number": 2, "text": "[trigger] hiking"})
+        assert "Photo 2 now reads: [trigger] hiking" in (await caption.original()).content
+        removed = await w.fake.slash(w.ann, w.general, "dataset remove", options={"number": 1})
+        assert "You have 3 left" in (await removed.original()).content
+        missing = await w.fake.slash(w.ann, w.general, "dataset remove", options={"number": 9})
+        assert "no photo 9" in (await missing.original()).content
+        assert [p.caption for p in await bot.members.photos(w.owner(w.ann))][0] == "[trigger] hiking"
+
+        too_few = await w.fake.slash(w.ann, w.general, "train")
+        assert "training needs at least 4" in (await too_few.wait_followup()).content
+        await add_photos(w, w.ann, count=1, first=20)
+        await w.fake.slash(w.ann, w.general, "train", options={"steps": 3000})
+        progress = await w.general.wait_for_message(lambda m: "Training the adapter" in m.content)
+        await w.fake.wait_for_edit(progress, lambda m: "step" in m.content, timeout=60)
+
+        status = await w.fake.slash(w.ann, w.general, "status")
+        assert "Training: step" in (await status.original()).content
+        again = await w.fake.slash(w.ann, w.general, "train")
+        assert "already have a training" in (await again.wait_followup()).content
+        cancel = await w.fake.slash(w.ann, w.general, "cancel")
+        assert "Stopping your training" in (await cancel.original()).content
+        await w.fake.wait_for_edit(progress, lambda m: "Cancelled" in m.content, timeout=30)
+
+        cleared = await w.fake.slash(w.ann, w.general, "dataset clear")
+        assert "Removed all 4" in (await cleared.original()).content
+        assert not list((bot.members.folder(w.owner(w.ann)) / "photos").rglob("*.jpg"))
