@@ -116,6 +116,21 @@ def load_pipeline(base: BaseModel, dtype=None, settings: TrainerSettings | None 
     return pipe
 
 
+def load_transformer(base: BaseModel, dtype=None, settings: TrainerSettings | None = None):
+    """A fresh copy of the base's transformer alone, on the CPU (to replace one quantized for another mode)."""
+    import torch
+    from diffusers import FluxTransformer2DModel
+
+    settings = settings or trainer_settings()
+    token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    try:
+        return FluxTransformer2DModel.from_pretrained(
+            base.location, subfolder="transformer", dtype=dtype or torch.float32, token=token
+        )
+    except (OSError, ValueError) as exc:
+        raise BaseModelError(f"could not load the transformer of '{base.name}': {_first_line(exc)}") from exc
+
+
 def _first_line(exc: Exception) -> str:
     """The gist of a library's error: its first line, without the parenthesised detail."""
     lines = str(exc).strip().splitlines()

@@ -56,11 +56,14 @@ def encode_latents(vae, image, device) -> torch.Tensor:
 
 
 def cache_training_set(
-    pipe, training_set: TrainingSet, device, max_sequence_length: int, extra_prompts: list[str]
+    pipe, training_set: TrainingSet, device, max_sequence_length: int, extra_prompts: list[str], text_device=None
 ) -> tuple[list[CachedExample], dict[str, PromptEmbedding]]:
-    """Latents for every image; embeddings for every caption and every extra prompt."""
+    """Latents for every image; embeddings for every caption and every extra prompt.
+
+    `text_device`: where the text encoders run, if not on `device` (the CPU, on a GPU too small for T5).
+    """
     captions = [item.caption for item in training_set.images]
-    prompts = encode_prompts(pipe, captions + extra_prompts, device, max_sequence_length)
+    prompts = encode_prompts(pipe, captions + extra_prompts, text_device or device, max_sequence_length)
     examples = [
         CachedExample(item.name, encode_latents(pipe.vae, item.image, device), prompts[item.caption])
         for item in training_set.images

@@ -57,7 +57,18 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--sample-every", type=int, default=defaults["sample_every"].default, help="0: no samples")
     train.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
     train.add_argument("--warmup-steps", type=int, default=0)
-    train.add_argument("--gradient-checkpointing", action="store_true")
+    train.add_argument(
+        "--memory-mode",
+        choices=("auto", "bf16", "fp8", "nf4", "fp32"),
+        default=None,
+        help="the frozen base: auto plans from the GPU's memory and the resolution (default: MEMORY_MODE, auto)",
+    )
+    train.add_argument(
+        "--gradient-checkpointing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="recompute activations in the backward pass to save memory (default: as the memory plan says)",
+    )
     train.set_defaults(run=_train)
 
     generate = commands.add_parser("generate", help="make pictures with one or more adapters")
@@ -126,6 +137,7 @@ def _train(args) -> int:
         lr_schedule=args.lr_schedule,
         warmup_steps=args.warmup_steps,
         gradient_checkpointing=args.gradient_checkpointing,
+        memory_mode=args.memory_mode,
     )
     bar = None
 

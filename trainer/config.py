@@ -53,7 +53,11 @@ class TrainConfig:
     target_modules: tuple[str, ...] = FLUX_LORA_TARGETS
     guidance: float = 1.0  # dev's guidance embedding during training, as ai-toolkit
     max_grad_norm: float = 1.0
-    gradient_checkpointing: bool = False
+    # How lean the frozen base is (trainer/memory.py): None takes the MEMORY_MODE setting,
+    # whose default "auto" lets the planner choose from the GPU's memory and the resolution.
+    memory_mode: str | None = None
+    gradient_checkpointing: bool | None = None  # None: as the memory plan says
+    eight_bit_adam: bool | None = None  # None: as the memory plan says (bitsandbytes on CUDA)
     checkpoint_every: int = 250
     sample_every: int = 250  # 0: no samples
     sample_prompts: tuple[str, ...] = DEFAULT_SAMPLE_PROMPTS
@@ -91,6 +95,10 @@ class TrainConfig:
             problems.append(f"resolution must be a multiple of 16 from 16 to {MAX_RESOLUTION}, not {self.resolution}")
         if not 0 <= self.caption_dropout < 1:
             problems.append("caption dropout must be at least 0 and below 1")
+        from trainer.memory import OVERRIDES
+
+        if self.memory_mode not in (None, *OVERRIDES):
+            problems.append(f"memory mode must be one of {', '.join(OVERRIDES)}, not '{self.memory_mode}'")
         if self.checkpoint_every < 1 or self.sample_every < 0 or self.warmup_steps < 0:
             problems.append("checkpoint and sample intervals must be positive, warm-up at least 0")
         if problems:
@@ -104,9 +112,11 @@ class TrainConfig:
     def to_record(self) -> dict:
         """The settings that decide the adapter's weights, for checkpoints to be checked against."""
         record = asdict(self)
-        # Where things are and how often to look at them do not change the adapter.
+        # Where things are and how often to look at them do not change the adapter. Nor does how
+        # the memory is saved: a paused run may resume on another card, whose plan differs. The
+        # LoRA and its optimizer state carry over; only the base's rounding (fp8, nf4) changes.
         for key in ("images", "out", "resume", "device", "time_steps", "checkpoint_every", "sample_every",
-                    "sample_prompts", "sample_seed"):
+                    "sample_prompts", "sample_seed", "memory_mode", "gradient_checkpointing", "eight_bit_adam"):
             record.pop(key)
         record["target_modules"] = list(self.target_modules)
         return record

@@ -25,7 +25,10 @@ def render_samples(
     note: str = "",
 ) -> list[Path]:
     """One image per prompt, written as `samples/step-NNNNNN-K.png`."""
-    pipe.vae.to(device)  # the pipeline runs where its VAE is
+    # The pipeline runs where its VAE is, and decodes in the transformer's dtype (bf16 on the CPU
+    # when a run asked for it there).
+    vae_dtype = pipe.vae.dtype
+    pipe.vae.to(device, pipe.transformer.dtype)
     try:
         paths = []
         for index, (prompt, embedding) in enumerate(prompts.items()):
@@ -42,4 +45,4 @@ def render_samples(
             paths.append(save_png(image, path, {"prompt": prompt, "seed": seed, "step": step, "note": note}))
         return paths
     finally:
-        pipe.vae.to("cpu")
+        pipe.vae.to("cpu", vae_dtype)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,24 @@ class TrainerSettings(BaseSettings):
     hf_token: SecretStr | None = Field(None, description="Hugging Face token for gated models such as FLUX.1-dev.")
     generator_max_adapters: int = Field(8, ge=4, le=64, description="Adapters kept loaded before the least used goes.")
     lora_hotswap: bool = Field(False, description="Swap adapters in place (for a compiled pipeline).")
+    memory_mode: Literal["auto", "fp32", "bf16", "fp8", "nf4"] = Field(
+        "auto",
+        description="The frozen base transformer during training: auto (planned from the GPU's memory and the "
+        "resolution), bf16, fp8 (torchao) or nf4 (bitsandbytes). A run's own memory_mode overrides it.",
+    )
+    generator_compile: bool = Field(
+        False,
+        description="torch.compile the generator's transformer, warmed up at start; adapters are then always "
+        "hotswapped into fixed slots, so switching members never recompiles.",
+    )
+    generator_fp8: bool = Field(
+        False, description="Generate with fp8 weights and activations in the transformer blocks (torchao)."
+    )
+    generator_offload: bool | Literal["auto"] = Field(
+        False,
+        description="Keep the generator's models in CPU memory and move each to the GPU only while it runs "
+        "(slower); auto does so on GPUs too small for the whole pipeline.",
+    )
 
     @field_validator("model_cache_dir")
     @classmethod

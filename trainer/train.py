@@ -20,7 +20,8 @@ from diffusers.optimization import get_scheduler
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
-from trainer.base_model import BaseModel, load_pipeline, pick_device, pick_dtype, resolve_base
+from trainer import memory
+from trainer.base_model import BaseModel, load_pipeline, load_transformer, pick_device, pick_dtype, resolve_base
 from trainer.caching import CachedExample, cache_training_set, release_encoders
 from trainer.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from trainer.config import TrainConfig
@@ -30,6 +31,7 @@ from trainer.flow import flow_matching_loss, sample_sigmas
 from trainer.lora_file import lora_config_dict, save_lora
 from trainer.progress import CancelToken, CheckpointEvent, Event, PhaseEvent, SampleEvent, StepEvent
 from trainer.sampling import render_samples
+from trainer.settings import trainer_settings
 from trainer.tiny import NOISE_WARNING
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class TrainResult:
     seconds: float
     samples: list[Path] = field(default_factory=list)
     checkpoints: list[Path] = field(default_factory=list)
+    memory: memory.MemoryPlan | None = None  # how the base was made to fit
 
 
 def train_lora(
@@ -59,14 +62,21 @@ def train_lora(
 
     `pipeline` (and its `base`) let a long-lived worker or a benchmark pass the
     FluxPipeline it already holds; the adapter is removed from it again when
-    training ends, however it ends. Its text encoders and VAE are left on the CPU.
+    training ends, however it ends. Its text encoders and VAE are left on the CPU, and its
+    transformer in the memory mode this run used (quantization cannot be undone in place; a
+    later run that needs another mode loads a fresh transformer into it).
+
+    The first event is the memory plan (`PhaseEvent("planning", reason)`).
     """
     emit = on_event or (lambda event: None)
     started = time.monotonic()
     base = base or resolve_base(config.base)
     resolution = config.resolution or base.train_resolution
     device = pick_device(config.device)
-    dtype = pick_dtype(device)
+    dtype = pick_dtype(device)  # what the pipeline is loaded in; the memory mode may change the transformer's
+    override = config.memory_mode or trainer_settings().memory_mode
+    plan = memory.plan_memory(memory.gpu_gib(device), resolution, override, batch_size=config.batch_size)
+    emit(PhaseEvent("planning", plan.reason))
 
     # 1. Read and check every photo before loading anything heavy: bad files fail fast.
     emit(PhaseEvent("reading", str(config.images)))
@@ -78,29 +88,54 @@ def train_lora(
     emit(PhaseEvent("loading", base.name))
     pipe = pipeline if pipeline is not None else load_pipeline(base, dtype)
     try:
-        return _train(config, base, resolution, device, dtype, pipe, training_set, record, resumed, emit, cancel, started)
+        return _train(
+            config, base, resolution, device, dtype, plan, override, pipe, training_set, record, resumed, emit, cancel,
+            started,
+        )
     finally:
         if pipeline is not None:
             _remove_adapter(pipe.transformer)
 
 
-def _train(config, base, resolution, device, dtype, pipe, training_set, record, resumed, emit, cancel, started):
+def _train(
+    config, base, resolution, device, dtype, plan, override, pipe, training_set, record, resumed, emit, cancel, started
+):
     config.out.mkdir(parents=True, exist_ok=True)
 
-    # 3. Cache latents and text embeddings once, then free the encoders' memory.
+    # 3. Cache latents and text embeddings once, then free the encoders' memory. The transformer
+    # goes to the GPU only after this, so the encoders and it are never there together (a lean
+    # plan also parks a borrowed transformer on the CPU meanwhile).
     emit(PhaseEvent("caching", f"{len(training_set.images)} images at {resolution} px"))
+    if plan.lean and _on_accelerator(pipe.transformer):
+        pipe.transformer.to("cpu")
+        memory.free_memory()
     sample_prompts = config.sample_prompts_for_token() if config.sample_every else []
     examples, prompts = cache_training_set(
-        pipe, training_set, device, base.max_sequence_length, extra_prompts=sample_prompts + [""]
+        pipe,
+        training_set,
+        device,
+        base.max_sequence_length,
+        extra_prompts=sample_prompts + [""],
+        text_device=torch.device("cpu") if plan.encoders_on_cpu else None,
     )
     empty_prompt = prompts[""]
     sample_embeddings = {p: prompts[p] for p in sample_prompts}
     release_encoders(pipe)
 
-    # 4. A LoRA on the frozen transformer. Seeded, so the same seed gives the same adapter.
+    # 4. The frozen base in the planned memory mode, then a LoRA on it. Seeded, so the same seed
+    # gives the same adapter.
+    held = memory.mode_of(pipe.transformer)
+    if not memory.can_apply(pipe.transformer, plan.mode):
+        if override in (None, "", "auto") and memory.MODES[held].leanness > memory.MODES[plan.mode].leanness:
+            plan = memory.keep_held(plan, held)
+            emit(PhaseEvent("planning", plan.reason))
+        else:
+            log.info("the base transformer is %s; loading a fresh one for %s", held, plan.mode)
+            fresh = load_transformer(base, dtype)  # on the CPU, before the old one goes: a failed load leaves it
+            pipe.transformer = fresh
+            memory.free_memory()
     transformer = pipe.transformer
-    transformer.requires_grad_(False)
-    transformer.to(device)  # already in `dtype`: loaded so
+    dtype = memory.apply_memory_mode(transformer, plan.mode, device, dtype)
     lora_config = LoraConfig(
         r=config.rank,
         lora_alpha=config.alpha,
@@ -108,15 +143,23 @@ def _train(config, base, resolution, device, dtype, pipe, training_set, record, 
         target_modules=list(config.target_modules),
     )
     torch.manual_seed(config.seed)
-    transformer.add_adapter(lora_config, adapter_name=ADAPTER)
+    with memory.quiet_torchao_lora():
+        transformer.add_adapter(lora_config, adapter_name=ADAPTER)
     lora_parameters = [p for p in transformer.parameters() if p.requires_grad]
     for parameter in lora_parameters:
         parameter.data = parameter.data.float()
-    if config.gradient_checkpointing:
+    checkpointing = plan.gradient_checkpointing if config.gradient_checkpointing is None else config.gradient_checkpointing
+    if checkpointing:
         transformer.enable_gradient_checkpointing()
     transformer.train()
 
-    optimizer = _optimizer(lora_parameters, config.lr, device)
+    eight_bit = plan.eight_bit_adam if config.eight_bit_adam is None else config.eight_bit_adam
+    if resumed is not None:
+        # Continue with the optimizer the checkpoint was made with, where this machine has it.
+        saved_eight_bit = _eight_bit_state(resumed.optimizer)
+        if saved_eight_bit != eight_bit and (not saved_eight_bit or _eight_bit_possible(device)):
+            eight_bit = saved_eight_bit
+    optimizer = _optimizer(lora_parameters, config.lr, device, eight_bit)
     lr_scheduler = get_scheduler(
         "constant_with_warmup" if config.lr_schedule == "constant" else "cosine",
         optimizer=optimizer,
@@ -127,7 +170,10 @@ def _train(config, base, resolution, device, dtype, pipe, training_set, record, 
     first_step = 1
     if resumed is not None:
         set_peft_model_state_dict(transformer, resumed.lora, adapter_name=ADAPTER)
-        optimizer.load_state_dict(resumed.optimizer)
+        if _eight_bit_state(resumed.optimizer) == _is_eight_bit(optimizer):
+            optimizer.load_state_dict(resumed.optimizer)
+        else:  # an 8-bit checkpoint where bitsandbytes or CUDA is missing: the moments restart
+            log.warning("the checkpoint's optimizer state does not fit this machine's optimizer; starting it afresh")
         lr_scheduler.load_state_dict(resumed.lr_scheduler)
         noise_rng.set_state(resumed.rng["noise"])
         torch.set_rng_state(resumed.rng["torch"])
@@ -139,7 +185,7 @@ def _train(config, base, resolution, device, dtype, pipe, training_set, record, 
     order = BatchOrder(examples, config.batch_size, config.seed)
     scheduler_config = pipe.scheduler.config
     loop_started = time.monotonic()
-    result = TrainResult(Path(), config.steps, math.nan, training_set.sha256, 0.0)
+    result = TrainResult(Path(), config.steps, math.nan, training_set.sha256, 0.0, memory=plan)
 
     def save_state(step: int) -> Path:
         path = save_checkpoint(
@@ -294,17 +340,36 @@ def _remove_adapter(transformer) -> None:
     transformer.eval()
 
 
-def _optimizer(parameters, lr: float, device):
-    """8-bit AdamW where bitsandbytes and CUDA are there (a quarter of the state's memory), else AdamW."""
-    if device.type == "cuda":
-        try:
-            import bitsandbytes
+def _optimizer(parameters, lr: float, device, eight_bit: bool):
+    """8-bit AdamW when asked for and bitsandbytes and CUDA are there (a quarter of the state's memory), else AdamW."""
+    if eight_bit and _eight_bit_possible(device):
+        import bitsandbytes
 
-            return bitsandbytes.optim.AdamW8bit(parameters, lr=lr, weight_decay=1e-4)
-        except ImportError:
-            log.info("bitsandbytes is not installed: using torch's AdamW")
+        return bitsandbytes.optim.AdamW8bit(parameters, lr=lr, weight_decay=1e-4)
+    if eight_bit:
+        log.info("8-bit AdamW needs bitsandbytes on CUDA: using torch's AdamW")
     # fused: one kernel for all LoRA tensors instead of a Python loop over them.
     return torch.optim.AdamW(parameters, lr=lr, weight_decay=1e-4, fused=True)
+
+
+def _eight_bit_possible(device) -> bool:
+    import importlib.util
+
+    return device.type == "cuda" and importlib.util.find_spec("bitsandbytes") is not None
+
+
+def _is_eight_bit(optimizer) -> bool:
+    return type(optimizer).__module__.startswith("bitsandbytes")
+
+
+def _eight_bit_state(optimizer_state: dict) -> bool:
+    """Whether a saved optimizer state is bitsandbytes' 8-bit one (its moments are `state1`, `state2`)."""
+    return any("state1" in state for state in optimizer_state.get("state", {}).values())
+
+
+def _on_accelerator(module) -> bool:
+    parameter = next(module.parameters(), None)
+    return parameter is not None and parameter.device.type != "cpu"
 
 
 def _clock(device, synchronise: bool) -> float:
