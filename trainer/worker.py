@@ -232,11 +232,16 @@ class TrainerWorker:
 class GeneratorWorker:
     """A resident Flux pipeline answering generation requests, one at a time."""
 
-    def __init__(self, base: str, max_adapters: int, hotswap: bool):
+    def __init__(self, base: str, max_adapters: int, hotswap: bool, compile: bool = False, fp8: bool = False,
+                 offload: bool | str = False):
         from trainer.generate import Generator
 
         share_cpu_politely()
-        self.generator = Generator(base, max_adapters=max_adapters, hotswap=hotswap)
+        self.generator = Generator(
+            base, max_adapters=max_adapters, hotswap=hotswap, compile=compile, fp8=fp8, offload=offload
+        )
+        if compile:
+            log.info("generator warmed up in %.1f s", self.generator.warm_up())
         self.adapter_dir = Path(tempfile.mkdtemp(prefix="doppel-adapters-"))
         self.offloaded = False
 
@@ -245,7 +250,7 @@ class GeneratorWorker:
 
     def offload(self) -> None:
         """Give the GPU's memory back (to a training run) until the next request."""
-        if not self.offloaded:
+        if not self.offloaded and not self.generator.offload:  # with CPU offload it is already given back
             _offload(self.generator.pipe)
             self.offloaded = True
 

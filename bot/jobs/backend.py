@@ -78,7 +78,14 @@ def generators(settings: BotSettings) -> list[Replica]:
         name = f"{settings.ray_actor_prefix}-generator-{index}"
         handle = GeneratorWorker.options(
             name=name, get_if_exists=True, num_gpus=settings.generator_gpu_share
-        ).remote(trainer_settings.base_model, trainer_settings.generator_max_adapters, trainer_settings.lora_hotswap)
+        ).remote(
+            trainer_settings.base_model,
+            trainer_settings.generator_max_adapters,
+            trainer_settings.lora_hotswap,
+            compile=trainer_settings.generator_compile,
+            fp8=trainer_settings.generator_fp8,
+            offload=trainer_settings.generator_offload,
+        )
         found.append(Replica(name, handle))
     return found
 
