@@ -9,7 +9,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / ".env.example"
 
 def test_every_setting_is_explained_in_env_example():
     text = EXAMPLE.read_text()
-    listed = set(re.findall(r"^([A-Z_]+)=", text, flags=re.MULTILINE))
+    listed = set(re.findall(r"^([A-Z0-9_]+)=", text, flags=re.MULTILINE))
     settings = {name.upper() for name in (*BotSettings.model_fields, *TrainerSettings.model_fields)}
     assert listed == settings
     for name in settings:  # each with a comment line right above it

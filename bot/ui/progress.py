@@ -7,6 +7,7 @@ from bot.jobs.updates import JobUpdate
 
 BAR_WIDTH = 20
 PHASES = {
+    "planning": "choosing how to fit the model on the GPU",
     "reading": "checking your photos",
     "loading": "loading the base model",
     "caching": "encoding your photos",
