@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
 POSITION_DELAY_S = 1.0
-COALESCE_S = 0.01
+COALESCE_S = 0.05
 TRAIN_PARAMS = ("base", "token", "steps", "rank", "lr", "resolution", "seed", "checkpoint_every", "sample_every")
 
 
