@@ -70,7 +70,6 @@ class DoppelBot(commands.Bot):
         self.jobs = JobStore(self.db)
         self.members = MemberStore(self.db, self.settings.data_dir)
         self.runner = JobRunner(self.jobs, self.settings)
-        await self.runner.start()
         trainer_settings = TrainerSettings()
         hf_token = trainer_settings.hf_token.get_secret_value() if trainer_settings.hf_token else None
         self.token_checker = await asyncio.to_thread(
@@ -78,6 +77,9 @@ class DoppelBot(commands.Bot):
         )
         for extension in EXTENSIONS:
             await self.load_extension(extension)
+        # After the cogs: they subscribe to jobs left running, before the runner reattaches and
+        # reports on them (a job that finished while the bot was away must still be announced).
+        await self.runner.start()
         guild = discord.Object(self.settings.discord_guild_id) if self.settings.discord_guild_id else None
         if guild is not None:
             self.tree.copy_global_to(guild=guild)
