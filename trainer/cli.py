@@ -82,6 +82,15 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--size", choices=("square", "portrait", "landscape"), default="square")
     generate.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
     generate.set_defaults(run=_generate)
+
+    compare = commands.add_parser("compare", help="the base model and an adapter side by side, same prompt and seed")
+    compare.add_argument("--base", default=None, help="Hub id, diffusers folder or 'tiny' (default: BASE_MODEL)")
+    compare.add_argument("--lora", type=Path, required=True, help="the adapter file")
+    compare.add_argument("--prompt", required=True)
+    compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument("--steps", type=int, default=None)
+    compare.add_argument("--out", type=Path, required=True, help="the PNG to write")
+    compare.set_defaults(run=_compare)
     return parser
 
 
@@ -190,4 +199,24 @@ def _generate(args) -> int:
         print(path)
     if generator.base.is_tiny:
         print("note: the tiny random model makes noise, not likenesses")
+    return 0
+
+
+def _compare(args) -> int:
+    from tqdm import tqdm
+
+    from trainer.compare import compare
+    from trainer.errors import DoppelError
+    from trainer.generate import AdapterUse, Generator
+    from trainer.images import save_png
+
+    if not args.lora.is_file():
+        raise DoppelError(f"there is no adapter file at '{args.lora}'")
+    generator = Generator(_base(args))
+    with tqdm(total=2, unit="picture", dynamic_ncols=True) as bar:
+        adapter = AdapterUse(args.lora.parent.name or "adapter", args.lora)
+        picture = compare(generator, args.prompt, adapter, args.seed, steps=args.steps)
+        bar.update(2)
+    note = "the tiny random model makes noise, not likenesses" if generator.base.is_tiny else ""
+    print(save_png(picture, args.out, {"prompt": args.prompt, "seed": args.seed, "note": note}))
     return 0

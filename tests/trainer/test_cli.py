@@ -54,3 +54,15 @@ def test_bad_input_gives_one_line_and_a_non_zero_exit(tmp_path, photos, model_ca
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
     assert "empty.jpg" in run(*cases[0]).stderr
+
+
+def test_compare_writes_one_picture_whose_halves_differ(tmp_path, trained, model_cache):
+    import numpy as np
+
+    result = run("compare", "--base", "tiny", "--lora", trained.lora_path, "--prompt", f"photo of {TOKEN}",
+                 "--seed", "3", "--out", tmp_path / "compare.png")
+    assert result.returncode == 0, result.stderr
+    with Image.open(tmp_path / "compare.png") as picture:
+        pixels = np.asarray(picture.convert("RGB"), dtype=np.int16)
+    left, right = pixels[20:, :64], pixels[20:, 64:]  # below the labels
+    assert pixels.shape[1] == 128 and np.abs(left - right).mean() > 1
