@@ -65,6 +65,7 @@ class Imagine(commands.Cog):
         count="How many pictures, 1 to 4",
         seed="A seed, to make the same picture again",
         size="square, portrait (3:4) or landscape (4:3)",
+        strength="How strongly the adapters act, 0 (the base model) to 1.5; default 1",
     )
     @app_commands.choices(size=SIZES)
     @app_commands.guild_only()
@@ -75,6 +76,7 @@ class Imagine(commands.Cog):
         count: app_commands.Range[int, 1, 4] = 1,
         seed: app_commands.Range[int, 0, 2**32 - 5] | None = None,
         size: app_commands.Choice[str] | None = None,
+        strength: app_commands.Range[float, 0.0, 1.5] = 1.0,
     ) -> None:
         await interaction.response.defer(thinking=True)
         owner = owner_of(interaction)
@@ -86,7 +88,7 @@ class Imagine(commands.Cog):
         adapters = []
         for person in resolved.owners:
             adapter = await self.bot.members.adapter(person)
-            adapters.append({"name": adapter_name(person), "path": adapter.path, "weight": 1.0})
+            adapters.append({"name": adapter_name(person), "path": adapter.path, "weight": strength})
         params = {
             "prompt": resolved.text,
             "count": count,

@@ -28,6 +28,11 @@ def jpeg(image: Image.Image, **options) -> bytes:
     return buffer.getvalue()
 
 
+def pixels(png: bytes) -> bytes:
+    with Image.open(io.BytesIO(png)) as image:
+        return image.convert("RGB").tobytes()
+
+
 def photo_options(count: int, first: int = 0) -> dict:
     names = ["photo"] + [f"photo{k}" for k in range(2, 11)]
     return {names[k]: (f"me-{k}.jpg", jpeg(scene(first + k)), "image/jpeg") for k in range(count)}
@@ -117,6 +122,11 @@ async def test_photos_train_progress_announce_and_imagine(world, trained):
         assert pictures.attachments[0].data.startswith(PNG)
         assert "seed 7" in pictures.content and "as a knight" in pictures.content
         assert any(custom_id and custom_id.startswith("doppel:reroll:") for custom_id, _, _ in pictures.buttons())
+
+        weak = await w.fake.slash(w.ann, w.general, "imagine", options={"prompt": "as a knight", "seed": 7, "strength": 0.0})
+        unadapted = await w.fake.wait_for_edit(await weak.original(), lambda m: m.attachments, timeout=60)
+        # Strength 0 is the base model's picture: other pixels (not only other PNG metadata) than strength 1.
+        assert pixels(unadapted.attachments[0].data) != pixels(pictures.attachments[0].data)
 
 
 async def test_hostile_uploads_are_refused_one_by_one_and_nothing_is_kept(world):
