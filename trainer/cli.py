@@ -170,6 +170,8 @@ def _train(args) -> int:
         if bar is not None:
             bar.close()
     print(f"adapter: {result.lora_path} ({result.steps} steps, final loss {result.final_loss:.4f}, {result.seconds:.1f} s)")
+    if result.timeline:
+        print(f"timeline: {result.timeline}")
     if config.base == "tiny":
         print("note: trained on the tiny random model, so its pictures are noise")
     return 0

@@ -32,7 +32,9 @@ from trainer.lora_file import lora_config_dict, save_lora
 from trainer.progress import CancelToken, CheckpointEvent, Event, PhaseEvent, SampleEvent, StepEvent
 from trainer.sampling import render_samples
 from trainer.settings import trainer_settings
+from trainer.images import save_png
 from trainer.tiny import NOISE_WARNING
+from trainer.timeline import timeline
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class TrainResult:
     samples: list[Path] = field(default_factory=list)
     checkpoints: list[Path] = field(default_factory=list)
     memory: memory.MemoryPlan | None = None  # how the base was made to fit
+    timeline: Path | None = None  # samples through the run, side by side
 
 
 def train_lora(
@@ -203,6 +206,25 @@ def _train(
         emit(CheckpointEvent(step, config.steps, path))
         return path
 
+    def take_samples(step: int) -> None:
+        paths = render_samples(
+            pipe,
+            sample_embeddings,
+            seed=config.sample_seed,
+            size=resolution,
+            steps=base.inference_steps,
+            guidance=base.guidance,
+            device=device,
+            out_dir=config.out,
+            step=step,
+            note=NOISE_WARNING if base.is_tiny else "",
+        )
+        result.samples.extend(paths)
+        emit(SampleEvent(step, config.steps, tuple(sample_embeddings), tuple(paths)))
+
+    if sample_embeddings and first_step == 1:
+        take_samples(0)  # the base model before it met the member: the timeline's first column
+
     for step in range(first_step, config.steps + 1):
         if cancel is not None and cancel.cancelled:
             raise TrainingCancelled(step - 1)
@@ -256,20 +278,7 @@ def _train(
             save_state(step)
 
         if sample_embeddings and (step % config.sample_every == 0 or step == config.steps):
-            paths = render_samples(
-                pipe,
-                sample_embeddings,
-                seed=config.sample_seed,
-                size=resolution,
-                steps=base.inference_steps,
-                guidance=base.guidance,
-                device=device,
-                out_dir=config.out,
-                step=step,
-                note=NOISE_WARNING if base.is_tiny else "",
-            )
-            result.samples.extend(paths)
-            emit(SampleEvent(step, config.steps, tuple(sample_embeddings), tuple(paths)))
+            take_samples(step)
 
     # 6. The adapter, in diffusers' format, with what it is in its header.
     emit(PhaseEvent("saving", str(config.out)))
@@ -291,6 +300,9 @@ def _train(
         lora_config_dict(transformer.peft_config[ADAPTER]),
         facts,
     )
+    picture = timeline(config.out / "samples", config.steps)
+    if picture is not None:
+        result.timeline = save_png(picture, config.out / "timeline.png", {"note": NOISE_WARNING if base.is_tiny else ""})
     result.seconds = time.monotonic() - started
     return result
 

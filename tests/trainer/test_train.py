@@ -108,12 +108,25 @@ def test_the_adapter_file_says_what_it_is(trained, photos):
 def test_samples_and_checkpoints_are_written(trained):
     assert [p.name for p in trained.checkpoints] == ["step-000010.ckpt", "step-000020.ckpt", "step-000030.ckpt"]
     assert [p.name for p in trained.samples] == [
+        "step-000000-0.png",  # the base model, before training
+        "step-000000-1.png",
         "step-000015-0.png",
         "step-000015-1.png",
         "step-000030-0.png",
         "step-000030-1.png",
     ]
     assert all(p.is_file() for p in trained.samples + trained.checkpoints)
+
+
+def test_the_timeline_shows_the_prompts_through_the_run(trained):
+    from PIL import Image
+
+    from trainer.timeline import LABEL_HEIGHT, columns
+
+    assert columns([0, 15, 30], 30) == [0, 15, 30]  # fewer samples than fractions: each once
+    assert columns([0, 5, 10, 15, 20], 20) == [0, 5, 10, 15, 20]
+    with Image.open(trained.timeline) as picture:
+        assert picture.size == (3 * 64, LABEL_HEIGHT + 2 * 64)  # steps 0, 15, 30; two prompts
 
 
 def test_the_same_seed_gives_the_same_adapter(photos, tmp_path):

@@ -1,0 +1,58 @@
+"""One picture of a run learning: the sample prompts at 0, 25, 50, 75 and 100 % of its steps.
+
+PIL only, so the bot (which never imports torch) can draw it from the samples it received.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+SAMPLE_NAME = re.compile(r"^step-(\d{6})-(\d+)\.png$")
+FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+LABEL_HEIGHT = 18
+
+
+def sample_files(folder: Path) -> dict[int, dict[int, Path]]:
+    """{step: {prompt index: path}} of the samples in a folder."""
+    found: dict[int, dict[int, Path]] = {}
+    for path in Path(folder).glob("step-*.png"):
+        match = SAMPLE_NAME.match(path.name)
+        if match:
+            found.setdefault(int(match[1]), {})[int(match[2])] = path
+    return found
+
+
+def columns(available: list[int], total_steps: int) -> list[int]:
+    """The sampled steps nearest to each fraction of the run, each used once, in order."""
+    chosen: list[int] = []
+    for fraction in FRACTIONS:
+        target = fraction * total_steps
+        candidates = [s for s in available if s not in chosen]
+        if candidates:
+            chosen.append(min(candidates, key=lambda s: (abs(s - target), s)))
+    return sorted(chosen)
+
+
+def timeline(folder: Path, total_steps: int) -> Image.Image | None:
+    """Rows: the sample prompts; columns: steps through the run, labelled. None without samples."""
+    samples = sample_files(folder)
+    if not samples:
+        return None
+    steps = columns(sorted(samples), total_steps)
+    prompts = sorted({index for by_prompt in samples.values() for index in by_prompt})
+    with Image.open(next(iter(samples[steps[0]].values()))) as first:
+        width, height = first.size
+    sheet = Image.new("RGB", (width * len(steps), LABEL_HEIGHT + height * len(prompts)), (32, 34, 37))
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for column, step in enumerate(steps):
+        draw.text((column * width + 4, 3), f"step {step}", fill="white", font=font)
+        for row, index in enumerate(prompts):
+            path = samples[step].get(index)
+            if path is not None:
+                with Image.open(path) as picture:
+                    sheet.paste(picture.convert("RGB").resize((width, height)), (column * width, LABEL_HEIGHT + row * height))
+    return sheet
