@@ -74,10 +74,14 @@ class ProgressMessage:
         steps = int(update.result["facts"].get("steps", 0))
         await self.bot.members.set_adapter(owner, adapter, self.job.id, steps)
         samples = update.result.get("samples") or []
-        files = [discord.File(samples[-1], "sample.png")] if samples else []
+        if update.result.get("timeline"):
+            files = [discord.File(update.result["timeline"], "timeline.png")]
+        else:
+            files = [discord.File(samples[-1], "sample.png")] if samples else []
         await self.message.channel.send(
             f"🎉 <@{owner.member_id}>'s adapter is ready. Put `{self.token}` in an /imagine prompt "
-            f"(or just /imagine: your token goes in front of prompts that name no one).",
+            f"(or just /imagine: your token goes in front of prompts that name no one). "
+            f"Below: the sample prompts as the model learned, from the base model on the left.",
             files=files,
             allowed_mentions=discord.AllowedMentions(users=[discord.Object(owner.member_id)]),
         )

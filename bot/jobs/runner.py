@@ -365,6 +365,10 @@ class JobRunner:
                 status = reply["status"]
                 if status == "succeeded":
                     result = {"lora": lora["path"], "facts": lora["facts"], "samples": _samples(out)}
+                    steps = int(lora["facts"].get("steps", 0))
+                    drawn = await asyncio.to_thread(_draw_timeline, out, steps)
+                    if drawn:
+                        result["timeline"] = drawn
                     await self._finish(job_id, JobState.SUCCEEDED, result=result)
                 elif status == "cancelled":
                     await self._finish(job_id, JobState.CANCELLED, error="cancelled")
@@ -512,6 +516,17 @@ async def _patiently(method, *args, patience_s: float = 60):
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.5)  # Ray is restarting the actor
+
+
+def _draw_timeline(out: Path, steps: int) -> str | None:
+    """The run's samples through its steps, from every attempt's samples (a resumed run's included)."""
+    from trainer.images import png_bytes
+    from trainer.timeline import timeline
+
+    picture = timeline(out / "samples", steps)
+    if picture is None:
+        return None
+    return str(files.write(out / "timeline.png", png_bytes(picture, {})))
 
 
 def _samples(out: Path) -> list[str]:

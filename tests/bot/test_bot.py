@@ -113,7 +113,10 @@ async def test_photos_train_progress_announce_and_imagine(world, trained):
         await w.fake.wait_for_edit(progress, lambda m: "step" in m.content and "of 20" in m.content, timeout=60)
         await w.fake.wait_for_edit(progress, lambda m: any(a.filename == "sample.png" for a in m.attachments), 60)
         announcement = await w.general.wait_for_message(lambda m: "adapter is ready" in m.content, timeout=120)
-        assert announcement.attachments and announcement.attachments[0].data.startswith(PNG)
+        timeline = announcement.attachments[0]
+        assert timeline.filename == "timeline.png" and timeline.data.startswith(PNG)
+        with Image.open(io.BytesIO(timeline.data)) as picture:
+            assert picture.width == 5 * 64  # steps 0, 5, 10, 15, 20 of 20, one column each
         assert "done" in progress.content
 
         imagine = await w.fake.slash(w.ann, w.general, "imagine", options={"prompt": "as a knight", "seed": 7})

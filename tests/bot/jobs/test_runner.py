@@ -63,7 +63,8 @@ async def test_a_training_job_reports_progress_and_delivers_its_adapter(make_run
 
     assert done.state is JobState.SUCCEEDED, done.error
     assert read_facts(done.result["lora"])["token"] == TOKEN
-    assert len(done.result["samples"]) == 4  # two prompts at steps 20 and 40
+    assert len(done.result["samples"]) == 6  # two prompts at steps 0, 20 and 40
+    assert open(done.result["timeline"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert done.checkpoint_step == 40 and os.path.isfile(done.checkpoint)
     assert done.progress["step"] == 40 and done.attempts == 1
     states = [u.state for u in watch.updates]
