@@ -256,11 +256,14 @@ class GeneratorWorker:
 
     def generate(self, request: dict, adapters: list[dict]) -> dict:
         """`adapters`: name, version, weight, and `data`, an ObjectRef fetched only if not held here.
+        With `compare` in the request: one picture, the base model beside the adapters, same seed.
 
         Returns the images, or `error` for the member when their request cannot be served.
         """
         from trainer.generate import AdapterUse, GenerationRequest
 
+        request = dict(request)
+        comparing = request.pop("compare", False)
         try:
             uses = tuple(
                 AdapterUse(a["name"], self._adapter_file(a["name"], a["version"], a["data"]), a["weight"])
@@ -269,11 +272,28 @@ class GeneratorWorker:
             if self.offloaded:
                 self.generator.pipe.to(self.generator.device)
                 self.offloaded = False
+            if comparing:
+                return {"images": [self._compare(request, uses)], "loaded": self.loaded()}
             images = self.generator.generate(GenerationRequest(adapters=uses, **request))
         except Exception as exc:
             log.exception("generation failed")
             return {"error": describe_failure(exc, "making the picture"), "loaded": self.loaded()}
         return {"images": [{"seed": i.seed, "png": i.png()} for i in images], "loaded": self.loaded()}
+
+    def _compare(self, request: dict, uses: tuple) -> dict:
+        from trainer.compare import side_by_side
+        from trainer.generate import GenerationRequest
+        from trainer.images import png_bytes
+
+        import secrets
+
+        request = request | {"count": 1}
+        if request.get("seed") is None:  # both halves must share it
+            request["seed"] = secrets.randbelow(2**32 - 4)
+        base = self.generator.generate(GenerationRequest(adapters=(), **request))[0]
+        tuned = self.generator.generate(GenerationRequest(adapters=uses, **request))[0]
+        picture = side_by_side(base.image, tuned.image, ("base model", "with the adapter"))
+        return {"seed": base.seed, "png": png_bytes(picture, tuned.info | {"compare": "base | adapter"})}
 
     def loaded(self) -> list[str]:
         return self.generator.loaded_adapters

@@ -23,7 +23,8 @@ channel shows the steps and sample pictures. `/status` and `/cancel` work while 
 
 **3. Pictures**
 `/imagine prompt` draws 1 to 4 pictures for the channel, with their seeds (the same seed gives the same picture) \
-and a re-roll button only you can press. `strength` (0 to 1.5) sets how strongly adapters act; 0 is the plain model.
+and a re-roll button only you can press. `strength` (0 to 1.5) sets how strongly adapters act; 0 is the plain model. \
+`/compare prompt` (or the button under your pictures) puts the base model beside your adapter, same seed.
 **Whose face:** a prompt that names no one gets your token in front: `/imagine as a knight` draws \
 `YOURTOKEN, as a knight`. A prompt that names someone (their token or an @mention) is left as it is and uses \
 their adapter, if they shared it with you (`/share`). Several people in one prompt: their adapters all act on the \

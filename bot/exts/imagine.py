@@ -55,6 +55,37 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=r"doppel:
         await bot.get_cog("Imagine").draw(interaction, job.owner, params)
 
 
+class CompareButton(discord.ui.DynamicItem[discord.ui.Button], template=r"doppel:compare:(?P<job_id>\d+)"):
+    """The first picture again, beside what the base model makes of the same prompt and seed."""
+
+    def __init__(self, job_id: int):
+        super().__init__(
+            discord.ui.Button(label="Compare with the base model", emoji="🔍", style=discord.ButtonStyle.secondary,
+                              custom_id=f"doppel:compare:{job_id}")
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item, match: re.Match) -> CompareButton:
+        return cls(int(match["job_id"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        bot: DoppelBot = interaction.client
+        job = await bot.jobs.get(self.job_id)
+        if job is None or not job.result:
+            await interaction.response.send_message("These pictures are from a request that no longer exists.",
+                                                    ephemeral=True)
+            return
+        if job.owner != owner_of(interaction):
+            await interaction.response.send_message(f"Only <@{job.owner.member_id}> can compare these pictures.",
+                                                    ephemeral=True)
+            return
+        await interaction.response.defer(thinking=True)
+        params = {k: v for k, v in job.params.items() if k not in ("seed", "count")}
+        seed = job.result["images"][0]["seed"]
+        await bot.get_cog("Imagine").draw(interaction, job.owner, params | {"seed": seed, "count": 1, "compare": True})
+
+
 class Imagine(commands.Cog):
     def __init__(self, bot: DoppelBot):
         self.bot = bot
@@ -100,6 +131,34 @@ class Imagine(commands.Cog):
             params["seed"] = seed
         await self.draw(interaction, owner, params)
 
+    @app_commands.command(name="compare", description="Your adapter beside the base model: same prompt, same seed")
+    @app_commands.describe(prompt="What to draw; your token goes in front as in /imagine", seed="A seed (optional)")
+    @app_commands.guild_only()
+    async def compare(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, PROMPT_MAX],
+        seed: app_commands.Range[int, 0, 2**32 - 5] | None = None,
+    ) -> None:
+        await interaction.response.defer(thinking=True)
+        owner = owner_of(interaction)
+        try:
+            resolved = await resolve_prompt(prompt, owner, self.bot.members)
+        except PromptRefused as refusal:
+            await interaction.edit_original_response(content=f"I cannot draw that: {refusal}.")
+            return
+        if resolved.plain:
+            await interaction.edit_original_response(content="You have no adapter to compare yet: /train makes one.")
+            return
+        adapters = [
+            {"name": adapter_name(person), "path": (await self.bot.members.adapter(person)).path, "weight": 1.0}
+            for person in resolved.owners
+        ]
+        params = {"prompt": resolved.text, "count": 1, "size": "square", "adapters": adapters, "compare": True}
+        if seed is not None:
+            params["seed"] = seed
+        await self.draw(interaction, owner, params)
+
     async def draw(self, interaction: discord.Interaction, owner: Owner, params: dict) -> None:
         """Queue the pictures, keep the reply up to date, then post them."""
         started = time.monotonic()
@@ -126,10 +185,14 @@ class Imagine(commands.Cog):
             images = job.result["images"]
             seeds = ", ".join(str(i["seed"]) for i in images)
             note = " (plain model: you have no adapter yet, /train makes one)" if job.params.get("plain") else ""
+            if job.params.get("compare"):
+                note = " · left: the base model, right: with the adapter"
             text = f"**{discord.utils.escape_markdown(job.params['prompt'])[:1500]}**\nseed{'s' if len(images) > 1 else ''} {seeds}{note}"
             files = [discord.File(i["path"], f"doppel-{i['seed']}.png") for i in images]
             view = discord.ui.View(timeout=None)
             view.add_item(RerollButton(job.id))
+            if job.params.get("adapters") and not job.params.get("compare"):
+                view.add_item(CompareButton(job.id))
         mentions = discord.AllowedMentions.none()
         if fresh:
             await interaction.edit_original_response(content=text, attachments=files, view=view, allowed_mentions=mentions)
@@ -139,5 +202,5 @@ class Imagine(commands.Cog):
 
 
 async def setup(bot: DoppelBot) -> None:
-    bot.add_dynamic_items(RerollButton)
+    bot.add_dynamic_items(RerollButton, CompareButton)
     await bot.add_cog(Imagine(bot))

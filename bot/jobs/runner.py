@@ -440,7 +440,7 @@ class JobRunner:
             except (files.MissingInput, OSError) as exc:
                 await self._finish(job.id, JobState.FAILED, error=f"an adapter could not be read ({exc})")
                 return
-            request = {k: job.params[k] for k in ("prompt", "count", "seed", "size", "steps") if k in job.params}
+            request = {k: job.params[k] for k in ("prompt", "count", "seed", "size", "steps", "compare") if k in job.params}
             replica.offloaded = False
             try:
                 reply = await asyncio.wait_for(

@@ -288,3 +288,33 @@ async def test_status_and_cancel_and_editing_the_dataset(world):
         cleared = await w.fake.slash(w.ann, w.general, "dataset clear")
         assert "Removed all 4" in (await cleared.original()).content
         assert not list((bot.members.folder(w.owner(w.ann)) / "photos").rglob("*.jpg"))
+
+
+async def test_compare_shows_the_base_model_beside_the_adapter(world, trained):
+    w = world
+    async with started(w) as bot:
+        ann = w.owner(w.ann)
+        await bot.token_for(ann)
+        await bot.members.set_adapter(ann, trained.lora_path, None, 30)
+
+        def halves(png: bytes):
+            with Image.open(io.BytesIO(png)) as picture:
+                rgb = picture.convert("RGB")
+                width, height = rgb.size
+                return rgb.crop((0, 20, width // 2, height)).tobytes(), rgb.crop((width // 2, 20, width, height)).tobytes()
+
+        command = await w.fake.slash(w.ann, w.general, "compare", options={"prompt": "as a pirate", "seed": 3})
+        shown = await w.fake.wait_for_edit(await command.original(), lambda m: m.attachments, timeout=60)
+        assert "left: the base model" in shown.content and "seed 3" in shown.content
+        base, tuned = halves(shown.attachments[0].data)
+        assert base != tuned
+
+        imagine = await w.fake.slash(w.ann, w.general, "imagine", options={"prompt": "as a pirate", "seed": 3})
+        pictures = await w.fake.wait_for_edit(await imagine.original(), lambda m: m.attachments, timeout=60)
+        button = next(c for c, _, _ in pictures.buttons() if c and c.startswith("doppel:compare:"))
+        clicked = await w.fake.click(w.ann, pictures, button)
+        again = await w.fake.wait_for_edit(await clicked.original(), lambda m: m.attachments, timeout=60)
+        assert halves(again.attachments[0].data) == (base, tuned)  # same prompt, same seed, same two pictures
+
+        plain = await w.fake.slash(w.bob, w.general, "compare", options={"prompt": "a cat"})
+        assert "no adapter to compare" in (await w.fake.wait_for_edit(await plain.original(), lambda m: "adapter" in m.content)).content
