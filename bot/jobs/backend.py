@@ -1,9 +1,9 @@
 """Ray: start or join it, and find doppel's workers on it.
 
-Per GPU there is one trainer (detached and named, so a restarted bot finds it
-and the job it is running) and one generator. Ray's GPU accounting puts them on
-the same card: the generator takes `generator_gpu_share`, the trainer the rest,
-and two trainers never share a card. Ray does not police GPU memory; the
+Per GPU there is one trainer and one generator, both detached and named, so a
+restarted bot finds the trainer's running job and the generator's loaded model.
+Ray's GPU accounting puts them on the same card: the generator takes
+`generator_gpu_share`, the trainer the rest, and two trainers never share a card. Ray does not police GPU memory; the
 runner's sharing policy does (see README, "Sharing a GPU").
 """
 
@@ -76,8 +76,10 @@ def generators(settings: BotSettings) -> list[Replica]:
     found = []
     for index in range(gpu_count()):
         name = f"{settings.ray_actor_prefix}-generator-{index}"
+        # Detached, as the trainers: a restarted bot finds the model still loaded, and an old handle
+        # going out of scope cannot take the actor down under the new bot.
         handle = GeneratorWorker.options(
-            name=name, get_if_exists=True, num_gpus=settings.generator_gpu_share
+            name=name, lifetime="detached", get_if_exists=True, num_gpus=settings.generator_gpu_share
         ).remote(
             trainer_settings.base_model,
             trainer_settings.generator_max_adapters,
