@@ -3,8 +3,9 @@
 Per GPU there is one trainer and one generator, both detached and named, so a
 restarted bot finds the trainer's running job and the generator's loaded model.
 Ray's GPU accounting puts them on the same card: the generator takes
-`generator_gpu_share`, the trainer the rest, and two trainers never share a card. Ray does not police GPU memory; the
-runner's sharing policy does (see README, "Sharing a GPU").
+`generator_gpu_share`, the trainer the rest, and two trainers never share a card.
+Ray does not police GPU memory; the runner's sharing policy does (see README,
+"Sharing a GPU").
 """
 
 from __future__ import annotations
