@@ -25,49 +25,31 @@ SIZES = [app_commands.Choice(name=n, value=n) for n in ("square", "portrait", "l
 RESULT_TIMEOUT_S = 30 * 60
 
 
-class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=r"doppel:reroll:(?P<job_id>\d+)"):
-    """Same prompt, new seeds. A dynamic item, so the button still works after a restart."""
+class _PictureButton(discord.ui.DynamicItem[discord.ui.Button], template=r"doppel:(?:reroll|compare):(?P<job_id>\d+)"):
+    """A button under pictures that makes new ones from the same request; only its requester may press it.
+
+    Dynamic items, so the buttons still work after a restart. Subclasses name themselves and say
+    what to change in the request.
+    """
+
+    key = ""  # in the custom id
+    verb = ""  # in "Only @ann can ... these pictures"
+    label = ""
+    emoji = ""
 
     def __init__(self, job_id: int):
         super().__init__(
-            discord.ui.Button(label="Re-roll", emoji="🎲", style=discord.ButtonStyle.secondary,
-                              custom_id=f"doppel:reroll:{job_id}")
+            discord.ui.Button(label=self.label, emoji=self.emoji, style=discord.ButtonStyle.secondary,
+                              custom_id=f"doppel:{self.key}:{job_id}")
         )
         self.job_id = job_id
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item, match: re.Match) -> RerollButton:
+    async def from_custom_id(cls, interaction: discord.Interaction, item, match: re.Match):
         return cls(int(match["job_id"]))
 
-    async def callback(self, interaction: discord.Interaction) -> None:
-        bot: DoppelBot = interaction.client
-        job = await bot.jobs.get(self.job_id)
-        if job is None:
-            await interaction.response.send_message("These pictures are from a request that no longer exists.",
-                                                    ephemeral=True)
-            return
-        if job.owner != owner_of(interaction):
-            await interaction.response.send_message(f"Only <@{job.owner.member_id}> can re-roll these pictures.",
-                                                    ephemeral=True)
-            return
-        await interaction.response.defer(thinking=True)
-        params = {k: v for k, v in job.params.items() if k != "seed"}
-        await bot.get_cog("Imagine").draw(interaction, job.owner, params)
-
-
-class CompareButton(discord.ui.DynamicItem[discord.ui.Button], template=r"doppel:compare:(?P<job_id>\d+)"):
-    """The first picture again, beside what the base model makes of the same prompt and seed."""
-
-    def __init__(self, job_id: int):
-        super().__init__(
-            discord.ui.Button(label="Compare with the base model", emoji="🔍", style=discord.ButtonStyle.secondary,
-                              custom_id=f"doppel:compare:{job_id}")
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item, match: re.Match) -> CompareButton:
-        return cls(int(match["job_id"]))
+    def changed(self, job: Job) -> dict:
+        raise NotImplementedError
 
     async def callback(self, interaction: discord.Interaction) -> None:
         bot: DoppelBot = interaction.client
@@ -77,13 +59,33 @@ class CompareButton(discord.ui.DynamicItem[discord.ui.Button], template=r"doppel
                                                     ephemeral=True)
             return
         if job.owner != owner_of(interaction):
-            await interaction.response.send_message(f"Only <@{job.owner.member_id}> can compare these pictures.",
-                                                    ephemeral=True)
+            await interaction.response.send_message(
+                f"Only <@{job.owner.member_id}> can {self.verb} these pictures.", ephemeral=True
+            )
             return
         await interaction.response.defer(thinking=True)
-        params = {k: v for k, v in job.params.items() if k not in ("seed", "count")}
+        await bot.get_cog("Imagine").draw(interaction, job.owner, self.changed(job))
+
+
+class RerollButton(_PictureButton, template=r"doppel:reroll:(?P<job_id>\d+)"):
+    """Same prompt, new seeds."""
+
+    key, verb, label, emoji = "reroll", "re-roll", "Re-roll", "🎲"
+
+    def changed(self, job: Job) -> dict:
+        return {k: v for k, v in job.params.items() if k != "seed"}
+
+
+class CompareButton(_PictureButton, template=r"doppel:compare:(?P<job_id>\d+)"):
+    """The first picture again, beside what the base model makes of the same prompt and seed."""
+
+    key, verb, label, emoji = "compare", "compare", "Compare with the base model", "🔍"
+
+    def changed(self, job: Job) -> dict:
         seed = job.result["images"][0]["seed"]
-        await bot.get_cog("Imagine").draw(interaction, job.owner, params | {"seed": seed, "count": 1, "compare": True})
+        return {k: v for k, v in job.params.items() if k not in ("seed", "count")} | {
+            "seed": seed, "count": 1, "compare": True,
+        }
 
 
 class Imagine(commands.Cog):
