@@ -113,25 +113,10 @@ class Imagine(commands.Cog):
     ) -> None:
         await interaction.response.defer(thinking=True)
         owner = owner_of(interaction)
-        try:
-            resolved = await resolve_prompt(prompt, owner, self.bot.members)
-        except PromptRefused as refusal:
-            await interaction.edit_original_response(content=f"I cannot draw that: {refusal}.")
-            return
-        adapters = []
-        for person in resolved.owners:
-            adapter = await self.bot.members.adapter(person)
-            adapters.append({"name": adapter_name(person), "path": adapter.path, "weight": strength})
-        params = {
-            "prompt": resolved.text,
-            "count": count,
-            "size": size.value if size else "square",
-            "adapters": adapters,
-            "plain": resolved.plain,
-        }
-        if seed is not None:
-            params["seed"] = seed
-        await self.draw(interaction, owner, params)
+        request = await self._request(interaction, owner, prompt, seed, strength)
+        if request is not None:
+            size_name = size.value if size else "square"
+            await self.draw(interaction, owner, request | {"count": count, "size": size_name})
 
     @app_commands.command(name="compare", description="Your adapter beside the base model: same prompt, same seed")
     @app_commands.describe(prompt="What to draw; your token goes in front as in /imagine", seed="A seed (optional)")
@@ -144,29 +129,37 @@ class Imagine(commands.Cog):
     ) -> None:
         await interaction.response.defer(thinking=True)
         owner = owner_of(interaction)
+        request = await self._request(interaction, owner, prompt, seed, strength=1.0)
+        if request is None:
+            return
+        if request["plain"]:
+            await interaction.edit_original_response(content="You have no adapter to compare yet: /train makes one.")
+            return
+        await self.draw(interaction, owner, request | {"count": 1, "size": "square", "compare": True})
+
+    async def _request(
+        self, interaction: discord.Interaction, owner: Owner, prompt: str, seed: int | None, strength: float
+    ) -> dict | None:
+        """The prompt by the token rule, with the adapters of everyone it names; None once refused."""
         try:
             resolved = await resolve_prompt(prompt, owner, self.bot.members)
         except PromptRefused as refusal:
             await interaction.edit_original_response(content=f"I cannot draw that: {refusal}.")
-            return
-        if resolved.plain:
-            await interaction.edit_original_response(content="You have no adapter to compare yet: /train makes one.")
-            return
+            return None
         adapters = [
-            {"name": adapter_name(person), "path": (await self.bot.members.adapter(person)).path, "weight": 1.0}
+            {"name": adapter_name(person), "path": (await self.bot.members.adapter(person)).path, "weight": strength}
             for person in resolved.owners
         ]
-        params = {"prompt": resolved.text, "count": 1, "size": "square", "adapters": adapters, "compare": True}
+        request = {"prompt": resolved.text, "adapters": adapters, "plain": resolved.plain}
         if seed is not None:
-            params["seed"] = seed
-        await self.draw(interaction, owner, params)
+            request["seed"] = seed
+        return request
 
     async def draw(self, interaction: discord.Interaction, owner: Owner, params: dict) -> None:
         """Queue the pictures, keep the reply up to date, then post them."""
         started = time.monotonic()
-        request = {k: v for k, v in params.items() if k != "plain"}
         try:
-            job = await self.bot.runner.submit_generation(owner, request | {"plain": params.get("plain", False)})
+            job = await self.bot.runner.submit_generation(owner, params)
         except QueueFull as full:
             await interaction.edit_original_response(content=f"Not now: {full}.")
             return
