@@ -27,6 +27,11 @@ def checkpoint_path(out_dir: Path, step: int) -> Path:
     return Path(out_dir) / "checkpoints" / f"step-{step:06d}.ckpt"
 
 
+def adapter_path(out_dir: Path, step: int) -> Path:
+    """The adapter file of a checkpoint's step, ready to use: diffusers' format with doppel's header."""
+    return Path(out_dir) / "checkpoints" / f"step-{step:06d}.safetensors"
+
+
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> Path:
     payload = {
         "format": FORMAT,
@@ -66,3 +71,49 @@ def load_checkpoint(path: Path, record: dict | None = None) -> Checkpoint:
         rng=payload["rng"],
         record=payload["record"],
     )
+
+
+# What an adapter must share with a run to be built on: the LoRA's shape and what it was trained against.
+COMPATIBLE = ("base", "rank", "alpha", "target_modules")
+
+
+@dataclass
+class Start:
+    """Where a run that builds on an earlier adapter begins (`TrainConfig.start_from`)."""
+
+    step: int  # the steps already in the adapter; this run's steps count on from here
+    lora: dict[str, torch.Tensor]
+    optimizer: dict | None = None  # from a checkpoint: Adam's moments carry over
+    rng: dict[str, torch.Tensor] | None = None
+
+
+def load_start(path: Path, record: dict) -> Start:
+    """A checkpoint, or an adapter file, to build on. Refused when its LoRA does not fit this run's."""
+    from trainer.lora_file import load_lora_state, read_facts
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise CheckpointError(f"there is no adapter at '{path}'")
+        facts = read_facts(path)
+        theirs = {"rank": _int(facts.get("rank")), "alpha": _int(facts.get("alpha"))}
+        _check_fits(path, theirs, record)
+        return Start(step=_int(facts.get("steps")) or 0, lora=load_lora_state(path))
+    checkpoint = load_checkpoint(path)
+    _check_fits(path, checkpoint.record, record)
+    return Start(step=checkpoint.step, lora=checkpoint.lora, optimizer=checkpoint.optimizer, rng=checkpoint.rng)
+
+
+def _check_fits(path: Path, theirs: dict, record: dict) -> None:
+    different = [k for k in COMPATIBLE if theirs.get(k) is not None and theirs[k] != record[k]]
+    if different:
+        was = " and ".join(f"{k} {theirs[k]}" for k in different)
+        now = " and ".join(f"{k} {record[k]}" for k in different)
+        raise CheckpointError(f"'{path.name}' was trained with {was}, this run has {now}; it cannot be built on, train afresh")
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None

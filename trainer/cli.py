@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--resolution", type=int, default=None, help="multiple of 16 (default: 512; tiny: 64)")
     train.add_argument("--seed", type=int, default=defaults["seed"].default)
     train.add_argument("--resume", type=Path, default=None, help="a checkpoint of this run to continue from")
+    train.add_argument(
+        "--start-from",
+        type=Path,
+        default=None,
+        help="an earlier adapter (a checkpoint, or its .safetensors) to build on; --steps are added to its steps",
+    )
     train.add_argument("--checkpoint-every", type=int, default=defaults["checkpoint_every"].default)
     train.add_argument("--sample-every", type=int, default=defaults["sample_every"].default, help="0: no samples")
     train.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
@@ -141,6 +147,7 @@ def _train(args) -> int:
         resolution=args.resolution,
         seed=args.seed,
         resume=args.resume,
+        start_from=args.start_from,
         checkpoint_every=args.checkpoint_every,
         sample_every=args.sample_every,
         lr_schedule=args.lr_schedule,

@@ -62,13 +62,17 @@ class TrainConfig:
     sample_every: int = 250  # 0: no samples
     sample_prompts: tuple[str, ...] = DEFAULT_SAMPLE_PROMPTS
     sample_seed: int = 42
-    resume: Path | None = None
+    resume: Path | None = None  # a checkpoint of this run, to continue it exactly
+    # An earlier adapter (its checkpoint, or its .safetensors file) to build on: this run's `steps`
+    # are added to its steps. How "train more" and retraining after adding photos avoid starting from zero.
+    start_from: Path | None = None
     device: str | None = None  # None: CUDA when there is one
     time_steps: bool = False  # synchronise around the model to time it (benchmarks)
 
     def __post_init__(self):
         self.images, self.out = Path(self.images), Path(self.out)
         self.resume = Path(self.resume) if self.resume else None
+        self.start_from = Path(self.start_from) if self.start_from else None
         self.target_modules = tuple(self.target_modules)
         self.sample_prompts = tuple(self.sample_prompts)
         if self.alpha is None:
@@ -115,7 +119,7 @@ class TrainConfig:
         # Where things are and how often to look at them do not change the adapter. Nor does how
         # the memory is saved: a paused run may resume on another card, whose plan differs. The
         # LoRA and its optimizer state carry over; only the base's rounding (fp8, nf4) changes.
-        for key in ("images", "out", "resume", "device", "time_steps", "checkpoint_every", "sample_every",
+        for key in ("images", "out", "resume", "start_from", "device", "time_steps", "checkpoint_every", "sample_every",
                     "sample_prompts", "sample_seed", "memory_mode", "gradient_checkpointing", "eight_bit_adam"):
             record.pop(key)
         record["target_modules"] = list(self.target_modules)

@@ -16,7 +16,9 @@ LORA_FILENAME = "pytorch_lora_weights.safetensors"
 METADATA_PREFIX = "doppel."
 
 
-def save_lora(out_dir: Path, lora_state: dict[str, torch.Tensor], lora_config: dict, facts: dict) -> Path:
+def save_lora(
+    out_dir: Path, lora_state: dict[str, torch.Tensor], lora_config: dict, facts: dict, filename: str = LORA_FILENAME
+) -> Path:
     """Write the adapter the way `FluxPipeline.save_lora_weights` does, plus `doppel.*` metadata.
 
     diffusers writes the file (key names, its own adapter metadata); we then add
@@ -24,8 +26,9 @@ def save_lora(out_dir: Path, lora_state: dict[str, torch.Tensor], lora_config: d
     """
     from diffusers import FluxPipeline
 
-    path = Path(out_dir) / LORA_FILENAME
-    with tempfile.TemporaryDirectory(dir=out_dir) as staging:
+    path = Path(out_dir) / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as staging:
         FluxPipeline.save_lora_weights(
             staging,
             transformer_lora_layers={k: v.detach().cpu().contiguous() for k, v in lora_state.items()},
@@ -38,6 +41,12 @@ def save_lora(out_dir: Path, lora_state: dict[str, torch.Tensor], lora_config: d
         tensors = load_file(written)
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     return path
+
+
+def load_lora_state(path: Path) -> dict[str, torch.Tensor]:
+    """An adapter file's weights as peft names them (`get_peft_model_state_dict`): without diffusers' prefix."""
+    prefix = "transformer."
+    return {k[len(prefix) :]: v for k, v in load_file(Path(path)).items() if k.startswith(prefix)}
 
 
 def read_facts(path: Path) -> dict[str, str]:

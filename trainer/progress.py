@@ -12,9 +12,9 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class PhaseEvent:
-    phase: str  # reading, loading, caching, resuming, training, saving
+    phase: str  # planning, reading, loading, caching, resuming or continuing, training, saving
     detail: str = ""
-    step: int | None = None  # resuming: the checkpoint's step
+    step: int | None = None  # resuming: the checkpoint's step; continuing: the adapter's
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,8 @@ class SampleEvent:
 class CheckpointEvent:
     step: int
     total: int
-    path: Path
+    path: Path  # everything needed to continue from this step
+    adapter: Path | None = None  # the adapter as it is at this step
 
 
 Event = PhaseEvent | StepEvent | SampleEvent | CheckpointEvent

@@ -1,5 +1,8 @@
 """One picture of a run learning: the sample prompts at 0, 25, 50, 75 and 100 % of its steps.
 
+A run that built on an earlier adapter starts at that adapter's step, not at 0: its first column is
+where it started.
+
 PIL only, so the bot (which never imports torch) can draw it from the samples it received.
 """
 
@@ -26,10 +29,11 @@ def sample_files(folder: Path) -> dict[int, dict[int, Path]]:
 
 
 def columns(available: list[int], total_steps: int) -> list[int]:
-    """The sampled steps nearest to each fraction of the run, each used once, in order."""
+    """The sampled steps nearest to each fraction of the run (from its first sample), each used once, in order."""
     chosen: list[int] = []
+    first = min(available, default=0)
     for fraction in FRACTIONS:
-        target = fraction * total_steps
+        target = first + fraction * (total_steps - first)
         candidates = [s for s in available if s not in chosen]
         if candidates:
             chosen.append(min(candidates, key=lambda s: (abs(s - target), s)))

@@ -23,10 +23,10 @@ from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from trainer import memory
 from trainer.base_model import BaseModel, load_pipeline, load_transformer, pick_device, pick_dtype, resolve_base
 from trainer.caching import CachedExample, cache_training_set, release_encoders
-from trainer.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
+from trainer.checkpoint import Checkpoint, Start, adapter_path, checkpoint_path, load_checkpoint, load_start, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.dataset import load_training_set
-from trainer.errors import TrainingCancelled, TrainingPaused
+from trainer.errors import CheckpointError, TrainingCancelled, TrainingPaused
 from trainer.flow import flow_matching_loss, sample_sigmas
 from trainer.lora_file import lora_config_dict, save_lora
 from trainer.progress import CancelToken, CheckpointEvent, Event, PhaseEvent, SampleEvent, StepEvent
@@ -52,6 +52,7 @@ class TrainResult:
     checkpoints: list[Path] = field(default_factory=list)
     memory: memory.MemoryPlan | None = None  # how the base was made to fit
     timeline: Path | None = None  # samples through the run, side by side
+    start_step: int = 0  # the steps the adapter it built on already had (`start_from`)
 
 
 def train_lora(
@@ -69,6 +70,10 @@ def train_lora(
     transformer in the memory mode this run used (quantization cannot be undone in place; a
     later run that needs another mode loads a fresh transformer into it).
 
+    With `config.start_from`, the run builds on an earlier adapter: its LoRA (and a checkpoint's
+    optimizer state and random state) is where training starts, and steps count on from its
+    step, so "train 500 more" from step 750 runs steps 751 to 1250.
+
     The first event is the memory plan (`PhaseEvent("planning", reason)`).
     """
     emit = on_event or (lambda event: None)
@@ -85,6 +90,8 @@ def train_lora(
     emit(PhaseEvent("reading", str(config.images)))
     training_set = load_training_set(config.images, config.token, resolution)
     record = config.to_record() | {"resolution": resolution, "dataset_sha256": training_set.sha256}
+    start = load_start(config.start_from, record) if config.start_from else None
+    record["start_step"] = start.step if start else 0
     resumed = load_checkpoint(config.resume, record) if config.resume else None
 
     # 2. The base model. On a GPU in bf16; the LoRA's own weights stay in fp32.
@@ -92,8 +99,8 @@ def train_lora(
     pipe = pipeline if pipeline is not None else load_pipeline(base, dtype)
     try:
         return _train(
-            config, base, resolution, device, dtype, plan, override, pipe, training_set, record, resumed, emit, cancel,
-            started,
+            config, base, resolution, device, dtype, plan, override, pipe, training_set, record, start, resumed, emit,
+            cancel, started,
         )
     finally:
         if pipeline is not None:
@@ -101,9 +108,12 @@ def train_lora(
 
 
 def _train(
-    config, base, resolution, device, dtype, plan, override, pipe, training_set, record, resumed, emit, cancel, started
+    config, base, resolution, device, dtype, plan, override, pipe, training_set, record, start: Start | None,
+    resumed, emit, cancel, started,
 ):
     config.out.mkdir(parents=True, exist_ok=True)
+    start_step = start.step if start else 0
+    last_step = start_step + config.steps
 
     # 3. Cache latents and text embeddings once, then free the encoders' memory. The transformer
     # goes to the GPU only after this, so the encoders and it are never there together (a lean
@@ -157,9 +167,10 @@ def _train(
     transformer.train()
 
     eight_bit = plan.eight_bit_adam if config.eight_bit_adam is None else config.eight_bit_adam
-    if resumed is not None:
+    saved_optimizer = resumed.optimizer if resumed else start.optimizer if start else None
+    if saved_optimizer is not None:
         # Continue with the optimizer the checkpoint was made with, where this machine has it.
-        saved_eight_bit = _eight_bit_state(resumed.optimizer)
+        saved_eight_bit = _eight_bit_state(saved_optimizer)
         if saved_eight_bit != eight_bit and (not saved_eight_bit or _eight_bit_possible(device)):
             eight_bit = saved_eight_bit
     optimizer = _optimizer(lora_parameters, config.lr, device, eight_bit)
@@ -170,32 +181,63 @@ def _train(
         num_training_steps=config.steps,
     )
     noise_rng = torch.Generator("cpu").manual_seed(config.seed)
-    first_step = 1
+    first_step = start_step + 1
+    # Resuming continues this run exactly; a start continues an earlier one's adapter under this run's
+    # schedule. With the constant schedule, "train N more" from a checkpoint is the longer run exactly.
+    state = resumed or start
+    if state is not None:
+        if set_peft_model_state_dict(transformer, state.lora, adapter_name=ADAPTER).unexpected_keys:
+            raise CheckpointError("the adapter to continue from does not fit this model's layers")
+        if state.optimizer is not None:
+            if _eight_bit_state(state.optimizer) == _is_eight_bit(optimizer):
+                optimizer.load_state_dict(state.optimizer)
+            else:  # an 8-bit checkpoint where bitsandbytes or CUDA is missing: the moments restart
+                log.warning("the checkpoint's optimizer state does not fit this machine's optimizer; starting it afresh")
+        if state.rng is not None:
+            noise_rng.set_state(state.rng["noise"])
+            torch.set_rng_state(state.rng["torch"])
     if resumed is not None:
-        set_peft_model_state_dict(transformer, resumed.lora, adapter_name=ADAPTER)
-        if _eight_bit_state(resumed.optimizer) == _is_eight_bit(optimizer):
-            optimizer.load_state_dict(resumed.optimizer)
-        else:  # an 8-bit checkpoint where bitsandbytes or CUDA is missing: the moments restart
-            log.warning("the checkpoint's optimizer state does not fit this machine's optimizer; starting it afresh")
         lr_scheduler.load_state_dict(resumed.lr_scheduler)
-        noise_rng.set_state(resumed.rng["noise"])
-        torch.set_rng_state(resumed.rng["torch"])
         first_step = resumed.step + 1
         emit(PhaseEvent("resuming", f"from step {resumed.step}", step=resumed.step))
+    elif start is not None:
+        emit(PhaseEvent("continuing", f"from an adapter of {start.step} steps", step=start.step))
 
     # 5. The loop. Cancelling takes effect between two steps.
-    emit(PhaseEvent("training", f"steps {first_step} to {config.steps}"))
+    emit(PhaseEvent("training", f"steps {first_step} to {last_step}"))
     order = BatchOrder(examples, config.batch_size, config.seed)
     scheduler_config = pipe.scheduler.config
     loop_started = time.monotonic()
-    result = TrainResult(Path(), config.steps, math.nan, training_set.sha256, 0.0, memory=plan)
+    result = TrainResult(Path(), last_step, math.nan, training_set.sha256, 0.0, memory=plan, start_step=start_step)
+
+    def facts(step: int) -> dict:
+        """What an adapter file says about itself, in its header."""
+        written = {
+            "token": config.token,
+            "base_model": base.name,
+            "rank": config.rank,
+            "alpha": config.alpha,
+            "steps": step,
+            "resolution": resolution,
+            "dataset_sha256": training_set.sha256,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        if start_step:
+            written["started_from_step"] = start_step
+        if base.is_tiny:
+            written["warning"] = NOISE_WARNING
+        return written
 
     def save_state(step: int) -> Path:
+        lora = get_peft_model_state_dict(transformer, adapter_name=ADAPTER)
+        # The adapter as it is at this step, beside the full state: one to choose, one to train on from.
+        adapter = adapter_path(config.out, step)
+        save_lora(adapter.parent, lora, lora_config_dict(transformer.peft_config[ADAPTER]), facts(step), adapter.name)
         path = save_checkpoint(
             checkpoint_path(config.out, step),
             Checkpoint(
                 step=step,
-                lora=get_peft_model_state_dict(transformer, adapter_name=ADAPTER),
+                lora=lora,
                 optimizer=optimizer.state_dict(),
                 lr_scheduler=lr_scheduler.state_dict(),
                 rng={"noise": noise_rng.get_state(), "torch": torch.get_rng_state()},
@@ -203,7 +245,7 @@ def _train(
             ),
         )
         result.checkpoints.append(path)
-        emit(CheckpointEvent(step, config.steps, path))
+        emit(CheckpointEvent(step, last_step, path, adapter))
         return path
 
     def take_samples(step: int) -> None:
@@ -220,19 +262,19 @@ def _train(
             note=NOISE_WARNING if base.is_tiny else "",
         )
         result.samples.extend(paths)
-        emit(SampleEvent(step, config.steps, tuple(sample_embeddings), tuple(paths)))
+        emit(SampleEvent(step, last_step, tuple(sample_embeddings), tuple(paths)))
 
-    if sample_embeddings and first_step == 1:
-        take_samples(0)  # the base model before it met the member: the timeline's first column
+    if sample_embeddings and resumed is None:
+        take_samples(start_step)  # where it starts (the base model, before it met the member): the first column
 
-    for step in range(first_step, config.steps + 1):
+    for step in range(first_step, last_step + 1):
         if cancel is not None and cancel.cancelled:
             raise TrainingCancelled(step - 1)
         if cancel is not None and cancel.paused:
             done_step = step - 1
             saved = checkpoint_path(config.out, done_step)
-            if done_step == 0:
-                raise TrainingPaused(0, None)
+            if done_step == start_step:
+                raise TrainingPaused(done_step, None)
             raise TrainingPaused(done_step, saved if saved in result.checkpoints else save_state(done_step))
         step_started = time.monotonic()
         batch = order.batch(step)
@@ -264,43 +306,32 @@ def _train(
         emit(
             StepEvent(
                 step=step,
-                total=config.steps,
+                total=last_step,
                 loss=result.final_loss,
                 lr=lr_scheduler.get_last_lr()[0],
                 elapsed_s=elapsed,
-                eta_s=elapsed / done * (config.steps - step),
+                eta_s=elapsed / done * (last_step - step),
                 model_s=model_seconds,
             )
         )
         log.debug("step %d took %.4f s", step, time.monotonic() - step_started)
 
-        if step % config.checkpoint_every == 0:
+        # The last step is always kept: it is what "train more" continues from.
+        if (step - start_step) % config.checkpoint_every == 0 or step == last_step:
             save_state(step)
 
-        if sample_embeddings and (step % config.sample_every == 0 or step == config.steps):
+        if sample_embeddings and ((step - start_step) % config.sample_every == 0 or step == last_step):
             take_samples(step)
 
     # 6. The adapter, in diffusers' format, with what it is in its header.
     emit(PhaseEvent("saving", str(config.out)))
-    facts = {
-        "token": config.token,
-        "base_model": base.name,
-        "rank": config.rank,
-        "alpha": config.alpha,
-        "steps": config.steps,
-        "resolution": resolution,
-        "dataset_sha256": training_set.sha256,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    if base.is_tiny:
-        facts["warning"] = NOISE_WARNING
     result.lora_path = save_lora(
         config.out,
         get_peft_model_state_dict(transformer, adapter_name=ADAPTER),
         lora_config_dict(transformer.peft_config[ADAPTER]),
-        facts,
+        facts(last_step),
     )
-    picture = timeline(config.out / "samples", config.steps)
+    picture = timeline(config.out / "samples", last_step)
     if picture is not None:
         result.timeline = save_png(picture, config.out / "timeline.png", {"note": NOISE_WARNING if base.is_tiny else ""})
     result.seconds = time.monotonic() - started

@@ -122,13 +122,19 @@ class TrainerWorker:
         run = self._run
         return {"job_id": run.job_id, "status": run.status} if run else None
 
-    def start(self, job_id: int, params: dict, photos: dict[str, bytes], checkpoint: bytes | None) -> bool:
-        """Begin a job in the background. Starting the job already running is a no-op."""
+    def start(
+        self, job_id: int, params: dict, photos: dict[str, bytes], checkpoint: bytes | None, start: dict | None = None
+    ) -> bool:
+        """Begin a job in the background. Starting the job already running is a no-op.
+
+        `checkpoint`: this job's own, to resume it. `start`: an earlier adapter to build on,
+        {"name": its file name (.ckpt or .safetensors), "data": bytes}.
+        """
         with self._changed:
             if self._run is not None and self._run.status == "running":
                 return self._run.job_id == job_id
             self._run = _Run(job_id, self._changed)
-        threading.Thread(target=self._train, args=(self._run, params, photos, checkpoint), daemon=True).start()
+        threading.Thread(target=self._train, args=(self._run, params, photos, checkpoint, start), daemon=True).start()
         return True
 
     def poll(self, job_id: int, after: int, timeout: float = 1.0) -> dict | None:
@@ -171,7 +177,8 @@ class TrainerWorker:
             self._pipelines[base.location] = load_pipeline(base, pick_dtype(pick_device()))
         return self._pipelines[base.location]
 
-    def _train(self, run: _Run, params: dict, photos: dict[str, bytes], checkpoint: bytes | None) -> None:
+    def _train(self, run: _Run, params: dict, photos: dict[str, bytes], checkpoint: bytes | None,
+               start: dict | None) -> None:
         from trainer.base_model import resolve_base
         from trainer.config import TrainConfig
         from trainer.errors import TrainingCancelled, TrainingPaused
@@ -191,7 +198,13 @@ class TrainerWorker:
                 if checkpoint is not None:
                     resume = scratch / "resume.ckpt"
                     resume.write_bytes(checkpoint)
-                config = TrainConfig(**params, images=images, out=scratch / "out", resume=resume)
+                start_from = None
+                if start is not None:
+                    start_from = scratch / ("start" + Path(start["name"]).suffix)
+                    start_from.write_bytes(start["data"])
+                config = TrainConfig(
+                    **params, images=images, out=scratch / "out", resume=resume, start_from=start_from
+                )
 
                 def on_event(event) -> None:
                     if isinstance(event, StepEvent):
@@ -199,9 +212,11 @@ class TrainerWorker:
                     elif isinstance(event, PhaseEvent):
                         run.add({"type": "phase", "phase": event.phase, "detail": event.detail, "step": event.step})
                     elif isinstance(event, CheckpointEvent):
-                        run.add({"type": "checkpoint", "step": event.step, "data": event.path.read_bytes()})
-                        for older in event.path.parent.glob("*.ckpt"):
-                            if older != event.path:
+                        adapter = event.adapter.read_bytes() if event.adapter else None
+                        run.add({"type": "checkpoint", "step": event.step, "data": event.path.read_bytes(),
+                                 "adapter": adapter})
+                        for older in event.path.parent.iterdir():
+                            if older.is_file() and older not in (event.path, event.adapter):
                                 older.unlink()  # the bot has it now; keep the worker's disk small
                     elif isinstance(event, SampleEvent):
                         images = [p.read_bytes() for p in event.paths]

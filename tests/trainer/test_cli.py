@@ -28,6 +28,13 @@ def test_make_tiny_train_and_generate(tmp_path, photos, model_cache):
     assert trained.returncode == 0, trained.stderr
     assert "adapter:" in trained.stdout and "4/4" in trained.stderr  # the progress bar reached the end
 
+    more = run(
+        "train", "--base", tmp_path / "tiny", "--images", photos, "--token", TOKEN, "--out", tmp_path / "more",
+        "--steps", "2", "--sample-every", "0", "--start-from", tmp_path / "out" / "checkpoints" / "step-000002.ckpt",
+    )
+    assert more.returncode == 0, more.stderr
+    assert "(4 steps" in more.stdout and "continuing: from an adapter of 2 steps" in more.stderr
+
     generated = run(
         "generate", "--base", tmp_path / "tiny", "--lora", tmp_path / "out" / "pytorch_lora_weights.safetensors",
         "--prompt", f"photo of {TOKEN}", "--count", "2", "--seed", "9", "--size", "portrait", "--out", tmp_path / "pictures",
@@ -47,6 +54,8 @@ def test_bad_input_gives_one_line_and_a_non_zero_exit(tmp_path, photos, model_ca
         ("train", "--base", "tiny", "--images", tmp_path / "bad", "--token", TOKEN, "--out", tmp_path / "o"),
         ("train", "--base", "tiny", "--images", photos, "--token", "no way", "--out", tmp_path / "o"),
         ("generate", "--base", "tiny", "--lora", tmp_path / "absent.safetensors", "--prompt", "x", "--out", tmp_path),
+        ("train", "--base", "tiny", "--images", photos, "--token", TOKEN, "--out", tmp_path / "o",
+         "--start-from", tmp_path / "absent.ckpt"),
     ]
     for args in cases:
         result = run(*args)

@@ -14,7 +14,7 @@ from trainer.config import TrainConfig
 from trainer.dataset import load_training_set
 from trainer.errors import CheckpointError, DatasetError, DoppelError, TrainingCancelled, TrainingPaused
 from trainer.flow import flow_matching_loss
-from trainer.lora_file import LORA_FILENAME, read_facts
+from trainer.lora_file import LORA_FILENAME, load_lora_state, read_facts
 from trainer.progress import CancelToken, CheckpointEvent, StepEvent
 from trainer.train import train_lora
 
@@ -107,6 +107,12 @@ def test_the_adapter_file_says_what_it_is(trained, photos):
 
 def test_samples_and_checkpoints_are_written(trained):
     assert [p.name for p in trained.checkpoints] == ["step-000010.ckpt", "step-000020.ckpt", "step-000030.ckpt"]
+    # Beside each checkpoint, its step's adapter, ready to be chosen.
+    for checkpoint in trained.checkpoints:
+        adapter = checkpoint.with_suffix(".safetensors")
+        assert read_facts(adapter)["steps"] == str(int(checkpoint.stem.split("-")[1]))
+        state = torch.load(checkpoint, weights_only=True)["lora"]
+        assert all(torch.equal(state[k], v) for k, v in load_lora_state(adapter).items())
     assert [p.name for p in trained.samples] == [
         "step-000000-0.png",  # the base model, before training
         "step-000000-1.png",
@@ -211,6 +217,40 @@ def test_a_checkpoint_from_other_settings_is_refused(trained, photos, tmp_path):
     damaged.write_bytes(trained.checkpoints[0].read_bytes()[:100])
     with pytest.raises(CheckpointError, match="damaged"):
         train_lora(_config(photos, tmp_path, resume=damaged))
+
+
+def test_training_more_from_a_checkpoint_is_the_longer_run(photos, tmp_path):
+    whole = train_lora(_config(photos, tmp_path / "whole"))  # 6 steps, checkpoints at 3 and 6
+    steps, phases = [], []
+    more = train_lora(
+        _config(photos, tmp_path / "more", steps=3, start_from=checkpoint_path(tmp_path / "whole", 3), sample_every=3),
+        on_event=lambda e: steps.append(e.step) if isinstance(e, StepEvent) else phases.append(e),
+    )
+    assert steps == [4, 5, 6] and more.steps == 6 and more.start_step == 3
+    assert any(getattr(p, "phase", "") == "continuing" and p.step == 3 for p in phases)
+    assert [p.name for p in more.samples] == [f"step-00000{s}-{k}.png" for s in (3, 6) for k in (0, 1)]
+    facts = read_facts(more.lora_path)
+    assert (facts["steps"], facts["started_from_step"]) == ("6", "3")
+    # Adam's moments and the noise carry over: three more steps from step 3 are steps 4 to 6 of the whole run.
+    continued, straight = _lora(more.lora_path), _lora(whole.lora_path)
+    for key in straight:
+        torch.testing.assert_close(continued[key], straight[key], rtol=1e-5, atol=1e-6)
+
+
+def test_building_on_an_adapter_file_starts_from_its_weights(photos, tmp_path):
+    earlier = train_lora(_config(photos, tmp_path / "earlier", steps=3))
+    again = train_lora(_config(photos, tmp_path / "again", steps=1, lr=1e-9, start_from=earlier.lora_path))
+    assert again.steps == 4
+    before, after = _lora(earlier.lora_path), _lora(again.lora_path)
+    for key in before:  # a negligible step away from where it started, not from a fresh LoRA's zeros
+        torch.testing.assert_close(after[key], before[key], rtol=1e-4, atol=1e-6)
+
+
+def test_an_adapter_of_another_shape_cannot_be_built_on(trained, photos, tmp_path):
+    with pytest.raises(CheckpointError, match="rank 16 and alpha 16, this run has rank 8"):
+        train_lora(_config(photos, tmp_path, rank=8, start_from=trained.checkpoints[0]))
+    with pytest.raises(CheckpointError, match="rank 16 and alpha 16, this run has rank 8"):
+        train_lora(_config(photos, tmp_path, rank=8, start_from=trained.lora_path))
 
 
 @pytest.mark.parametrize(
