@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 EXTENSIONS = (
     "bot.exts.dataset",
     "bot.exts.training",
+    "bot.exts.checkpoints",
     "bot.exts.imagine",
     "bot.exts.sharing",
     "bot.exts.admin",

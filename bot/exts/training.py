@@ -19,6 +19,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import DoppelBot, owner_of
+from bot.exts.checkpoints import choice_view, prune_other_runs
 from bot.jobs.files import write
 from bot.jobs.models import Job, JobKind, JobState, Owner
 from bot.jobs.store import QueueFull
@@ -67,22 +68,35 @@ class ProgressMessage:
             await self.message.edit(content=render(self.token, update))
 
     async def _announce(self, update: JobUpdate) -> None:
-        """Make the new adapter the member's, and tell the channel."""
-        owner = self.job.owner
-        adapter = self.bot.members.folder(owner) / "adapter" / "pytorch_lora_weights.safetensors"
-        await asyncio.to_thread(write, adapter, Path(update.result["lora"]).read_bytes())
-        steps = int(update.result["facts"].get("steps", 0))
-        await self.bot.members.set_adapter(owner, adapter, self.job.id, steps)
-        samples = update.result.get("samples") or []
-        if update.result.get("timeline"):
-            files = [discord.File(update.result["timeline"], "timeline.png")]
+        """Make the new adapter the member's, and tell the channel, with the steps they may choose instead."""
+        owner, result = self.job.owner, update.result
+        adapter = self.bot.members.adapter_file(owner)
+        await asyncio.to_thread(write, adapter, Path(result["lora"]).read_bytes())
+        steps = int(result["facts"].get("steps", 0))
+        state = result.get("state") if result.get("state") and await asyncio.to_thread(Path(result["state"]).is_file) else None
+        await self.bot.members.set_adapter(owner, adapter, self.job.id, steps, state=state)
+        await prune_other_runs(self.bot, owner, keep_job=self.job.id)
+        samples = result.get("samples") or []
+        if result.get("timeline"):
+            files = [discord.File(result["timeline"], "timeline.png")]
         else:
             files = [discord.File(samples[-1], "sample.png")] if samples else []
-        await self.message.channel.send(
+        choices = result.get("choices") or []
+        first = "the base model" if not result["facts"].get("started_from_step") else "where it started"
+        text = (
             f"🎉 <@{owner.member_id}>'s adapter is ready. Put `{self.token}` in an /imagine prompt "
-            f"(or just /imagine: your token goes in front of prompts that name no one). "
-            f"Below: the sample prompts as the model learned, from the base model on the left.",
+            f"(or just /imagine: your token goes in front of prompts that name no one).\n"
+            f"Below: the sample prompts as the model learned, from {first} on the left."
+        )
+        if len(choices) > 1:
+            text += (
+                " Likeness often peaks before the last step: the buttons make an earlier step your adapter "
+                "(the other steps are deleted then)."
+            )
+        await self.message.channel.send(
+            text,
             files=files,
+            view=choice_view(self.job.id, choices, steps),
             allowed_mentions=discord.AllowedMentions(users=[discord.Object(owner.member_id)]),
         )
 
@@ -114,6 +128,7 @@ class Training(commands.Cog):
     @app_commands.describe(
         steps="Training steps: more learns more, and takes longer (default 1000)",
         resolution="Training resolution in pixels, a multiple of 16 (default 512)",
+        fresh="Start from zero instead of building on your adapter (default: build on it)",
     )
     @app_commands.guild_only()
     async def train(
@@ -121,7 +136,18 @@ class Training(commands.Cog):
         interaction: discord.Interaction,
         steps: app_commands.Range[int, 1, 10_000] | None = None,
         resolution: app_commands.Range[int, 16, 1024] | None = None,
+        fresh: bool = False,
     ) -> None:
+        await self.start_training(interaction, steps, resolution, fresh)
+
+    async def start_training(
+        self, interaction: discord.Interaction, steps: int | None, resolution: int | None = None, fresh: bool = False
+    ) -> None:
+        """Queue a training of the member's photos and post its progress message: /train and "Train more".
+
+        A member who has an adapter trains on from it (from the checkpoint behind it, where kept)
+        unless `fresh`: after adding photos, the model need not learn their face from zero again.
+        """
         await interaction.response.defer(ephemeral=True, thinking=True)
         owner = owner_of(interaction)
         refusal = await self._refusal(owner, steps, resolution)
@@ -141,6 +167,10 @@ class Training(commands.Cog):
         }
         if resolution:
             params["resolution"] = resolution
+        adapter = None if fresh else await self.bot.members.adapter(owner)
+        if adapter is not None:
+            kept = adapter.state and await asyncio.to_thread(Path(adapter.state).is_file)
+            params["start_from"] = adapter.state if kept else adapter.path
         try:
             job = await self.bot.runner.submit_training(owner, params)
         except QueueFull as full:
@@ -154,8 +184,12 @@ class Training(commands.Cog):
         )
         await self.bot.members.set_progress_message(job.id, message.channel.id, message.id)
         self.watch(job, message.channel.id, message.id, token)
+        building = (
+            f", building on your adapter's {adapter.steps} steps (fresh:True starts from zero)" if adapter else ""
+        )
         await interaction.followup.send(
-            f"Training queued with `{token}` as your trigger token. Progress: {message.jump_url}", ephemeral=True
+            f"Training queued with `{token}` as your trigger token{building}. Progress: {message.jump_url}",
+            ephemeral=True,
         )
 
     async def _refusal(self, owner: Owner, steps: int | None, resolution: int | None) -> str | None:

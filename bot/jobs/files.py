@@ -17,6 +17,28 @@ def job_dir(jobs_dir: Path, job_id: int) -> Path:
     return jobs_dir / f"{job_id:08d}"
 
 
+def state_file(out: Path, step: int) -> Path:
+    """A training job's checkpoint of a step: everything needed to train on from it."""
+    return out / "checkpoints" / f"step-{step:06d}.ckpt"
+
+
+def step_adapter_file(out: Path, step: int) -> Path:
+    """A training job's adapter as it was at a step, for its owner to choose."""
+    return out / "checkpoints" / f"step-{step:06d}.safetensors"
+
+
+def prune_checkpoints(out: Path, keep_step: int | None = None) -> int:
+    """Delete a job's checkpoints and step adapters, but the state of `keep_step`; returns how many went."""
+    folder = out / "checkpoints"
+    keep = state_file(out, keep_step) if keep_step is not None else None
+    gone = 0
+    for path in folder.glob("*") if folder.is_dir() else ():
+        if path != keep and path.is_file():
+            path.unlink()
+            gone += 1
+    return gone
+
+
 def read_photos(folder: Path) -> dict[str, bytes]:
     """Photos and captions, by file name, to send to a worker."""
     folder = Path(folder)

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
 POSITION_DELAY_S = 1.0
 COALESCE_S = 0.05
+MISSING_START = "the adapter to build on is gone from the data folder; /train with fresh:True starts from zero"
 TRAIN_PARAMS = ("base", "token", "steps", "rank", "lr", "resolution", "seed", "checkpoint_every", "sample_every")
 
 
@@ -323,6 +324,14 @@ class JobRunner:
         try:
             photos = await asyncio.to_thread(files.read_photos, job.params["images_dir"])
             checkpoint = await asyncio.to_thread(files.read_bytes, job.checkpoint)
+            start = None
+            if job.params.get("start_from"):  # sent on a resume too: the checkpoint's steps count on from it
+                start_from = Path(job.params["start_from"])
+                start = {"name": start_from.name, "data": await asyncio.to_thread(start_from.read_bytes)}
+        except FileNotFoundError:
+            worker.job_id = None
+            await self._finish(job.id, JobState.FAILED, error=MISSING_START)
+            return
         except (files.MissingInput, OSError) as exc:
             worker.job_id = None
             await self._finish(job.id, JobState.FAILED, error=str(exc))
@@ -330,7 +339,7 @@ class JobRunner:
         params = {k: job.params[k] for k in TRAIN_PARAMS if k in job.params}
         params.setdefault("base", _default_base())
         try:
-            started = await _patiently(worker.handle.start, job.id, params, photos, checkpoint)
+            started = await _patiently(worker.handle.start, job.id, params, photos, checkpoint, start)
         except RayActorError:
             await self._worker_lost(job.id, worker)
             return
@@ -369,6 +378,8 @@ class JobRunner:
                     drawn = await asyncio.to_thread(_draw_timeline, out, steps)
                     if drawn:
                         result["timeline"] = drawn
+                    result["choices"] = await asyncio.to_thread(_choices, out, steps)
+                    result["state"] = str(files.state_file(out, steps))
                     await self._finish(job_id, JobState.SUCCEEDED, result=result)
                 elif status == "cancelled":
                     await self._finish(job_id, JobState.CANCELLED, error="cancelled")
@@ -394,10 +405,14 @@ class JobRunner:
             progress["phase"] = event["phase"]
             if event["phase"] == "resuming":
                 progress["resumed_from"] = event["step"]
+            elif event["phase"] == "continuing":
+                progress["start_step"] = event["step"]
             await self.updates.publish(JobUpdate(job_id, JobState.RUNNING, dict(progress)))
         elif kind == "checkpoint":
-            path = out / "checkpoints" / f"step-{event['step']:06d}.ckpt"
+            path = files.state_file(out, event["step"])
             await asyncio.to_thread(files.write, path, event["data"])
+            if event.get("adapter"):
+                await asyncio.to_thread(files.write, files.step_adapter_file(out, event["step"]), event["adapter"])
             await self.store.record_checkpoint(job_id, str(path), event["step"])
         elif kind == "sample":
             paths = [out / "samples" / f"step-{event['step']:06d}-{k}.png" for k in range(len(event["images"]))]
@@ -527,6 +542,14 @@ def _draw_timeline(out: Path, steps: int) -> str | None:
     if picture is None:
         return None
     return str(files.write(out / "timeline.png", png_bytes(picture, {})))
+
+
+def _choices(out: Path, steps: int) -> list[int]:
+    """The steps its owner may choose as their adapter: the timeline's columns after the first that have one."""
+    from trainer.timeline import columns, sample_files
+
+    shown = columns(sorted(sample_files(out / "samples")), steps)[1:]
+    return [step for step in shown if files.step_adapter_file(out, step).is_file()]
 
 
 def _samples(out: Path) -> list[str]:

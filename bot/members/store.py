@@ -40,6 +40,7 @@ class Adapter:
     path: str
     job_id: int | None
     steps: int
+    state: str | None = None  # the checkpoint it came from, to train on from (with Adam's moments)
 
 
 def adapter_name(owner: Owner) -> str:
@@ -58,6 +59,10 @@ class MemberStore:
 
     def folder(self, owner: Owner) -> Path:
         return member_dir(self.data_dir, owner)
+
+    def adapter_file(self, owner: Owner) -> Path:
+        """Where the member's adapter lives: the one /imagine uses."""
+        return self.folder(owner) / "adapter" / "pytorch_lora_weights.safetensors"
 
     # ---- tokens -----------------------------------------------------------------------------
 
@@ -148,17 +153,20 @@ class MemberStore:
 
     async def adapter(self, owner: Owner) -> Adapter | None:
         row = await self.db.fetchone(
-            "SELECT path, job_id, steps FROM adapters WHERE guild_id = ? AND member_id = ?",
+            "SELECT path, job_id, steps, state FROM adapters WHERE guild_id = ? AND member_id = ?",
             (owner.guild_id, owner.member_id),
         )
-        return Adapter(owner, row[0], row[1], row[2]) if row else None
+        return Adapter(owner, *row) if row else None
 
-    async def set_adapter(self, owner: Owner, path: Path, job_id: int | None, steps: int) -> None:
+    async def set_adapter(
+        self, owner: Owner, path: Path, job_id: int | None, steps: int, state: Path | str | None = None
+    ) -> None:
         await self.db.execute(
-            "INSERT INTO adapters (guild_id, member_id, path, job_id, steps, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "INSERT INTO adapters (guild_id, member_id, path, job_id, steps, state, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (guild_id, member_id) DO UPDATE SET path = excluded.path, job_id = excluded.job_id, "
-            "steps = excluded.steps, created_at = excluded.created_at",
-            (owner.guild_id, owner.member_id, str(path), job_id, steps, time.time()),
+            "steps = excluded.steps, state = excluded.state, created_at = excluded.created_at",
+            (owner.guild_id, owner.member_id, str(path), job_id, steps, str(state) if state else None, time.time()),
         )
 
     async def share(self, owner: Owner, grantee_id: int) -> None:

@@ -12,6 +12,7 @@ PHASES = {
     "loading": "loading the base model",
     "caching": "encoding your photos",
     "resuming": "picking up from the last checkpoint",
+    "continuing": "loading the adapter to build on",
     "training": "training",
     "saving": "saving your adapter",
 }
@@ -50,8 +51,10 @@ def render(token: str, update: JobUpdate) -> str:
     if "step" not in progress:
         return f"{title}\n{PHASES.get(progress.get('phase', ''), 'starting')}…"
     step, total = progress["step"], progress["total"]
-    percent = 100 * step // total
+    start = progress.get("start_step", 0)  # a run building on an adapter counts on from its steps
+    done, span = step - start, max(1, total - start)
+    building = f" · building on step {start}" if start else ""
     return (
-        f"{title}\n`{bar(step, total)}` step {step} of {total} ({percent}%)"
+        f"{title}\n`{bar(done, span)}` step {step} of {total} ({100 * done // span}%){building}"
         f" · about {duration(progress.get('eta_s', 0))} left · loss {progress.get('loss', 0):.3f}"
     )

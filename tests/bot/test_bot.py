@@ -318,3 +318,49 @@ async def test_compare_shows_the_base_model_beside_the_adapter(world, trained):
 
         plain = await w.fake.slash(w.bob, w.general, "compare", options={"prompt": "a cat"})
         assert "no adapter to compare" in (await w.fake.wait_for_edit(await plain.original(), lambda m: "adapter" in m.content)).content
+
+
+async def test_choosing_an_earlier_step_changes_the_adapter_and_train_more_builds_on_it(world):
+    w = world
+    async with started(w) as bot:
+        ann = w.owner(w.ann)
+        await add_photos(w, w.ann)
+        await w.fake.slash(w.ann, w.general, "train", options={"steps": 12})
+        announcement = await w.general.wait_for_message(lambda m: "adapter is ready" in m.content, timeout=120)
+        buttons = {label: custom_id for custom_id, label, _ in announcement.buttons()}
+        # The timeline's columns after the first, as steps to choose: 3, 6, 9 of 12, and the last.
+        assert list(buttons) == ["Use step 3", "Use step 6", "Use step 9", "Keep step 12 (last)", "Train more"]
+
+        async def knight() -> bytes:
+            asked = await w.fake.slash(w.ann, w.general, "imagine", options={"prompt": "as a knight", "seed": 7})
+            shown = await w.fake.wait_for_edit(await asked.original(), lambda m: m.attachments, timeout=60)
+            return pixels(shown.attachments[0].data)
+
+        at_last_step = await knight()
+        refused = await w.fake.click(w.bob, announcement, buttons["Use step 3"])
+        assert "Only" in (await refused.original()).content and refused.ephemeral
+
+        await w.fake.click(w.ann, announcement, buttons["Use step 3"])
+        await w.fake.wait_for_edit(announcement, lambda m: "chose **step 3**" in m.content, timeout=30)
+        assert [label for _, label, _ in announcement.buttons()] == ["Train more"]
+        assert (await bot.members.adapter(ann)).steps == 3
+        assert await knight() != at_last_step  # same prompt, same seed: another adapter draws it
+        first_run = w.settings.jobs_dir / f"{(await bot.members.adapter(ann)).job_id:08d}"
+        assert sorted(p.name for p in (first_run / "checkpoints").iterdir()) == ["step-000003.ckpt"]
+
+        more = await w.fake.click(w.ann, announcement, buttons["Train more"])
+        assert await more.acknowledged() == 9  # a modal: how many more steps
+        not_a_number = await w.fake.submit_modal(w.ann, more, {"doppel:more:steps": "lots"})
+        assert "whole number from 10" in (await not_a_number.original()).content
+        more = await w.fake.click(w.ann, announcement, buttons["Train more"])  # a submitted modal is closed
+        assert await more.acknowledged() == 9
+        submitted = await w.fake.submit_modal(w.ann, more, {"doppel:more:steps": "10"})
+        queued = await submitted.wait_followup(lambda m: "Training queued" in m.content)
+        assert "building on your adapter's 3 steps" in queued.content
+        second = await w.general.wait_for_message(
+            lambda m: "adapter is ready" in m.content and m.id != announcement.id, timeout=120
+        )
+        assert "from where it started" in second.content
+        assert [label for _, label, _ in second.buttons()][-2:] == ["Keep step 13 (last)", "Train more"]
+        assert (await bot.members.adapter(ann)).steps == 13
+        assert not list((first_run / "checkpoints").iterdir())  # the new adapter replaced the old run's for good
