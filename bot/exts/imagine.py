@@ -147,7 +147,11 @@ class Imagine(commands.Cog):
             await interaction.edit_original_response(content=f"I cannot draw that: {refusal}.")
             return None
         adapters = [
-            {"name": adapter_name(person), "path": (await self.bot.members.adapter(person)).path, "weight": strength}
+            {
+                "name": adapter_name(person),
+                "path": (await self.bot.members.adapter(person)).path,
+                "weight": resolved.weights.get(person, strength),
+            }
             for person in resolved.owners
         ]
         request = {"prompt": resolved.text, "adapters": adapters, "plain": resolved.plain}

@@ -5,17 +5,21 @@
 2. A prompt that names no one gets the requester's own token in front.
 3. Every member named must have an adapter, and it must be the requester's own or
    shared with them (or with everyone). Otherwise the request is refused.
+4. A strength written after a name (`@ann:0.7`, `THGH96:0.7`) sets how strongly that
+   person's adapter acts in a group picture; the weight is taken out of the prompt.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.jobs.models import Owner
 from bot.members.store import MemberStore
 
 MENTION = re.compile(r"<@!?(\d+)>")
+WEIGHTED = re.compile(r"\b([A-Za-z0-9]+):(\d+(?:\.\d+)?|\.\d+)(?![\d.])")
+MAX_WEIGHT = 1.5
 
 
 class PromptRefused(Exception):
@@ -26,6 +30,7 @@ class PromptRefused(Exception):
 class ResolvedPrompt:
     text: str
     owners: tuple[Owner, ...]  # whose adapters to use, in order of appearance
+    weights: dict[Owner, float] = field(default_factory=dict)  # strengths written after names
     plain: bool = False  # the requester has no adapter yet: the base model alone
 
 
@@ -40,6 +45,18 @@ async def resolve_prompt(prompt: str, requester: Owner, members: MemberStore) ->
         return token_of[member_id]
 
     text = MENTION.sub(mention_to_token, prompt).strip()
+    weights: dict[Owner, float] = {}
+
+    def take_weight(match: re.Match) -> str:
+        if match.group(1) not in tokens:
+            return match.group(0)  # "16:9" and the like are the prompt's own
+        weight = float(match.group(2))
+        if weight > MAX_WEIGHT:
+            raise PromptRefused(f"a strength after a name goes from 0 to {MAX_WEIGHT}, not {match.group(2)}")
+        weights[tokens[match.group(1)]] = weight
+        return match.group(1)
+
+    text = WEIGHTED.sub(take_weight, text)
     named = [tokens[word] for word in re.findall(r"[A-Za-z0-9]+", text) if word in tokens]
     owners = tuple(dict.fromkeys(named))  # each person once, in order
     if not owners:
@@ -52,4 +69,4 @@ async def resolve_prompt(prompt: str, requester: Owner, members: MemberStore) ->
             raise PromptRefused(f"<@{owner.member_id}> has not shared their adapter with you")
         if await members.adapter(owner) is None:
             raise PromptRefused(f"<@{owner.member_id}> has not trained an adapter yet")
-    return ResolvedPrompt(text, owners)
+    return ResolvedPrompt(text, owners, weights)

@@ -57,6 +57,11 @@ async def test_the_prompt_rule(members):
     await members.share(BOB, ANN.member_id)
     both = await resolve_prompt("<@200> and THGH96 at the beach", ANN, members)
     assert (both.text, both.owners) == ("KRZT42 and THGH96 at the beach", (BOB, ANN))
+    weighted = await resolve_prompt("<@200>:0.6 and THGH96:1.2 at the beach, 16:9", ANN, members)
+    assert weighted.text == "KRZT42 and THGH96 at the beach, 16:9"
+    assert weighted.weights == {BOB: 0.6, ANN: 1.2}
+    with pytest.raises(PromptRefused, match="from 0 to 1.5"):
+        await resolve_prompt("KRZT42:3 at the beach", ANN, members)
 
     with pytest.raises(PromptRefused, match="has no adapter"):
         await resolve_prompt("<@999> dancing", ANN, members)
