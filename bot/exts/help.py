@@ -12,23 +12,25 @@ HELP = """\
 **doppel** learns what you look like from your photos and draws you on request.
 
 **1. Photos** (10 to 40 of just you, varied: light, places, angles, expressions)
-`/dataset add` up to 10 photos at a time, with a caption saying what is in them. You can also send photos to me \
-in a direct message once you have used doppel in a server: the message text becomes their caption.
+`/dataset add` up to 10 photos at a time, with a caption saying what is in them, or send them to me in a direct \
+message (its text is the caption) once you have used doppel in a server.
 `/dataset list` shows them numbered; `/dataset caption`, `/dataset remove`, `/dataset clear` edit them.
 JPEG, PNG, WebP and HEIC are accepted. Location and camera data are removed before anything is kept.
 
 **2. Training**
 `/train` teaches the model your face under your trigger token (`/token` shows it). A progress message in the \
-channel shows the steps and sample pictures. `/status` and `/cancel` work while it runs.
+channel shows the steps and samples; `/status` and `/cancel` work meanwhile. At the end, buttons under the \
+timeline make an earlier step your adapter, or train more. `/train` again (say, after adding photos) builds on \
+your adapter; `fresh:True` starts from zero.
 
 **3. Pictures**
 `/imagine prompt` draws 1 to 4 pictures for the channel, with their seeds (the same seed gives the same picture) \
-and a re-roll button only you can press. `strength` (0 to 1.5) sets how strongly adapters act; 0 is the plain model. \
+and a re-roll button. `strength` (0 to 1.5) sets how strongly adapters act; 0 is the plain model. \
 `/compare prompt` (or the button under your pictures) puts the base model beside your adapter, same seed.
 **Whose face:** a prompt that names no one gets your token in front: `/imagine as a knight` draws \
 `YOURTOKEN, as a knight`. A prompt that names someone (their token or an @mention) is left as it is and uses \
-their adapter, if they shared it with you (`/share`). Several people in one prompt: their adapters all act on the \
-whole picture, so faces can blend into one another; one person per picture works best.
+their adapter, if they shared it with you (`/share`). Several people in one prompt: `@ann:0.7` sets one's strength; \
+their adapters all act on the whole picture, so faces can blend into one another.
 
 **Your likeness is yours**
 `/share @member` or `/share @everyone` lends your adapter, `/unshare` takes it back. `/forget` deletes your \
