@@ -57,12 +57,12 @@ def test_bad_input_gives_one_line_and_a_non_zero_exit(tmp_path, photos, model_ca
         ("train", "--base", "tiny", "--images", photos, "--token", TOKEN, "--out", tmp_path / "o",
          "--start-from", tmp_path / "absent.ckpt"),
     ]
-    for args in cases:
-        result = run(*args)
+    results = [run(*args) for args in cases]
+    for result in results:
         assert result.returncode == 2, result
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert "empty.jpg" in run(*cases[0]).stderr
+    assert "empty.jpg" in results[0].stderr and "no checkpoint at" in results[-1].stderr
 
 
 def test_compare_writes_one_picture_whose_halves_differ(tmp_path, trained, model_cache):
