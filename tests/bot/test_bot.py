@@ -17,6 +17,7 @@ from bot.jobs.models import Owner
 from bot.settings import BotSettings
 from tests.fake_discord.fixtures import fake_discord, running_bot  # noqa: F401  (fixture)
 from tests.photos import face, scene
+from trainer.compare import LABEL_HEIGHT
 
 PREFIX = "e2e"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -130,6 +131,14 @@ async def test_photos_train_progress_announce_and_imagine(world, trained):
         unadapted = await w.fake.wait_for_edit(await weak.original(), lambda m: m.attachments, timeout=60)
         # Strength 0 is the base model's picture: other pixels (not only other PNG metadata) than strength 1.
         assert pixels(unadapted.attachments[0].data) != pixels(pictures.attachments[0].data)
+
+        # ... and the very picture the base model makes: /compare's left half, same prompt and seed.
+        compared = await w.fake.slash(w.ann, w.general, "compare", options={"prompt": "as a knight", "seed": 7})
+        shown = await w.fake.wait_for_edit(await compared.original(), lambda m: m.attachments, timeout=60)
+        with Image.open(io.BytesIO(shown.attachments[0].data)) as sheet:
+            base = sheet.convert("RGB").crop((0, LABEL_HEIGHT, 64, LABEL_HEIGHT + 64)).tobytes()
+            tuned = sheet.convert("RGB").crop((64, LABEL_HEIGHT, 128, LABEL_HEIGHT + 64)).tobytes()
+        assert base == pixels(unadapted.attachments[0].data) and tuned == pixels(pictures.attachments[0].data)
 
 
 async def test_hostile_uploads_are_refused_one_by_one_and_nothing_is_kept(world):
