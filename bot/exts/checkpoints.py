@@ -12,6 +12,7 @@ building on one of these checkpoints.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -22,6 +23,8 @@ from discord.ext import commands
 from bot.app import DoppelBot, owner_of
 from bot.jobs import files
 from bot.jobs.models import Job, JobKind, JobState, Owner
+
+log = logging.getLogger(__name__)
 
 CHOSEN_MARK = "✅"
 
@@ -164,7 +167,16 @@ class Checkpoints(commands.Cog):
             return
         await interaction.response.defer()  # copying a full-size adapter may take a moment
         target = self.bot.members.adapter_file(owner)
-        await asyncio.to_thread(_copy, source, target)
+        try:
+            await asyncio.to_thread(_copy, source, target)
+        except OSError as exc:  # a full disk: the copy is written aside and renamed, so nothing changed
+            log.error("could not copy step %s of job %s: %s", step, job.id, exc)
+            await interaction.followup.send(
+                "I could not save your choice (the bot's disk is full or cannot be written); nothing changed. "
+                "Tell an admin, then try again.",
+                ephemeral=True,
+            )
+            return
         state = files.state_file(out, step)
         await self.bot.members.set_adapter(owner, target, job.id, step, state=state)
         await asyncio.to_thread(files.prune_checkpoints, out, step)
