@@ -109,7 +109,10 @@ def _check_fits(path: Path, theirs: dict, record: dict) -> None:
     if different:
         was = " and ".join(f"{k} {theirs[k]}" for k in different)
         now = " and ".join(f"{k} {record[k]}" for k in different)
-        raise CheckpointError(f"'{path.name}' was trained with {was}, this run has {now}; it cannot be built on, train afresh")
+        raise CheckpointError(
+            f"the adapter to build on ('{path.name}') was trained with {was}, this run has {now}; "
+            "it cannot be built on: train from zero instead"
+        )
 
 
 def _int(text: str | None) -> int | None:

@@ -23,7 +23,15 @@ from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from trainer import memory
 from trainer.base_model import BaseModel, load_pipeline, load_transformer, pick_device, pick_dtype, resolve_base
 from trainer.caching import CachedExample, cache_training_set, release_encoders
-from trainer.checkpoint import Checkpoint, Start, adapter_path, checkpoint_path, load_checkpoint, load_start, save_checkpoint
+from trainer.checkpoint import (
+    Checkpoint,
+    Start,
+    adapter_path,
+    checkpoint_path,
+    load_checkpoint,
+    load_start,
+    save_checkpoint,
+)
 from trainer.config import TrainConfig
 from trainer.dataset import load_training_set
 from trainer.errors import CheckpointError, TrainingCancelled, TrainingPaused

@@ -137,7 +137,10 @@ class TrainMoreModal(discord.ui.Modal, title="Train more"):
 async def _refusal(bot: DoppelBot, job: Job) -> str | None:
     adapter = await bot.members.adapter(job.owner)
     if adapter is None or adapter.job_id != job.id:
-        return "A newer training has replaced this run's adapter, so its steps can no longer be chosen; /train builds on your current one."
+        return (
+            "A newer training has replaced this run's adapter, so its steps can no longer be chosen; "
+            "/train builds on your current one."
+        )
     active = await bot.jobs.of_owner(job.owner, JobState.QUEUED, JobState.RUNNING)
     if any(j.kind is JobKind.TRAIN for j in active):
         return "You have a training queued or running; choose once it has finished (or /cancel it)."

@@ -73,7 +73,9 @@ class ProgressMessage:
         adapter = self.bot.members.adapter_file(owner)
         await asyncio.to_thread(write, adapter, Path(result["lora"]).read_bytes())
         steps = int(result["facts"].get("steps", 0))
-        state = result.get("state") if result.get("state") and await asyncio.to_thread(Path(result["state"]).is_file) else None
+        state = result.get("state")  # the last step's checkpoint: what "Train more" builds on
+        if state and not await asyncio.to_thread(Path(state).is_file):
+            state = None
         await self.bot.members.set_adapter(owner, adapter, self.job.id, steps, state=state)
         await prune_other_runs(self.bot, owner, keep_job=self.job.id)
         samples = result.get("samples") or []

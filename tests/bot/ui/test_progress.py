@@ -12,4 +12,5 @@ def test_a_run_that_builds_on_an_adapter_fills_its_bar_from_where_it_started():
     )
     assert "step 1000 of 1250 (50%) · building on step 750" in more
     assert more.count("█") == fresh.count("█") == 10
-    assert "loading the adapter to build on" in render("THGH96", JobUpdate(1, JobState.RUNNING, {"phase": "continuing"}))
+    starting = render("THGH96", JobUpdate(1, JobState.RUNNING, {"phase": "continuing"}))
+    assert "loading the adapter to build on" in starting
