@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -11,7 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import DoppelBot, owner_of
-from bot.jobs.models import Job, JobState, Owner
+from bot.jobs.models import Job, JobKind, JobState, Owner
 from bot.jobs.store import QueueFull
 from bot.jobs.updates import JobUpdate
 from bot.members.prompts import PromptRefused, resolve_prompt
@@ -91,6 +92,33 @@ class CompareButton(_PictureButton, template=r"doppel:compare:(?P<job_id>\d+)"):
 class Imagine(commands.Cog):
     def __init__(self, bot: DoppelBot):
         self.bot = bot
+        self._posting: set[asyncio.Task] = set()
+
+    async def cog_load(self) -> None:
+        """Pictures asked for before a restart are still made: post them in their channel when they are."""
+        for job in await self.bot.jobs.in_state(JobState.QUEUED, JobState.RUNNING, kind=JobKind.GENERATE):
+            if job.params.get("channel_id"):
+                task = asyncio.create_task(self._post_when_done(job))
+                self._posting.add(task)
+                task.add_done_callback(self._posting.discard)
+
+    async def cog_unload(self) -> None:
+        for task in self._posting:
+            task.cancel()
+
+    async def _post_when_done(self, job: Job) -> None:
+        try:
+            done = await self.bot.runner.wait(job.id, timeout=RESULT_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("pictures of job %s were not ready in time after a restart", job.id)
+            return
+        text, files, view = self._message(done)
+        channel = self.bot.get_partial_messageable(job.params["channel_id"])
+        try:
+            await channel.send(f"<@{done.owner.member_id}> {text}", files=files, view=view,
+                               allowed_mentions=discord.AllowedMentions(users=[discord.Object(done.owner.member_id)]))
+        except discord.HTTPException:
+            log.exception("could not post the pictures of job %s", job.id)
 
     @app_commands.command(name="imagine", description="Draw a picture; your token goes in front unless you name someone")
     @app_commands.describe(
@@ -162,6 +190,8 @@ class Imagine(commands.Cog):
     async def draw(self, interaction: discord.Interaction, owner: Owner, params: dict) -> None:
         """Queue the pictures, keep the reply up to date, then post them."""
         started = time.monotonic()
+        # Where to post if the bot restarts before the pictures are ready (the interaction is gone then).
+        params = params | {"channel_id": interaction.channel_id}
         try:
             job = await self.bot.runner.submit_generation(owner, params)
         except QueueFull as full:
@@ -177,6 +207,16 @@ class Imagine(commands.Cog):
         await self.deliver(interaction, done, fresh=time.monotonic() - started < TOKEN_LIFE_S)
 
     async def deliver(self, interaction: discord.Interaction, job: Job, fresh: bool) -> None:
+        text, files, view = self._message(job)
+        mentions = discord.AllowedMentions.none()
+        if fresh:
+            await interaction.edit_original_response(content=text, attachments=files, view=view, allowed_mentions=mentions)
+        else:  # the interaction token may have expired: say it in the channel
+            await interaction.channel.send(f"<@{job.owner.member_id}> {text}", files=files, view=view,
+                                           allowed_mentions=discord.AllowedMentions(users=True))
+
+    def _message(self, job: Job) -> tuple[str, list[discord.File], discord.ui.View | None]:
+        """The pictures of a finished job as a message: text, files and buttons (or why there are none)."""
         if job.state is not JobState.SUCCEEDED:
             text = f"No picture this time: {job.error or job.state.value}."
             files, view = [], None
@@ -192,12 +232,7 @@ class Imagine(commands.Cog):
             view.add_item(RerollButton(job.id))
             if job.params.get("adapters") and not job.params.get("compare"):
                 view.add_item(CompareButton(job.id))
-        mentions = discord.AllowedMentions.none()
-        if fresh:
-            await interaction.edit_original_response(content=text, attachments=files, view=view, allowed_mentions=mentions)
-        else:  # the interaction token may have expired: say it in the channel
-            await interaction.channel.send(f"<@{job.owner.member_id}> {text}", files=files, view=view,
-                                           allowed_mentions=discord.AllowedMentions(users=True))
+        return text, files, view
 
 
 async def setup(bot: DoppelBot) -> None:

@@ -13,7 +13,8 @@ import ray
 from PIL import Image
 
 from bot.app import DoppelBot
-from bot.jobs.models import Owner
+from bot.jobs.models import JobKind, Owner
+from bot.jobs.store import JobStore
 from bot.settings import BotSettings
 from tests.fake_discord.fixtures import fake_discord, running_bot  # noqa: F401  (fixture)
 from tests.photos import face, scene
@@ -373,3 +374,18 @@ async def test_choosing_an_earlier_step_changes_the_adapter_and_train_more_build
         assert [label for _, label, _ in second.buttons()][-2:] == ["Keep step 13 (last)", "Train more"]
         assert (await bot.members.adapter(ann)).steps == 13
         assert not list((first_run / "checkpoints").iterdir())  # the new adapter replaced the old run's for good
+
+
+async def test_pictures_asked_for_before_a_restart_are_posted_after_it(world):
+    w = world
+    # What a bot that stopped mid-request leaves behind: the request, queued in the record, its interaction gone.
+    store = await JobStore.open(w.settings.database_file)
+    params = {"prompt": "a lighthouse", "count": 1, "seed": 5, "size": "square", "adapters": [], "plain": True,
+              "channel_id": w.general.id}
+    await store.submit(JobKind.GENERATE, w.owner(w.ann), params, max_active=3)
+    await store.close()
+
+    async with started(w):
+        posted = await w.general.wait_for_message(lambda m: m.attachments, timeout=60)
+    assert posted.content.startswith(f"<@{w.ann.id}>") and "a lighthouse" in posted.content and "seed 5" in posted.content
+    assert posted.attachments[0].data.startswith(PNG)
