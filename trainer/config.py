@@ -65,6 +65,7 @@ class TrainConfig:
     resume: Path | None = None  # a checkpoint of this run, to continue it exactly
     # An earlier adapter (its checkpoint, or its .safetensors file) to build on: this run's `steps`
     # are added to its steps. How "train more" and retraining after adding photos avoid starting from zero.
+    # Not needed with `resume`: the run's checkpoint already holds what it started from.
     start_from: Path | None = None
     device: str | None = None  # None: CUDA when there is one
     time_steps: bool = False  # synchronise around the model to time it (benchmarks)

@@ -98,9 +98,14 @@ def train_lora(
     emit(PhaseEvent("reading", str(config.images)))
     training_set = load_training_set(config.images, config.token, resolution)
     record = config.to_record() | {"resolution": resolution, "dataset_sha256": training_set.sha256}
-    start = load_start(config.start_from, record) if config.start_from else None
-    record["start_step"] = start.step if start else 0
-    resumed = load_checkpoint(config.resume, record) if config.resume else None
+    if config.resume:
+        # The run's own checkpoint holds everything, the step it started from included.
+        resumed, start = load_checkpoint(config.resume, record), None
+        record["start_step"] = resumed.record.get("start_step", 0)
+    else:
+        resumed = None
+        start = load_start(config.start_from, record) if config.start_from else None
+        record["start_step"] = start.step if start else 0
 
     # 2. The base model. On a GPU in bf16; the LoRA's own weights stay in fp32.
     emit(PhaseEvent("loading", base.name))
@@ -120,7 +125,7 @@ def _train(
     resumed, emit, cancel, started,
 ):
     config.out.mkdir(parents=True, exist_ok=True)
-    start_step = start.step if start else 0
+    start_step = record["start_step"]
     last_step = start_step + config.steps
 
     # 3. Cache latents and text embeddings once, then free the encoders' memory. The transformer

@@ -127,8 +127,8 @@ class TrainerWorker:
     ) -> bool:
         """Begin a job in the background. Starting the job already running is a no-op.
 
-        `checkpoint`: this job's own, to resume it. `start`: an earlier adapter to build on,
-        {"name": its file name (.ckpt or .safetensors), "data": bytes}.
+        `checkpoint`: this job's own, to resume it. `start`: an earlier adapter to build on, before
+        the job has a checkpoint: {"name": its file name (.ckpt or .safetensors), "data": bytes}.
         """
         with self._changed:
             if self._run is not None and self._run.status == "running":

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import re
 from collections import defaultdict
-from pathlib import Path
 
 import discord
 from discord.ext import commands
@@ -29,7 +28,7 @@ log = logging.getLogger(__name__)
 CHOSEN_MARK = "✅"
 
 
-def choice_view(job_id: int, choices: list[int], last_step: int) -> discord.ui.View:
+def choice_view(job_id: int, choices: list[int] = (), last_step: int | None = None) -> discord.ui.View:
     """The buttons under a training's announcement: one per step to choose, then "Train more"."""
     view = discord.ui.View(timeout=None)
     for step in choices:
@@ -171,7 +170,7 @@ class Checkpoints(commands.Cog):
         await interaction.response.defer()  # copying a full-size adapter may take a moment
         target = self.bot.members.adapter_file(owner)
         try:
-            await asyncio.to_thread(_copy, source, target)
+            await asyncio.to_thread(files.copy, source, target)
         except OSError as exc:  # a full disk: the copy is written aside and renamed, so nothing changed
             log.error("could not copy step %s of job %s: %s", step, job.id, exc)
             await interaction.followup.send(
@@ -188,12 +187,8 @@ class Checkpoints(commands.Cog):
             "and “Train more” builds on it. The other steps' checkpoints are deleted."
         )
         await interaction.edit_original_response(
-            content=text, view=choice_view(job.id, [], -1), allowed_mentions=discord.AllowedMentions.none()
+            content=text, view=choice_view(job.id), allowed_mentions=discord.AllowedMentions.none()
         )
-
-
-def _copy(source: Path, target: Path) -> None:
-    files.write(target, source.read_bytes())
 
 
 def _without_choice(content: str) -> str:

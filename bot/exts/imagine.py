@@ -112,11 +112,8 @@ class Imagine(commands.Cog):
         except TimeoutError:
             log.warning("pictures of job %s were not ready in time after a restart", job.id)
             return
-        text, files, view = self._message(done)
-        channel = self.bot.get_partial_messageable(job.params["channel_id"])
         try:
-            await channel.send(f"<@{done.owner.member_id}> {text}", files=files, view=view,
-                               allowed_mentions=discord.AllowedMentions(users=[discord.Object(done.owner.member_id)]))
+            await self._post(self.bot.get_partial_messageable(job.params["channel_id"]), done)
         except discord.HTTPException:
             log.exception("could not post the pictures of job %s", job.id)
 
@@ -207,13 +204,20 @@ class Imagine(commands.Cog):
         await self.deliver(interaction, done, fresh=time.monotonic() - started < TOKEN_LIFE_S)
 
     async def deliver(self, interaction: discord.Interaction, job: Job, fresh: bool) -> None:
+        if not fresh:  # the interaction token may have expired: say it in the channel
+            await self._post(interaction.channel, job)
+            return
         text, files, view = self._message(job)
-        mentions = discord.AllowedMentions.none()
-        if fresh:
-            await interaction.edit_original_response(content=text, attachments=files, view=view, allowed_mentions=mentions)
-        else:  # the interaction token may have expired: say it in the channel
-            await interaction.channel.send(f"<@{job.owner.member_id}> {text}", files=files, view=view,
-                                           allowed_mentions=discord.AllowedMentions(users=True))
+        await interaction.edit_original_response(
+            content=text, attachments=files, view=view, allowed_mentions=discord.AllowedMentions.none()
+        )
+
+    async def _post(self, channel: discord.abc.Messageable, job: Job) -> None:
+        """The pictures in the channel, mentioning the requester: when their interaction is gone."""
+        text, files, view = self._message(job)
+        member = discord.Object(job.owner.member_id)
+        await channel.send(f"<@{member.id}> {text}", files=files, view=view,
+                           allowed_mentions=discord.AllowedMentions(users=[member]))
 
     def _message(self, job: Job) -> tuple[str, list[discord.File], discord.ui.View | None]:
         """The pictures of a finished job as a message: text, files and buttons (or why there are none)."""

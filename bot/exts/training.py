@@ -20,7 +20,7 @@ from discord.ext import commands
 
 from bot.app import DoppelBot, owner_of
 from bot.exts.checkpoints import choice_view, prune_other_runs
-from bot.jobs.files import write
+from bot.jobs.files import copy
 from bot.jobs.models import Job, JobKind, JobState, Owner
 from bot.jobs.store import QueueFull
 from bot.jobs.updates import JobUpdate
@@ -71,12 +71,10 @@ class ProgressMessage:
         """Make the new adapter the member's, and tell the channel, with the steps they may choose instead."""
         owner, result = self.job.owner, update.result
         adapter = self.bot.members.adapter_file(owner)
-        await asyncio.to_thread(write, adapter, Path(result["lora"]).read_bytes())
+        await asyncio.to_thread(copy, result["lora"], adapter)
         steps = int(result["facts"].get("steps", 0))
-        state = result.get("state")  # the last step's checkpoint: what "Train more" builds on
-        if state and not await asyncio.to_thread(Path(state).is_file):
-            state = None
-        await self.bot.members.set_adapter(owner, adapter, self.job.id, steps, state=state)
+        # The last step's checkpoint: what "Train more" builds on (start_training falls back to the file).
+        await self.bot.members.set_adapter(owner, adapter, self.job.id, steps, state=result.get("state"))
         await prune_other_runs(self.bot, owner, keep_job=self.job.id)
         samples = result.get("samples") or []
         if result.get("timeline"):

@@ -27,16 +27,12 @@ def step_adapter_file(out: Path, step: int) -> Path:
     return out / "checkpoints" / f"step-{step:06d}.safetensors"
 
 
-def prune_checkpoints(out: Path, keep_step: int | None = None) -> int:
-    """Delete a job's checkpoints and step adapters, but the state of `keep_step`; returns how many went."""
-    folder = out / "checkpoints"
+def prune_checkpoints(out: Path, keep_step: int | None = None) -> None:
+    """Delete a job's checkpoints and step adapters, but the state of `keep_step`."""
     keep = state_file(out, keep_step) if keep_step is not None else None
-    gone = 0
-    for path in folder.glob("*") if folder.is_dir() else ():
+    for path in (out / "checkpoints").glob("*"):
         if path != keep and path.is_file():
             path.unlink()
-            gone += 1
-    return gone
 
 
 def read_photos(folder: Path) -> dict[str, bytes]:
@@ -53,12 +49,27 @@ def read_photos(folder: Path) -> dict[str, bytes]:
     return files
 
 
+def read_start(path: str | Path) -> dict:
+    """An adapter or checkpoint to build on, as a trainer takes it: its name and bytes."""
+    path = Path(path)
+    try:
+        return {"name": path.name, "data": path.read_bytes()}
+    except FileNotFoundError:
+        raise MissingInput(
+            "the adapter to build on is gone from the data folder; /train with fresh:True starts from zero"
+        ) from None
+
+
 def read_bytes(path: str | Path | None) -> bytes | None:
     return Path(path).read_bytes() if path else None
 
 
 def write(path: Path, data: bytes) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def copy(source: Path, target: Path) -> Path:
+    return write(target, Path(source).read_bytes())
 
 
 def adapter_version(path: Path) -> str:

@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
 POSITION_DELAY_S = 1.0
 COALESCE_S = 0.05
-MISSING_START = "the adapter to build on is gone from the data folder; /train with fresh:True starts from zero"
 TRAIN_PARAMS = ("base", "token", "steps", "rank", "lr", "resolution", "seed", "checkpoint_every", "sample_every")
 
 
@@ -325,13 +324,8 @@ class JobRunner:
             photos = await asyncio.to_thread(files.read_photos, job.params["images_dir"])
             checkpoint = await asyncio.to_thread(files.read_bytes, job.checkpoint)
             start = None
-            if job.params.get("start_from"):  # sent on a resume too: the checkpoint's steps count on from it
-                start_from = Path(job.params["start_from"])
-                start = {"name": start_from.name, "data": await asyncio.to_thread(start_from.read_bytes)}
-        except FileNotFoundError:
-            worker.job_id = None
-            await self._finish(job.id, JobState.FAILED, error=MISSING_START)
-            return
+            if job.params.get("start_from") and checkpoint is None:  # a checkpoint holds what it started from
+                start = await asyncio.to_thread(files.read_start, job.params["start_from"])
         except (files.MissingInput, OSError) as exc:
             worker.job_id = None
             await self._finish(job.id, JobState.FAILED, error=str(exc))
