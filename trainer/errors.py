@@ -9,6 +9,10 @@ class DoppelError(Exception):
     """A problem with what was asked for, not a bug. Its text is shown as it is."""
 
 
+class ConfigError(DoppelError):
+    """Options out of range or unknown; every problem in one sentence."""
+
+
 class BaseModelError(DoppelError):
     """The base model could not be found or loaded."""
 
