@@ -32,12 +32,12 @@ STEPS = {"tiny": 300, "small": 60, "dev": 30}
 def measure(shape_name: str, steps: int, resolution: int | None) -> dict:
     import torch
 
+    from contract import Step
     from tests.photos import write_photos
-    from trainer.base_model import BaseModel
-    from trainer.config import TrainConfig
-    from trainer.progress import StepEvent
-    from trainer.tiny import SHAPES, build_pipeline
-    from trainer.train import train_lora
+    from trainer.models.base_model import BaseModel
+    from trainer.models.tiny import SHAPES, build_pipeline
+    from trainer.training.config import TrainConfig
+    from trainer.training.train import train_lora
 
     shape = SHAPES[shape_name]
     cuda = torch.cuda.is_available()
@@ -58,7 +58,7 @@ def measure(shape_name: str, steps: int, resolution: int | None) -> dict:
             inference_steps=shape.inference_steps,
             max_sequence_length=shape.max_sequence_length,
         )
-        events: list[StepEvent] = []
+        events: list[Step] = []
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         if cuda:
             torch.cuda.reset_peak_memory_stats()
@@ -76,7 +76,7 @@ def measure(shape_name: str, steps: int, resolution: int | None) -> dict:
                 time_steps=True,
                 device=device,
             ),
-            on_event=lambda e: events.append(e) if isinstance(e, StepEvent) else None,
+            on_event=lambda e: events.append(e) if isinstance(e, Step) else None,
             pipeline=pipe,
             base=base,
         )

@@ -47,6 +47,15 @@ def test_make_tiny_train_and_generate(tmp_path, photos, model_cache):
         assert picture.text["doppel:seed"] == "9" and "noise" in picture.text["doppel:note"]
 
 
+def test_train_help_shows_the_defaults_and_limits():
+    shown = run("train", "--help")
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert "1 to 10000 (default: 1000)" in text and "a multiple of 16 from 64 to 1024" in text
+    assert "steps between checkpoints (default: a quarter of --steps)" in text
+    assert "{auto,fp32,bf16,fp8,nf4}" in text
+
+
 def test_bad_input_gives_one_line_and_a_non_zero_exit(tmp_path, photos, model_cache):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "empty.jpg").write_bytes(b"")

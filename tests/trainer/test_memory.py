@@ -6,13 +6,13 @@ import torch
 from diffusers import FluxPipeline
 from safetensors import safe_open
 
+from contract import AdapterRef, GenerateRequest, Phase, PhaseName, adapter_identity
 from tests.conftest import TOKEN
-from trainer import memory
-from trainer.config import TrainConfig
 from trainer.errors import DoppelError
-from trainer.generate import AdapterUse, GenerationRequest, Generator
-from trainer.progress import PhaseEvent
-from trainer.train import train_lora
+from trainer.generation.generator import Generator
+from trainer.models import memory
+from trainer.training.config import TrainConfig
+from trainer.training.train import train_lora
 
 # (GPU GiB, resolution, override) -> (mode, gradient checkpointing). Usable memory of real cards:
 # H100 80 GB 79.1, L40S 44.4, A100 40 GB 39.4, RTX 4090 23.6, A10G 22.0, RTX 4080 15.6, T4 14.6, RTX 3060 11.7.
@@ -62,6 +62,16 @@ def test_the_planner_uses_only_modes_whose_library_is_installed_and_refuses_unkn
         memory.plan_memory(23.6, 512, "int3")
     with pytest.raises(DoppelError, match="memory mode must be one of"):
         TrainConfig(base="tiny", images=".", token=TOKEN, out=".", memory_mode="fp4")
+
+
+def test_the_modes_a_request_may_name_are_the_ones_this_trainer_applies():
+    from contract.requests import MEMORY_MODES
+
+    assert memory.OVERRIDES is MEMORY_MODES and set(MEMORY_MODES) == {"auto", *memory.MODES}
+
+
+def test_freeing_memory_works_without_an_accelerator():
+    memory.free_memory()  # diffusers' helper: garbage collection, then the accelerator's cache, if any
 
 
 def test_the_command_line_takes_a_memory_mode_and_leaves_checkpointing_to_the_plan():
@@ -116,7 +126,7 @@ def test_each_mode_trains_only_the_lora_and_its_adapter_loads_in_plain_diffusers
 
     def watch(event):
         events.append(event)
-        if isinstance(event, PhaseEvent) and event.phase == "training":  # the lean base with its LoRA, untrained
+        if isinstance(event, Phase) and event.name == PhaseName.TRAINING:  # the lean base with its LoRA, untrained
             block = pipe.transformer.transformer_blocks[0]
             seen["layer"] = type(block.attn.to_q).__name__
             seen["weight"] = type(block.attn.to_q.base_layer.weight).__name__
@@ -130,7 +140,7 @@ def test_each_mode_trains_only_the_lora_and_its_adapter_loads_in_plain_diffusers
         on_event=watch,
         pipeline=pipe,
     )
-    assert isinstance(events[0], PhaseEvent) and events[0].phase == "planning" and mode in events[0].detail
+    assert isinstance(events[0], Phase) and events[0].name == PhaseName.PLANNING and mode in events[0].detail
     assert result.memory.mode == mode and memory.mode_of(pipe.transformer) == mode
     assert (seen["layer"], seen["weight"]) == (LORA_LAYER[mode], BASE_WEIGHT[mode])
     assert seen["trainable"] and all(".lora_" in name for name in seen["trainable"])
@@ -154,7 +164,7 @@ def test_a_borrowed_quantized_base_is_kept_when_leaner_and_replaced_when_another
     plans = []
 
     def record(event):
-        if isinstance(event, PhaseEvent) and event.phase == "planning":
+        if isinstance(event, Phase) and event.name == PhaseName.PLANNING:
             plans.append(event.detail)
 
     result = train_lora(TrainConfig(**config, out=tmp_path / "b"), on_event=record, pipeline=pipe)
@@ -168,10 +178,11 @@ def test_fp8_generation_makes_pictures_with_adapters(trained, tiny_dir):
     pytest.importorskip("torchao", reason="fp8 needs torchao")
     generator = Generator("tiny", max_adapters=4, fp8=True)
     assert type(generator.pipe.transformer.transformer_blocks[0].attn.to_q.weight).__name__ == "Float8Tensor"
-    request = GenerationRequest(f"photo of {TOKEN}", seed=3)
+    request = GenerateRequest(base="tiny", prompt=f"photo of {TOKEN}", seed=3)
     plain = np.asarray(generator.generate(request)[0].image, dtype=np.int16)
-    use = (AdapterUse("me", trained.lora_path),)
-    drawn = np.asarray(generator.generate(GenerationRequest(f"photo of {TOKEN}", use, seed=3))[0].image, dtype=np.int16)
+    me = AdapterRef("me", adapter_identity(trained.lora_path.read_bytes()))
+    with_me = GenerateRequest(base="tiny", prompt=f"photo of {TOKEN}", adapters=(me,), seed=3)
+    drawn = np.asarray(generator.generate(with_me, {me.identity: trained.lora_path})[0].image, dtype=np.int16)
     assert np.abs(drawn - plain).mean() > 1.0
     full = np.asarray(Generator("tiny", max_adapters=4).generate(request)[0].image, dtype=np.int16)
     assert np.abs(full - plain).mean() < 8  # fp8 weights round; the picture stays close

@@ -6,17 +6,24 @@ import torch
 from diffusers import FluxPipeline
 from safetensors.torch import load_file
 
+from contract import ADAPTER_FILENAME, PhaseName, RunLayout, Step, TrainRequest
 from tests.conftest import TOKEN
-from trainer.base_model import resolve_base
-from trainer.caching import cache_training_set
-from trainer.checkpoint import checkpoint_path
-from trainer.config import TrainConfig
-from trainer.dataset import load_training_set
-from trainer.errors import CheckpointError, DatasetError, DoppelError, TrainingCancelled, TrainingPaused
-from trainer.flow import flow_matching_loss
-from trainer.lora_file import LORA_FILENAME, load_lora_state, read_facts
-from trainer.progress import CancelToken, CheckpointEvent, StepEvent
-from trainer.train import train_lora
+from trainer.errors import (
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    DoppelError,
+    TrainingCancelled,
+    TrainingPaused,
+)
+from trainer.models.base_model import resolve_base
+from trainer.training.caching import cache_training_set
+from trainer.training.config import TrainConfig
+from trainer.training.dataset import load_training_set
+from trainer.training.flow import flow_matching_loss
+from trainer.training.lora_file import load_lora_state, read_facts
+from trainer.training.progress import CancelToken, CheckpointEvent
+from trainer.training.train import train_lora
 
 
 def _config(photos, out, **overrides):
@@ -25,7 +32,7 @@ def _config(photos, out, **overrides):
 
 
 def _lora(path):
-    return load_file(path / LORA_FILENAME if path.is_dir() else path)
+    return load_file(path / ADAPTER_FILENAME if path.is_dir() else path)
 
 
 def _fresh_pipeline(tiny_dir):
@@ -127,7 +134,7 @@ def test_samples_and_checkpoints_are_written(trained):
 def test_the_timeline_shows_the_prompts_through_the_run(trained):
     from PIL import Image
 
-    from trainer.timeline import LABEL_HEIGHT, columns
+    from trainer.training.timeline import LABEL_HEIGHT, columns
 
     assert columns([0, 15, 30], 30) == [0, 15, 30]  # fewer samples than fractions: each once
     assert columns([0, 5, 10, 15, 20], 20) == [0, 5, 10, 15, 20]
@@ -154,11 +161,11 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(photos, tmp_path):
 
     with pytest.raises(TrainingCancelled):
         train_lora(_config(photos, tmp_path / "parts", batch_size=2), on_event=stop_after_first_checkpoint, cancel=cancel)
-    checkpoint = checkpoint_path(tmp_path / "parts", 3)
+    checkpoint = RunLayout(tmp_path / "parts").checkpoint(3)
     steps = []
     resumed = train_lora(
         _config(photos, tmp_path / "parts", batch_size=2, resume=checkpoint),
-        on_event=lambda e: steps.append(e.step) if isinstance(e, StepEvent) else None,
+        on_event=lambda e: steps.append(e.step) if isinstance(e, Step) else None,
     )
     assert steps == [4, 5, 6]
     parts = _lora(resumed.lora_path)
@@ -172,12 +179,12 @@ def test_pause_checkpoints_the_last_step_and_resuming_matches(photos, tmp_path):
     token = CancelToken()
 
     def pause_at_step_four(event):
-        if isinstance(event, StepEvent) and event.step == 4:
+        if isinstance(event, Step) and event.step == 4:
             token.pause()
 
     with pytest.raises(TrainingPaused) as caught:
         train_lora(_config(photos, tmp_path / "parts", checkpoint_every=100), on_event=pause_at_step_four, cancel=token)
-    assert caught.value.step == 4 and caught.value.checkpoint == checkpoint_path(tmp_path / "parts", 4)
+    assert caught.value.step == 4 and caught.value.checkpoint == RunLayout(tmp_path / "parts").checkpoint(4)
     resumed = train_lora(_config(photos, tmp_path / "parts", checkpoint_every=100, resume=caught.value.checkpoint))
     parts = _lora(resumed.lora_path)
     for key in whole:
@@ -189,7 +196,7 @@ def test_cancel_stops_within_one_step(photos, tmp_path):
     steps = []
 
     def cancel_at_step_two(event):
-        if isinstance(event, StepEvent):
+        if isinstance(event, Step):
             steps.append(event.step)
             if event.step == 2:
                 threading.Thread(target=cancel.cancel).start()
@@ -197,7 +204,7 @@ def test_cancel_stops_within_one_step(photos, tmp_path):
     with pytest.raises(TrainingCancelled) as caught:
         train_lora(_config(photos, tmp_path, steps=50), on_event=cancel_at_step_two, cancel=cancel)
     assert steps[-1] <= 3 and caught.value.step == steps[-1]
-    assert not (tmp_path / LORA_FILENAME).exists()
+    assert not (tmp_path / ADAPTER_FILENAME).exists()
 
 
 def test_bad_files_stop_the_run_before_any_training(tmp_path):
@@ -223,11 +230,11 @@ def test_training_more_from_a_checkpoint_is_the_longer_run(photos, tmp_path):
     whole = train_lora(_config(photos, tmp_path / "whole"))  # 6 steps, checkpoints at 3 and 6
     steps, phases = [], []
     more = train_lora(
-        _config(photos, tmp_path / "more", steps=3, start_from=checkpoint_path(tmp_path / "whole", 3), sample_every=3),
-        on_event=lambda e: steps.append(e.step) if isinstance(e, StepEvent) else phases.append(e),
+        _config(photos, tmp_path / "more", steps=3, start_from=RunLayout(tmp_path / "whole").checkpoint(3), sample_every=3),
+        on_event=lambda e: steps.append(e.step) if isinstance(e, Step) else phases.append(e),
     )
     assert steps == [4, 5, 6] and more.steps == 6 and more.start_step == 3
-    assert any(getattr(p, "phase", "") == "continuing" and p.step == 3 for p in phases)
+    assert any(getattr(p, "name", None) == PhaseName.CONTINUING and p.step == 3 for p in phases)
     assert [p.name for p in more.samples] == [f"step-00000{s}-{k}.png" for s in (3, 6) for k in (0, 1)]
     facts = read_facts(more.lora_path)
     assert (facts["steps"], facts["started_from_step"]) == ("6", "3")
@@ -260,18 +267,68 @@ def test_an_adapter_of_another_shape_cannot_be_built_on(trained, photos, tmp_pat
         ({"resolution": 500}, "multiple of 16"),
         ({"token": "TH GH"}, "letters and digits"),
         ({"lr_schedule": "linear"}, "schedule must be one of"),
+        ({"steps": 10_001}, "steps must be between 1 and 10000"),  # the contract's limits, the bot's too
+        ({"resolution": 2048}, "multiple of 16 from 64 to 1024"),
+        ({"batch_size": 17}, "batch size must be between 1 and 16"),
+        ({"memory_mode": "fp16"}, "memory mode must be one of auto, fp32, bf16, fp8, nf4"),
+        ({"warmup_steps": -1}, "warm-up steps must be at least 0"),
+        ({"checkpoint_every": 0}, "intervals must be positive"),
     ],
 )
 def test_wrong_options_are_refused_with_a_reason(photos, tmp_path, overrides, message):
-    with pytest.raises(DoppelError, match=message):
+    with pytest.raises(ConfigError, match=message):
         _config(photos, tmp_path, **overrides)
+
+
+def test_every_problem_is_said_at_once(photos, tmp_path):
+    with pytest.raises(ConfigError, match="^steps must be .*; rank must be .*; the learning-rate schedule .*; batch size"):
+        _config(photos, tmp_path, steps=0, rank=0, lr_schedule="linear", batch_size=0)
+
+
+def test_a_request_becomes_a_config_and_back(photos, tmp_path, monkeypatch):
+    request = TrainRequest(base="tiny", token=TOKEN, steps=8, rank=4, lr=1e-3, seed=3, memory_mode="fp8", sample_every=0)
+    config = TrainConfig.from_request(request, images=photos, out=tmp_path, start_from=tmp_path / "earlier.ckpt")
+    assert (config.steps, config.rank, config.lr, config.seed, config.memory_mode) == (8, 4, 1e-3, 3, "fp8")
+    assert config.start_from == tmp_path / "earlier.ckpt" and config.resume is None
+    assert config.request == request
+    assert (request.checkpoint_interval, request.sample_interval) == (2, 0)  # a quarter of the run; no samples
+    # A config that leaves its memory mode to the MEMORY_MODE setting names the setting's in its request.
+    monkeypatch.setenv("MEMORY_MODE", "nf4")
+    assert _config(photos, tmp_path, memory_mode=None).request.memory_mode == "nf4"
 
 
 def test_cosine_schedule_with_warmup_and_checkpointing_run(photos, tmp_path):
     rates = []
     train_lora(
         _config(photos, tmp_path, lr_schedule="cosine", warmup_steps=2, gradient_checkpointing=True),
-        on_event=lambda e: rates.append(e.lr) if isinstance(e, StepEvent) else None,
+        on_event=lambda e: rates.append(e.lr) if isinstance(e, Step) else None,
     )
     assert rates[0] < rates[1] == pytest.approx(1e-2)  # warming up, then the peak
     assert rates[-1] < rates[2]  # then decaying
+
+
+def test_by_default_a_run_checkpoints_and_samples_each_quarter_and_its_timeline_covers_every_attempt(photos, tmp_path):
+    settings = {"steps": 8, "checkpoint_every": None, "sample_every": None, "sample_prompts": ("photo of [trigger]",)}
+    token = CancelToken()
+
+    def pause_at_step_five(event):
+        if isinstance(event, Step) and event.step == 5:
+            token.pause()
+
+    with pytest.raises(TrainingPaused) as caught:
+        train_lora(_config(photos, tmp_path / "first", **settings), on_event=pause_at_step_five, cancel=token)
+    first = RunLayout(tmp_path / "first")
+    assert sorted(first.sample_files()) == [0, 2, 4]
+    assert caught.value.checkpoint == first.checkpoint(5)
+    assert sorted(p.name for p in first.checkpoints.glob("*.ckpt")) == [f"step-00000{s}.ckpt" for s in (2, 4, 5)]
+
+    # As the worker resumes elsewhere: the earlier attempt's samples are put in the new run's folder first.
+    second = RunLayout(tmp_path / "second")
+    second.samples.mkdir(parents=True)
+    for path in first.all_samples():
+        (second.samples / path.name).write_bytes(path.read_bytes())
+    result = train_lora(_config(photos, second.root, **settings, resume=caught.value.checkpoint))
+    assert [p.name for p in result.samples] == ["step-000006-0.png", "step-000008-0.png"]  # not step 0 again
+    assert [p.name for p in result.checkpoints] == ["step-000006.ckpt", "step-000008.ckpt"]
+    assert result.lora_path == second.adapter and result.timeline == second.timeline
+    assert result.timeline_steps == (0, 2, 4, 6, 8)

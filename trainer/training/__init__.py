@@ -1,0 +1,1 @@
+"""Training an adapter: the data set, the loop, checkpoints, samples and the timeline."""

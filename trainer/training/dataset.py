@@ -1,0 +1,141 @@
+"""A training set: a folder of photos with same-named `.txt` captions.
+
+The convention is ai-toolkit's and kohya's: `me1.jpg` + `me1.txt`. Every file
+that is not a caption is taken for an image, so a stray or broken file is
+reported rather than silently skipped; all problems are reported at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from trainer.errors import DatasetError, FileProblem
+
+TRIGGER_PLACEHOLDER = re.compile(r"\[trigger\]", re.IGNORECASE)
+MAX_PIXELS = 50_000_000  # a 50-megapixel phone photo is fine; a decompression bomb is not
+# Width/height ratios of the aspect-ratio buckets, from 1:2 portrait to 2:1 landscape.
+BUCKET_RATIOS = (1 / 2, 9 / 16, 2 / 3, 3 / 4, 4 / 5, 1.0, 5 / 4, 4 / 3, 3 / 2, 16 / 9, 2.0)
+# Flux needs sides divisible by 16: 8x VAE downsampling, then 2x2 packing.
+SIDE_MULTIPLE = 16
+
+
+@dataclass(frozen=True)
+class TrainingImage:
+    name: str
+    caption: str  # with the trigger token in it
+    image: Image.Image  # RGB, cropped to its bucket
+
+    @property
+    def bucket(self) -> tuple[int, int]:
+        return self.image.size
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    images: list[TrainingImage]
+    sha256: str  # of names, bytes and captions: says which data an adapter came from
+
+
+def caption_with_token(caption: str | None, token: str) -> str:
+    """Put the trigger token into a caption by doppel's three rules."""
+    caption = (caption or "").strip()
+    if not caption:
+        return f"photo of {token}"
+    if TRIGGER_PLACEHOLDER.search(caption):
+        return TRIGGER_PLACEHOLDER.sub(token, caption)
+    if re.search(rf"(?<!\w){re.escape(token)}(?!\w)", caption):
+        return caption
+    return f"{token}, {caption}"
+
+
+def round_side(value: float) -> int:
+    return max(SIDE_MULTIPLE, round(value / SIDE_MULTIPLE) * SIDE_MULTIPLE)
+
+
+def buckets_for(resolution: int) -> list[tuple[int, int]]:
+    """(width, height) pairs of about resolution² pixels, sides multiples of 16."""
+    buckets = []
+    for ratio in BUCKET_RATIOS:
+        size = (round_side(resolution * math.sqrt(ratio)), round_side(resolution / math.sqrt(ratio)))
+        if size not in buckets:
+            buckets.append(size)
+    return buckets
+
+
+def nearest_bucket(width: int, height: int, buckets: list[tuple[int, int]]) -> tuple[int, int]:
+    ratio = math.log(width / height)
+    return min(buckets, key=lambda b: abs(math.log(b[0] / b[1]) - ratio))
+
+
+def fit_to_bucket(image: Image.Image, bucket: tuple[int, int]) -> Image.Image:
+    """Scale to cover the bucket, then crop the middle."""
+    return ImageOps.fit(image, bucket, method=Image.Resampling.LANCZOS, centering=(0.5, 0.5))
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """Decode fully (so truncation shows now), upright per EXIF, in RGB.
+
+    Raises ValueError with a reason a person understands.
+    """
+    if not data:
+        raise ValueError("the file is empty (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            if opened.width * opened.height > MAX_PIXELS:
+                raise ValueError(
+                    f"the image is {opened.width}x{opened.height}, over the limit of {MAX_PIXELS // 1_000_000} megapixels"
+                )
+            opened.load()
+            upright = ImageOps.exif_transpose(opened)
+            return upright.convert("RGB")
+    except UnidentifiedImageError:
+        raise ValueError("this is not an image doppel can read (JPEG, PNG, WebP, BMP or GIF)") from None
+    except Image.DecompressionBombError:
+        raise ValueError("the image has too many pixels to open safely") from None
+    except OSError as exc:
+        if "truncated" in str(exc).lower():
+            raise ValueError("the image is truncated: the file ends before the picture does") from None
+        raise ValueError(f"the image is damaged ({exc})") from None
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every file that should be an image: all but captions and hidden files."""
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() != ".txt"
+    )
+
+
+def load_training_set(folder: Path, token: str, resolution: int) -> TrainingSet:
+    """Read, check and crop every image of a folder; raise DatasetError naming every bad file."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError([], summary=f"the image folder '{folder}' does not exist")
+    buckets = buckets_for(resolution)
+    images, problems = [], []
+    digest = hashlib.sha256()
+    for path in image_files(folder):
+        data = path.read_bytes()
+        try:
+            picture = decode_image(data)
+        except ValueError as exc:
+            problems.append(FileProblem(path.name, str(exc)))
+            continue
+        caption_file = path.with_suffix(".txt")
+        caption = caption_file.read_text(encoding="utf-8", errors="replace") if caption_file.is_file() else None
+        caption = caption_with_token(caption, token)
+        bucket = nearest_bucket(picture.width, picture.height, buckets)
+        images.append(TrainingImage(path.name, caption, fit_to_bucket(picture, bucket)))
+        for part in (path.name.encode(), hashlib.sha256(data).digest(), caption.encode()):
+            digest.update(len(part).to_bytes(8, "big") + part)
+    if problems:
+        raise DatasetError(problems)
+    if not images:
+        raise DatasetError([], summary=f"the image folder '{folder}' has no images")
+    return TrainingSet(images, digest.hexdigest())
