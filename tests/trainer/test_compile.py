@@ -10,10 +10,11 @@ import torch
 from peft import LoraConfig
 from safetensors.torch import load_file, save_file
 
+from contract import AdapterRef, GenerateRequest, adapter_identity
 from tests.conftest import TOKEN
-from trainer.config import FLUX_LORA_TARGETS
-from trainer.generate import AdapterUse, GenerationRequest, Generator
-from trainer.lora_file import lora_config_dict, save_lora
+from trainer.generation.generator import Generator
+from trainer.training.config import FLUX_LORA_TARGETS
+from trainer.training.lora_file import lora_config_dict, save_lora
 
 PROMPT = f"photo of {TOKEN} in a garden"
 TOLERANCE = 3  # pixel levels out of 255: compiled kernels round differently from eager ones
@@ -49,8 +50,21 @@ def compiled(tiny_dir):
     return generator
 
 
+class AdapterUse:
+    """An adapter a test request uses: the contract's reference to it, and its file."""
+
+    def __init__(self, name, path, weight=1.0):
+        self.name, self.path = name, path
+        self.ref = AdapterRef(name, adapter_identity(path.read_bytes()), weight)
+
+
+def ask(*uses, seed=5, count=1):
+    request = GenerateRequest(base="tiny", prompt=PROMPT, adapters=tuple(u.ref for u in uses), seed=seed, count=count)
+    return request, {u.ref.identity: u.path for u in uses}
+
+
 def _picture(generator, *uses, seed=5, count=1):
-    images = generator.generate(GenerationRequest(PROMPT, tuple(uses), seed=seed, count=count))
+    images = generator.generate(*ask(*uses, seed=seed, count=count))
     return [np.asarray(image.image, dtype=np.int16) for image in images]
 
 
@@ -78,9 +92,9 @@ def test_switching_members_never_recompiles_and_matches_the_uncompiled_pictures(
 def test_several_pictures_and_two_adapters(compiled, eager, adapters):
     two = (AdapterUse("ann", adapters["first"]), AdapterUse("cem", adapters["rank8"], 0.7))
     progress = []
-    request = GenerationRequest(PROMPT, two, seed=5, count=2)
+    request, files = ask(*two, seed=5, count=2)
     # Two adapters: a graph of its own, compiled once here. Pictures one at a time, progress over both.
-    first = [np.asarray(i.image, dtype=np.int16) for i in compiled.generate(request, lambda *p: progress.append(p))]
+    first = [np.asarray(i.image, dtype=np.int16) for i in compiled.generate(request, files, lambda *p: progress.append(p))]
     steps = compiled.base.inference_steps
     assert progress == [(k, 2 * steps) for k in range(1, 2 * steps + 1)]
     with torch._dynamo.config.patch(error_on_recompile=True):
@@ -97,6 +111,22 @@ def test_a_forgotten_adapter_leaves_no_trace(compiled, eager, adapters):
     _picture(compiled, AdapterUse("ann", adapters["first"]))
     compiled.forget("ann")
     assert "ann" not in compiled.loaded_adapters
-    assert all(holding is None or holding[0] != "ann" for holding in compiled._in_slot)
+    assert all(holding is None or holding[0] != "ann" for holding in compiled.adapters._in_slot)
     with torch._dynamo.config.patch(error_on_recompile=True):
         assert np.abs(_picture(compiled)[0] - _picture(eager)[0]).max() <= TOLERANCE
+
+
+def test_at_most_max_adapters_are_held_and_a_held_one_is_never_read_again(compiled, adapters, tmp_path):
+    kept = tmp_path / "kept.safetensors"
+    kept.write_bytes(adapters["first"].read_bytes())
+    uses = [AdapterUse("dee", kept)] + [AdapterUse(n, adapters["negated"]) for n in ("eve", "fay", "gus", "hal")]
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        drawn = _picture(compiled, uses[0])[0]
+        kept.unlink()
+        request, _ = ask(uses[0])
+        again = np.asarray(compiled.generate(request)[0].image, dtype=np.int16)  # held: no file needed
+        for use in uses[1:]:
+            _picture(compiled, use)
+    assert np.array_equal(again, drawn)
+    assert compiled.loaded_adapters == ["eve", "fay", "gus", "hal"]  # max_adapters is 4; "dee" went first
+    assert not compiled.holds(uses[0].ref)

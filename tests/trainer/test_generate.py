@@ -1,13 +1,37 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from contract import AdapterRef, GenerateRequest, RequestError, adapter_identity
 from tests.conftest import TOKEN
 from trainer.errors import DoppelError
-from trainer.generate import AdapterUse, GenerationRequest, Generator, preset_size
+from trainer.generation.compare import LABEL_HEIGHT, compare_pictures
+from trainer.generation.generator import Generator, preset_size
 
 PROMPT = f"photo of {TOKEN} on a beach"
+
+
+class Use:
+    """An adapter a test request uses: the contract's reference to it, and its file."""
+
+    def __init__(self, name, path, weight=1.0):
+        self.path = Path(path)
+        identity = adapter_identity(self.path.read_bytes()) if self.path.is_file() else "absent"
+        self.ref = AdapterRef(name, identity, weight)
+
+
+def ask(prompt=PROMPT, uses=(), **fields):
+    """The contract's request and the identity -> file map that goes with it."""
+    uses = tuple(uses)
+    request = GenerateRequest(base="tiny", prompt=prompt, adapters=tuple(u.ref for u in uses), **fields)
+    return request, {u.ref.identity: u.path for u in uses}
+
+
+def make(generator, prompt=PROMPT, uses=(), **fields):
+    return generator.generate(*ask(prompt, uses, **fields))
 
 
 @pytest.fixture(scope="module")
@@ -33,22 +57,22 @@ def _pixels(result):
 
 
 def _one(generator, *adapters, seed=11):
-    return _pixels(generator.generate(GenerationRequest(PROMPT, tuple(adapters), seed=seed))[0])
+    return _pixels(make(generator, uses=adapters, seed=seed)[0])
 
 
 def test_images_come_with_their_seeds_and_each_seed_reproduces_its_image(generator):
-    four = generator.generate(GenerationRequest(PROMPT, count=4, seed=100))
+    four = make(generator, count=4, seed=100)
     assert [r.seed for r in four] == [100, 101, 102, 103]
-    again = generator.generate(GenerationRequest(PROMPT, count=1, seed=102))[0]
+    again = make(generator, count=1, seed=102)[0]
     assert np.abs(_pixels(four[2]) - _pixels(again)).max() <= 1
     assert np.abs(_pixels(four[0]) - _pixels(four[1])).mean() > 1
-    random_seed = generator.generate(GenerationRequest(PROMPT))[0]
+    random_seed = make(generator)[0]
     assert 0 <= random_seed.seed < 2**32
 
 
 @pytest.mark.parametrize(("preset", "shape"), [("square", (64, 64)), ("portrait", (48, 80)), ("landscape", (80, 48))])
 def test_size_presets(generator, preset, shape):
-    (result,) = generator.generate(GenerationRequest(PROMPT, size=preset, seed=1))
+    (result,) = make(generator, size=preset, seed=1)
     assert result.image.size == shape
 
 
@@ -61,26 +85,26 @@ def test_real_flux_size_presets_keep_about_a_megapixel():
 
 def test_switching_adapters_and_back_reproduces_pictures_exactly(generator, adapters):
     base = _one(generator)
-    first = _one(generator, AdapterUse("member0", adapters["member0"]))
-    second = _one(generator, AdapterUse("member1", adapters["member1"]))
+    first = _one(generator, Use("member0", adapters["member0"]))
+    second = _one(generator, Use("member1", adapters["member1"]))
     assert np.abs(first - base).mean() > 1 and np.abs(second - first).mean() > 1
-    assert np.array_equal(_one(generator, AdapterUse("member0", adapters["member0"])), first)
+    assert np.array_equal(_one(generator, Use("member0", adapters["member0"])), first)
     assert np.array_equal(_one(generator), base)
 
 
 def test_weights_mix_several_adapters(generator, adapters):
-    zero = _one(generator, AdapterUse("member0", adapters["member0"], 0.0))
+    zero = _one(generator, Use("member0", adapters["member0"], 0.0))
     assert np.array_equal(zero, _one(generator))  # strength 0 is the base picture
-    alone = _one(generator, AdapterUse("member0", adapters["member0"]))
-    mixed = _one(generator, AdapterUse("member0", adapters["member0"], 1.0), AdapterUse("member2", adapters["member2"], 0.5))
+    alone = _one(generator, Use("member0", adapters["member0"]))
+    mixed = _one(generator, Use("member0", adapters["member0"], 1.0), Use("member2", adapters["member2"], 0.5))
     assert np.abs(mixed - alone).mean() > 1
 
 
 def test_the_least_recently_used_adapter_is_evicted(generator, adapters):
     for name in ("member0", "member1", "member2", "member3"):
-        _one(generator, AdapterUse(name, adapters[name]))
-    _one(generator, AdapterUse("member0", adapters["member0"]))  # now the most recent
-    _one(generator, AdapterUse("member4", adapters["member4"]))
+        _one(generator, Use(name, adapters[name]))
+    _one(generator, Use("member0", adapters["member0"]))  # now the most recent
+    _one(generator, Use("member4", adapters["member4"]))
     assert generator.loaded_adapters == ["member2", "member3", "member0", "member4"]
     assert len(generator.pipe.transformer.peft_config) == 4
 
@@ -88,51 +112,84 @@ def test_the_least_recently_used_adapter_is_evicted(generator, adapters):
 def test_a_retrained_adapter_is_reloaded(generator, adapters, tmp_path):
     path = tmp_path / "changing.safetensors"
     path.write_bytes(adapters["member0"].read_bytes())
-    before = _one(generator, AdapterUse("changing", path))
+    before = _one(generator, Use("changing", path))
     path.write_bytes(adapters["member1"].read_bytes())
-    after = _one(generator, AdapterUse("changing", path))
-    assert np.array_equal(after, _one(generator, AdapterUse("member1", adapters["member1"])))
+    after = _one(generator, Use("changing", path))
+    assert np.array_equal(after, _one(generator, Use("member1", adapters["member1"])))
     assert not np.array_equal(before, after)
 
 
 def test_hotswap_gives_the_pictures_a_normal_load_gives(generator, adapters, tiny_dir):
     swapping = Generator("tiny", max_adapters=4, hotswap=True)
     for name in ("member0", "member1", "member2", "member3", "member4", "member0"):
-        use = AdapterUse(name, adapters[name])
+        use = Use(name, adapters[name])
         assert np.array_equal(_one(swapping, use), _one(generator, use)), name
     assert len(swapping.pipe.transformer.peft_config) == 4  # slots reused, not added
 
 
 @pytest.mark.parametrize(
-    ("request_", "message"),
+    ("fields", "message"),
     [
-        (GenerationRequest(""), "prompt is empty"),
-        (GenerationRequest(PROMPT, count=5), "1 to 4 images"),
-        (GenerationRequest(PROMPT, size="huge"), "size must be one of"),
-        (GenerationRequest(PROMPT, adapters=(AdapterUse("ghost", "/nowhere.safetensors"),)), "missing"),
+        ({"prompt": ""}, "prompt is empty"),
+        ({"count": 5}, "number of pictures must be between 1 and 4"),
+        ({"size": "huge"}, "size must be one of"),
     ],
 )
-def test_bad_requests_are_refused_with_a_reason(generator, request_, message):
-    with pytest.raises(DoppelError, match=message):
-        generator.generate(request_)
+def test_bad_requests_are_refused_with_a_reason_before_reaching_the_generator(fields, message):
+    with pytest.raises(RequestError, match=message):
+        ask(**fields)
+
+
+def test_an_adapter_without_its_file_is_refused(generator, adapters):
+    with pytest.raises(DoppelError, match="missing"):
+        make(generator, uses=[Use("ghost", "/nowhere.safetensors")])
+    request, _ = ask(uses=[Use("newcomer", adapters["member0"])], seed=3)
+    with pytest.raises(DoppelError, match="missing"):
+        generator.generate(request, {})
+
+
+def test_a_held_adapter_is_never_read_again(adapters, tmp_path):
+    for hotswap in (False, True):
+        generator = Generator("tiny", max_adapters=4, hotswap=hotswap)
+        path = tmp_path / f"kept-{hotswap}.safetensors"
+        path.write_bytes(adapters["member0"].read_bytes())
+        use = Use("kept", path)
+        drawn = _one(generator, use)
+        assert generator.holds(use.ref)
+        path.unlink()
+        request, _ = ask(uses=[use], seed=11)
+        assert np.array_equal(_pixels(generator.generate(request)[0]), drawn)  # no file given, none needed
+
+
+def test_compare_puts_the_base_model_beside_the_adapter_with_one_seed(generator, adapters):
+    use = Use("member0", adapters["member0"])
+    request, files = ask(uses=[use], compare=True, count=2)
+    progress = []
+    picture = compare_pictures(generator, request, files, on_step=lambda *p: progress.append(p))
+    steps = generator.base.inference_steps
+    assert progress == [(k, 2 * steps) for k in range(1, 2 * steps + 1)]
+    assert picture.info["compare"] == "base | adapter" and picture.info["seed"] == picture.seed
+    sheet = np.asarray(picture.image.convert("RGB"), dtype=np.int16)[LABEL_HEIGHT:]
+    assert np.array_equal(sheet[:, :64], _one(generator, seed=picture.seed))
+    assert np.array_equal(sheet[:, 64:], _one(generator, use, seed=picture.seed))
 
 
 def test_a_file_that_is_not_an_adapter_is_refused_and_nothing_breaks(generator, tmp_path):
     bogus = tmp_path / "bogus.safetensors"
     save_file({"something.weight": torch.zeros(2, 2)}, bogus)
     with pytest.raises(DoppelError, match="could not be loaded"):
-        generator.generate(GenerationRequest(PROMPT, (AdapterUse("bogus", bogus),)))
-    assert generator.generate(GenerationRequest(PROMPT, seed=3))
+        make(generator, uses=[Use("bogus", bogus)])
+    assert make(generator, seed=3)
 
 
 def test_a_forgotten_adapter_is_unloaded(adapters, tiny_dir):
     for hotswap in (False, True):
         generator = Generator("tiny", max_adapters=4, hotswap=hotswap)
         base = _one(generator)
-        drawn = _one(generator, AdapterUse("member0", adapters["member0"]))
+        drawn = _one(generator, Use("member0", adapters["member0"]))
         generator.forget("member0")
         assert "member0" not in generator.loaded_adapters
         assert np.array_equal(_one(generator), base)
-        assert np.array_equal(_one(generator, AdapterUse("member1", adapters["member1"])),
-                              _one(Generator("tiny", max_adapters=4), AdapterUse("member1", adapters["member1"])))
+        assert np.array_equal(_one(generator, Use("member1", adapters["member1"])),
+                              _one(Generator("tiny", max_adapters=4), Use("member1", adapters["member1"])))
         assert not np.array_equal(drawn, base)

@@ -1,0 +1,217 @@
+"""Pictures from a resident Flux pipeline with members' adapters switched in per request.
+
+The base model is loaded once. How adapters get into it is one of two strategies
+(`trainer.generation.adapters`): peft named adapters, or, compiled, fixed hotswap
+slots in a `torch.compile`d transformer. Either keeps up to `max_adapters`,
+least recently used first out, keyed by name and versioned by identity.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+import torch
+from PIL import Image
+
+from contract import AdapterRef, GenerateRequest, limits
+from trainer.errors import DoppelError
+from trainer.generation.adapters import AdapterStrategy, CompiledSlots, NamedAdapters, Use
+from trainer.images import png_bytes
+from trainer.models import memory
+from trainer.models.base_model import BaseModel, load_pipeline, pick_device, pick_dtype, resolve_base
+from trainer.models.tiny import NOISE_WARNING
+from trainer.training.dataset import round_side
+
+log = logging.getLogger(__name__)
+
+_NO_FILES: Mapping[str, Path] = MappingProxyType({})
+
+
+def preset_size(preset: str, resolution: int) -> tuple[int, int]:
+    if preset not in limits.SIZES:
+        raise DoppelError(f"size must be one of {', '.join(limits.SIZES)}, not '{preset}'")
+    w, h = limits.SIZES[preset]
+    ratio = math.sqrt(w / h)
+    return round_side(resolution * ratio), round_side(resolution / ratio)
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    image: Image.Image
+    seed: int
+    info: dict = field(default_factory=dict)
+
+    def png(self) -> bytes:
+        return png_bytes(self.image, self.info)
+
+
+class Generator:
+    """One resident FluxPipeline; `generate` is safe to call from several threads (one at a time runs)."""
+
+    def __init__(
+        self,
+        base: str | BaseModel,
+        *,
+        device: str | None = None,
+        max_adapters: int = 8,
+        hotswap: bool = False,
+        hotswap_rank: int = 16,
+        pipeline=None,
+        compile: bool = False,
+        fp8: bool = False,
+        offload: bool | str = False,
+    ):
+        """`compile`: torch.compile the transformer, with fixed hotswapped slots (implies hotswap).
+        `fp8`: the transformer blocks' Linear layers in float8 (torchao): fp8 matmuls on GPUs of
+        compute capability 8.9 or more (H100, L40S, RTX 40xx), fp8 weights only elsewhere.
+        `offload`: True or "auto" (when the GPU is smaller than the pipeline needs) keeps the
+        models in CPU memory and moves each to the GPU while it runs (`enable_model_cpu_offload`);
+        compiling is then skipped, since the moving hooks would split the graph."""
+        self.base = resolve_base(base) if isinstance(base, str) else base
+        self.device = pick_device(device)
+        if max_adapters < limits.ADAPTERS_PER_PICTURE:
+            raise DoppelError(f"keep at least {limits.ADAPTERS_PER_PICTURE} adapters loaded, not {max_adapters}")
+        if offload not in (True, False, "auto"):
+            raise DoppelError(f"offload must be true, false or auto, not '{offload}'")
+        self.max_adapters = max_adapters
+        self.fp8 = fp8
+        self.offload = self.device.type == "cuda" and (
+            offload is True or (offload == "auto" and _too_small_for_pipeline(self.device, fp8))
+        )
+        if compile and self.offload:
+            log.warning("not compiling the transformer: CPU offload moves it between devices on every call")
+            compile = False
+        self.pipe = pipeline if pipeline is not None else load_pipeline(self.base, pick_dtype(self.device))
+        self.pipe.set_progress_bar_config(disable=True)
+        if fp8:
+            _fp8_transformer(self.pipe.transformer, self.device)
+        if self.offload:
+            self.pipe.enable_model_cpu_offload(device=self.device)
+        else:
+            self.pipe.to(self.device)
+        self.adapters: AdapterStrategy = (
+            CompiledSlots(self.pipe, self.device, max_adapters, hotswap_rank)
+            if compile
+            else NamedAdapters(self.pipe, max_adapters, hotswap, hotswap_rank)
+        )
+        self._lock = threading.Lock()
+        self.last_switch_s = 0.0  # seconds the last request spent putting its adapters in place
+
+    @property
+    def compiled(self) -> bool:
+        return isinstance(self.adapters, CompiledSlots)
+
+    @property
+    def loaded_adapters(self) -> list[str]:
+        """Adapter names held now, least recently used first."""
+        return self.adapters.loaded
+
+    def holds(self, ref: AdapterRef) -> bool:
+        """Whether `ref` is held at its identity: its file need not be given."""
+        return self.adapters.holds(ref)
+
+    def forget(self, name: str) -> None:
+        """Drop a member's adapter (they deleted it): unloaded, or its slot freed for the next."""
+        with self._lock:
+            self.adapters.forget(name)
+
+    def generate(
+        self,
+        request: GenerateRequest,
+        adapter_files: Mapping[str, Path] = _NO_FILES,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> list[GeneratedImage]:
+        """The request's pictures. `adapter_files`: identity -> file, needed for adapters not held
+        at that identity. `request.base` and `request.compare` are the caller's to act on."""
+        seed = request.seed if request.seed is not None else secrets.randbelow(limits.SEED.high + 1)
+        seeds = [seed + k for k in range(request.count)]
+        width, height = preset_size(request.size, self.base.image_resolution)
+        steps = request.steps or self.base.inference_steps
+        guidance = self.base.guidance if request.guidance is None else request.guidance
+        uses = [Use(ref, adapter_files.get(ref.identity)) for ref in request.adapters]
+
+        # Image k is the same picture either way, made from its own seed; progress counts over all of them.
+        batches = [[s] for s in seeds] if self.adapters.one_picture_at_a_time else [seeds]
+        done = [0]
+
+        def step_callback(pipe, index, timestep, tensors):
+            if on_step is not None:
+                on_step(done[0] * steps + index + 1, len(batches) * steps)
+            return tensors
+
+        with self._lock:
+            started = time.perf_counter()
+            self.adapters.activate(uses)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)  # the swaps are queued copies: count them in
+            self.last_switch_s = time.perf_counter() - started
+            images = []
+            for batch in batches:
+                images += self.pipe(
+                    prompt=request.prompt,
+                    height=height,
+                    width=width,
+                    num_inference_steps=steps,
+                    guidance_scale=guidance,
+                    num_images_per_prompt=len(batch),
+                    generator=[torch.Generator("cpu").manual_seed(s) for s in batch],
+                    max_sequence_length=self.base.max_sequence_length,
+                    callback_on_step_end=step_callback,
+                ).images
+                done[0] += 1
+        info = {
+            "prompt": request.prompt,
+            "base": self.base.name,
+            "adapters": ", ".join(f"{a.name}:{a.weight:g}" for a in request.adapters),
+            "steps": steps,
+            "note": NOISE_WARNING if self.base.is_tiny else "",
+        }
+        return [GeneratedImage(image, s, info | {"seed": s}) for image, s in zip(images, seeds)]
+
+    def warm_up(self, sizes: tuple[str, ...] = ("square",), steps: int = 2) -> float:
+        """Make one small picture per size, so the first member's request pays no compilation.
+
+        Compiled, this compiles the graph for each size with one adapter slot active (what a
+        request with no adapter or one adapter uses). Returns the seconds it took.
+        """
+        started = time.perf_counter()
+        for size in sizes:
+            self.generate(GenerateRequest(base=self.base.name, prompt="warm-up", size=size, seed=0, steps=steps))
+        return time.perf_counter() - started
+
+
+def _too_small_for_pipeline(device, fp8: bool) -> bool:
+    gib = memory.gpu_gib(device)
+    return gib is not None and gib < memory.generation_gib(fp8)
+
+
+def _fp8_transformer(transformer, device) -> None:
+    """float8 Linear weights in the transformer blocks; fp8 matmuls too where the GPU has them (sm 8.9+)."""
+    from torchao.quantization import (
+        Float8DynamicActivationFloat8WeightConfig,
+        Float8WeightOnlyConfig,
+        PerRow,
+        quantize_,
+    )
+
+    fast = device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 9)
+    config = (
+        Float8DynamicActivationFloat8WeightConfig(granularity=PerRow(), set_inductor_config=False)
+        if fast
+        else Float8WeightOnlyConfig(set_inductor_config=False)
+    )
+    transformer.requires_grad_(False)
+    for name, child in transformer.named_children():
+        if name in ("transformer_blocks", "single_transformer_blocks"):
+            for block in child:
+                block.to(device)  # quantized on the GPU, one block at a time
+                quantize_(block, config)
+    setattr(transformer, memory.MODE_ATTRIBUTE, "fp8")
