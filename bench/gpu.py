@@ -70,7 +70,7 @@ def _build(shape_name: str, device: str):
     """The shape's pipeline with random weights, made directly in bf16 on a GPU (fp32 on the CPU), in eval mode."""
     import torch
 
-    from trainer.tiny import SHAPES, build_pipeline
+    from trainer.models.tiny import SHAPES, build_pipeline
 
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     previous = torch.get_default_dtype()
@@ -87,8 +87,8 @@ def _build(shape_name: str, device: str):
 
 
 def _base(shape_name: str, resolution: int, image_resolution: int):
-    from trainer.base_model import BaseModel
-    from trainer.tiny import SHAPES
+    from trainer.models.base_model import BaseModel
+    from trainer.models.tiny import SHAPES
 
     shape = SHAPES[shape_name]
     return BaseModel(shape_name, shape_name, is_tiny=shape_name == "tiny", train_resolution=resolution,
@@ -118,10 +118,10 @@ def measure_training(shape_name: str, mode: str, resolutions: list[int], steps: 
     import torch
 
     from tests.photos import write_photos
-    from trainer import memory
-    from trainer.config import TrainConfig
-    from trainer.progress import StepEvent
-    from trainer.train import train_lora
+    from trainer.models import memory
+    from trainer.training.config import TrainConfig
+    from trainer.training.progress import StepEvent
+    from trainer.training.train import train_lora
 
     cuda = device == "cuda"
     pipe = _build(shape_name, device)
@@ -184,8 +184,8 @@ def _random_adapter(transformer, folder: Path, seed: int, rank: int = RANK) -> P
     import torch
     from peft import LoraConfig
 
-    from trainer.config import FLUX_LORA_TARGETS
-    from trainer.lora_file import lora_config_dict, save_lora
+    from trainer.training.config import FLUX_LORA_TARGETS
+    from trainer.training.lora_file import lora_config_dict, save_lora
 
     generator = torch.Generator().manual_seed(seed)
     state = {}
@@ -201,7 +201,8 @@ def _random_adapter(transformer, folder: Path, seed: int, rank: int = RANK) -> P
 def measure_generation(shape_name: str, fp8: bool, device: str, size: int, repeats: int) -> dict:
     import torch
 
-    from trainer.generate import AdapterUse, GenerationRequest, Generator
+    from contract import AdapterRef, GenerateRequest, adapter_identity
+    from trainer.generation.generator import Generator
 
     cuda = device == "cuda"
     if fp8 and cuda and torch.cuda.get_device_capability() < (8, 9):
@@ -214,10 +215,14 @@ def measure_generation(shape_name: str, fp8: bool, device: str, size: int, repea
         scratch = Path(scratch)
         adapters = [_random_adapter(pipe.transformer, scratch / f"member{k}", seed=k) for k in range(3)]
 
+        files = {adapter_identity(path.read_bytes()): path for path in adapters}
+
         def seconds(generator, uses=()):
+            request = GenerateRequest(base=base.name, prompt="photo of THGH96 on a mountain", adapters=tuple(uses),
+                                      seed=1, steps=steps)
             _sync()
             started = time.perf_counter()
-            generator.generate(GenerationRequest("photo of THGH96 on a mountain", tuple(uses), seed=1, steps=steps))
+            generator.generate(request, files)
             _sync()
             return time.perf_counter() - started
 
@@ -232,7 +237,7 @@ def measure_generation(shape_name: str, fp8: bool, device: str, size: int, repea
                               hotswap_rank=RANK)
         result["setup_s"] = round(time.perf_counter() - started, 2)
         result["warm_up_s"] = round(generator.warm_up(), 2)
-        uses = [AdapterUse(f"member{k}", path) for k, path in enumerate(adapters)]
+        uses = [AdapterRef(f"member{k}", identity) for k, identity in enumerate(files)]
         with torch._dynamo.config.patch(error_on_recompile=True):
             result["compiled_s_per_image"] = round(statistics.median(seconds(generator) for _ in range(repeats)), 3)
             first_loads, switches, with_adapter = [], [], []
