@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from contract import limits
     from trainer.config import TrainConfig
 
     defaults = TrainConfig.__dataclass_fields__
@@ -83,9 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--weight", type=float, action="append", default=[], help="strength of each --lora")
     generate.add_argument("--prompt", required=True)
     generate.add_argument("--seed", type=int, default=None)
-    generate.add_argument("--count", type=int, default=1, help="1 to 4")
+    generate.add_argument("--count", type=int, default=1, help=f"{limits.IMAGE_COUNT.low} to {limits.IMAGE_COUNT.high}")
     generate.add_argument("--steps", type=int, default=None)
-    generate.add_argument("--size", choices=("square", "portrait", "landscape"), default="square")
+    generate.add_argument("--size", choices=tuple(limits.SIZES), default="square")
     generate.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
     generate.set_defaults(run=_generate)
 
@@ -188,21 +189,17 @@ def _generate(args) -> int:
     from tqdm import tqdm
 
     from trainer.errors import DoppelError
-    from trainer.generate import AdapterUse, GenerationRequest, Generator
+    from trainer.generation.generator import Generator
     from trainer.images import save_png
 
     if args.weight and len(args.weight) != len(args.lora):
         raise DoppelError(f"give one --weight per --lora ({len(args.lora)}), or none")
     weights = args.weight or [1.0] * len(args.lora)
-    for path in args.lora:
-        if not path.is_file():
-            raise DoppelError(f"there is no adapter file at '{path}'")
-    adapters = tuple(AdapterUse(f"lora{k}-{p.parent.name}", p, w) for k, (p, w) in enumerate(zip(args.lora, weights)))
-    request = GenerationRequest(args.prompt, adapters, count=args.count, seed=args.seed, size=args.size, steps=args.steps)
-    request.validate()
-    generator = Generator(_base(args))
+    names = [f"lora{k}-{p.parent.name}" for k, p in enumerate(args.lora)]
+    request, files = _picture_request(args, args.lora, names, weights, count=args.count, size=args.size)
+    generator = Generator(request.base)
     with tqdm(total=request.steps or generator.base.inference_steps, unit="step", dynamic_ncols=True) as bar:
-        images = generator.generate(request, on_step=lambda done, total: bar.update(done - bar.n))
+        images = generator.generate(request, files, on_step=lambda done, total: bar.update(done - bar.n))
     for picture in images:
         path = save_png(picture.image, args.out / f"seed-{picture.seed}.png", picture.info)
         print(path)
@@ -211,21 +208,34 @@ def _generate(args) -> int:
     return 0
 
 
+def _picture_request(args, paths: list[Path], names: list[str], weights: list[float], **fields):
+    """The contract's request for these adapter files, and its identity -> file map; bad input as DoppelError."""
+    from contract import AdapterRef, GenerateRequest, RequestError, adapter_identity
+    from trainer.errors import DoppelError
+
+    for path in paths:
+        if not path.is_file():
+            raise DoppelError(f"there is no adapter file at '{path}'")
+    refs = [AdapterRef(n, adapter_identity(p.read_bytes()), w) for n, p, w in zip(names, paths, weights)]
+    try:
+        request = GenerateRequest(
+            base=_base(args), prompt=args.prompt, adapters=tuple(refs), seed=args.seed, steps=args.steps, **fields
+        )
+    except RequestError as exc:
+        raise DoppelError(str(exc)) from exc
+    return request, {ref.identity: path for ref, path in zip(refs, paths)}
+
+
 def _compare(args) -> int:
     from tqdm import tqdm
 
-    from trainer.compare import compare
-    from trainer.errors import DoppelError
-    from trainer.generate import AdapterUse, Generator
+    from trainer.generation.compare import compare_pictures
+    from trainer.generation.generator import Generator
     from trainer.images import save_png
 
-    if not args.lora.is_file():
-        raise DoppelError(f"there is no adapter file at '{args.lora}'")
-    generator = Generator(_base(args))
-    with tqdm(total=2, unit="picture", dynamic_ncols=True) as bar:
-        adapter = AdapterUse(args.lora.parent.name or "adapter", args.lora)
-        picture = compare(generator, args.prompt, adapter, args.seed, steps=args.steps)
-        bar.update(2)
-    note = "the tiny random model makes noise, not likenesses" if generator.base.is_tiny else ""
-    print(save_png(picture, args.out, {"prompt": args.prompt, "seed": args.seed, "note": note}))
+    request, files = _picture_request(args, [args.lora], [args.lora.parent.name or "adapter"], [1.0], compare=True)
+    generator = Generator(request.base)
+    with tqdm(total=2 * (request.steps or generator.base.inference_steps), unit="step", dynamic_ncols=True) as bar:
+        picture = compare_pictures(generator, request, files, on_step=lambda done, total: bar.update(done - bar.n))
+    print(save_png(picture.image, args.out, picture.info))
     return 0
