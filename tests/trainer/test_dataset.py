@@ -5,8 +5,8 @@ from PIL import Image
 
 from tests.conftest import TOKEN
 from tests.photos import face
-from trainer.dataset import buckets_for, caption_with_token, load_training_set, nearest_bucket
 from trainer.errors import DatasetError
+from trainer.training.dataset import buckets_for, caption_with_token, load_training_set, nearest_bucket
 
 
 @pytest.mark.parametrize(

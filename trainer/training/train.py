@@ -63,7 +63,8 @@ def train_lora(
     pipeline=None,
     base: BaseModel | None = None,
 ) -> TrainResult:
-    """Train and write `pytorch_lora_weights.safetensors` into `config.out`.
+    """Train, and write the run's files where `RunLayout(config.out)` says: the adapter, the
+    checkpoints with their step adapters, the samples, and a timeline of every sample there.
 
     `pipeline` (and its `base`) let a long-lived worker or a benchmark pass the
     FluxPipeline it already holds; the adapter is removed from it again when
