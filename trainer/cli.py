@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     from contract import limits
-    from trainer.config import TrainConfig
+    from contract.requests import MEMORY_MODES
+    from trainer.training.config import LR_SCHEDULES, TrainConfig
 
     defaults = TrainConfig.__dataclass_fields__
     parser = argparse.ArgumentParser(prog="python -m trainer", description="doppel's Flux LoRA trainer")
@@ -48,11 +49,21 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--images", type=Path, required=True, help="folder of images with same-named .txt captions")
     train.add_argument("--token", required=True, help="the trigger token, letters and digits, e.g. THGH96")
     train.add_argument("--out", type=Path, required=True, help="folder for the adapter, checkpoints and samples")
-    train.add_argument("--steps", type=int, default=defaults["steps"].default)
-    train.add_argument("--rank", type=int, default=defaults["rank"].default)
-    train.add_argument("--lr", type=float, default=defaults["lr"].default)
-    train.add_argument("--resolution", type=int, default=None, help="multiple of 16 (default: 512; tiny: 64)")
-    train.add_argument("--seed", type=int, default=defaults["seed"].default)
+    steps = limits.STEPS
+    train.add_argument(
+        "--steps", type=int, default=defaults["steps"].default, help=f"{steps.low} to {steps.high} (default: %(default)s)"
+    )
+    train.add_argument("--rank", type=int, default=defaults["rank"].default, help="(default: %(default)s)")
+    train.add_argument("--lr", type=float, default=defaults["lr"].default, help="(default: %(default)s)")
+    resolution = limits.RESOLUTION
+    train.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        help=f"a multiple of {resolution.multiple_of} from {resolution.low} to {resolution.high} "
+        "(default: the base model's, 512; tiny: 64)",
+    )
+    train.add_argument("--seed", type=int, default=defaults["seed"].default, help="(default: %(default)s)")
     train.add_argument("--resume", type=Path, default=None, help="a checkpoint of this run to continue from")
     train.add_argument(
         "--start-from",
@@ -60,13 +71,27 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="an earlier adapter (a checkpoint, or its .safetensors) to build on; --steps are added to its steps",
     )
-    train.add_argument("--checkpoint-every", type=int, default=defaults["checkpoint_every"].default)
-    train.add_argument("--sample-every", type=int, default=defaults["sample_every"].default, help="0: no samples")
-    train.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
-    train.add_argument("--warmup-steps", type=int, default=0)
+    train.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=defaults["checkpoint_every"].default,
+        help="steps between checkpoints (default: a quarter of --steps)",
+    )
+    train.add_argument(
+        "--sample-every",
+        type=int,
+        default=defaults["sample_every"].default,
+        help="steps between samples, 0: none (default: a quarter of --steps)",
+    )
+    train.add_argument(
+        "--lr-schedule", choices=LR_SCHEDULES, default=defaults["lr_schedule"].default, help="(default: %(default)s)"
+    )
+    train.add_argument(
+        "--warmup-steps", type=int, default=defaults["warmup_steps"].default, help="(default: %(default)s)"
+    )
     train.add_argument(
         "--memory-mode",
-        choices=("auto", "bf16", "fp8", "nf4", "fp32"),
+        choices=MEMORY_MODES,
         default=None,
         help="the frozen base: auto plans from the GPU's memory and the resolution (default: MEMORY_MODE, auto)",
     )
@@ -122,7 +147,7 @@ def _base(args) -> str:
 def _make_tiny(args) -> int:
     from tqdm import tqdm
 
-    from trainer.tiny import NOISE_WARNING, write_pipeline
+    from trainer.models.tiny import NOISE_WARNING, write_pipeline
 
     with tqdm(total=2, unit="stage", dynamic_ncols=True) as bar:
         write_pipeline(args.directory, on_stage=lambda stage: (bar.set_description(stage), bar.update(1)))
@@ -133,9 +158,9 @@ def _make_tiny(args) -> int:
 def _train(args) -> int:
     from tqdm import tqdm
 
-    from trainer.config import TrainConfig
-    from trainer.progress import CheckpointEvent, PhaseEvent, SampleEvent, StepEvent
-    from trainer.train import train_lora
+    from trainer.training.config import TrainConfig
+    from trainer.training.progress import CheckpointEvent, Phase, SampleEvent, Step
+    from trainer.training.train import train_lora
 
     config = TrainConfig(
         base=_base(args),
@@ -160,9 +185,9 @@ def _train(args) -> int:
 
     def show(event) -> None:
         nonlocal bar
-        if isinstance(event, PhaseEvent):
-            tqdm.write(f"{event.phase}: {event.detail}" if event.detail else event.phase, file=sys.stderr)
-        elif isinstance(event, StepEvent):
+        if isinstance(event, Phase):
+            tqdm.write(f"{event.name}: {event.detail}" if event.detail else str(event.name), file=sys.stderr)
+        elif isinstance(event, Step):
             if bar is None:
                 bar = tqdm(total=event.total, initial=event.step - 1, unit="step", dynamic_ncols=True)
             bar.update(1)
