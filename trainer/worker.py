@@ -1,36 +1,53 @@
 """The GPU side of doppel's jobs: Ray actors that train and generate.
 
-The bot process imports this module to name the actors, so torch and the
-trainer's heavy modules are imported inside methods only.
+They speak the contract: requests arrive as `contract` types, training reports leave as
+`contract` events (`Report`), pictures as `PicturesMade`. The trainer's own in-process events
+(with local paths) become the contract's byte-carrying ones here, in `_to_wire`, and nowhere else.
 
-Nothing here needs a disk shared with the bot: photos and checkpoints arrive as
-bytes, and checkpoints, samples and the adapter leave as bytes in events.
+The bot process imports this module to name the actors, so torch and the trainer's heavy
+modules are imported inside methods only. Nothing here needs a disk shared with the bot:
+photos and checkpoints arrive as bytes, and checkpoints, samples and the adapter leave as bytes.
+A worker's own environment decides only where it runs: its devices and its model cache.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import ray
 
+from contract import (
+    CheckpointSaved,
+    Event,
+    GenerateRequest,
+    Picture,
+    PicturesMade,
+    Report,
+    RunLayout,
+    RunStatus,
+    SampleTaken,
+    TrainingDone,
+    TrainingFiles,
+    TrainRequest,
+)
+
 log = logging.getLogger(__name__)
 
-OUT_OF_MEMORY = (
-    "the GPU ran out of memory; try a lower resolution, or ask an admin about a leaner memory mode"
-)
+OUT_OF_MEMORY = "the GPU ran out of memory; try a lower resolution, or ask an admin about a leaner memory mode"
 
 
 def describe_failure(exc: BaseException, doing: str) -> str:
     """What to tell a member when their job fails: their words, not a traceback."""
+    from contract import RequestError
     from trainer.errors import DoppelError
 
-    if isinstance(exc, DoppelError):
+    if isinstance(exc, DoppelError | RequestError):
         return str(exc)
     if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower():
         return OUT_OF_MEMORY
@@ -49,7 +66,8 @@ def location() -> dict:
     except ImportError:
         pass
     context = ray.get_runtime_context()
-    return {"node": context.get_node_id(), "gpus": [str(g) for g in ray.get_gpu_ids()], "gpu_gib": gib, "pid": os.getpid()}
+    return {"node": context.get_node_id(), "gpus": [str(g) for g in ray.get_gpu_ids()], "gpu_gib": gib,
+            "pid": os.getpid()}
 
 
 def share_cpu_politely() -> None:
@@ -60,41 +78,51 @@ def share_cpu_politely() -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
 
 
-def _offload(pipe) -> None:
-    import gc
-
-    import torch
+def _offload(pipe: Any) -> None:
+    from trainer.models.memory import free_memory
 
     pipe.to("cpu")
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    free_memory()
+
+
+def _to_wire(event: Any) -> Event:
+    """A trainer event as it crosses to the bot: local files become their bytes."""
+    from trainer.training.progress import CheckpointEvent, SampleEvent
+
+    if isinstance(event, SampleEvent):
+        return SampleTaken(event.step, event.total, tuple(event.prompts), tuple(p.read_bytes() for p in event.paths))
+    if isinstance(event, CheckpointEvent):
+        adapter = event.adapter.read_bytes() if event.adapter else None
+        return CheckpointSaved(event.step, event.total, event.path.read_bytes(), adapter)
+    return event  # Phase and Step are the contract's already
 
 
 class _Run:
     """One training job inside a TrainerWorker: its events, waiting to be collected."""
 
     def __init__(self, job_id: int, changed: threading.Condition):
-        from trainer.progress import CancelToken
+        from trainer.training.progress import CancelToken
 
         self.job_id = job_id
-        self.status = "running"  # then succeeded, failed, cancelled or paused
+        self.status = RunStatus.RUNNING
         self.error: str | None = None
         self.token = CancelToken()
-        self.events: list[dict] = []
+        self.events: list[tuple[int, Event]] = []
         self._seq = 0
         self._changed = changed
 
-    def add(self, event: dict) -> None:
+    def add(self, event: Event) -> None:
+        from contract import Step
+
         with self._changed:
             # Step events are replaced, not piled up: only the newest matters to a reader.
-            if event["type"] == "step" and self.events and self.events[-1]["type"] == "step":
+            if isinstance(event, Step) and self.events and isinstance(self.events[-1][1], Step):
                 self.events.pop()
             self._seq += 1
-            self.events.append(event | {"seq": self._seq})
+            self.events.append((self._seq, event))
             self._changed.notify_all()
 
-    def end(self, status: str, error: str | None = None) -> None:
+    def end(self, status: RunStatus, error: str | None = None) -> None:
         with self._changed:
             self.status, self.error = status, error
             self._changed.notify_all()
@@ -102,7 +130,7 @@ class _Run:
 
 @ray.remote(num_cpus=0, max_concurrency=8, max_restarts=-1, max_task_retries=0)
 class TrainerWorker:
-    """Trains one adapter at a time; keeps base pipelines loaded between jobs."""
+    """Trains one adapter at a time; keeps a base pipeline loaded between jobs."""
 
     def __init__(self, offload_between_jobs: bool = False):
         share_cpu_politely()
@@ -118,26 +146,20 @@ class TrainerWorker:
         """Whether to move the base model off the GPU after each job (when it must yield the card)."""
         self.offload_between_jobs = offload_between_jobs
 
-    def current(self) -> dict | None:
+    def current(self) -> tuple[int, RunStatus] | None:
         run = self._run
-        return {"job_id": run.job_id, "status": run.status} if run else None
+        return (run.job_id, run.status) if run else None
 
-    def start(
-        self, job_id: int, params: dict, photos: dict[str, bytes], checkpoint: bytes | None, start: dict | None = None
-    ) -> bool:
-        """Begin a job in the background. Starting the job already running is a no-op.
-
-        `checkpoint`: this job's own, to resume it. `start`: an earlier adapter to build on, before
-        the job has a checkpoint: {"name": its file name (.ckpt or .safetensors), "data": bytes}.
-        """
+    def start(self, job_id: int, request: TrainRequest, files: TrainingFiles) -> bool:
+        """Begin a job in the background. Starting the job already running is a no-op; another is refused."""
         with self._changed:
-            if self._run is not None and self._run.status == "running":
+            if self._run is not None and self._run.status is RunStatus.RUNNING:
                 return self._run.job_id == job_id
             self._run = _Run(job_id, self._changed)
-        threading.Thread(target=self._train, args=(self._run, params, photos, checkpoint, start), daemon=True).start()
+        threading.Thread(target=self._train, args=(self._run, request, files), daemon=True).start()
         return True
 
-    def poll(self, job_id: int, after: int, timeout: float = 1.0) -> dict | None:
+    def poll(self, job_id: int, after: int, timeout: float = 1.0) -> Report | None:
         """Events after `after` (those up to it are dropped: they were received), and the status.
 
         Waits up to `timeout` for something new. None: this worker has no such job.
@@ -147,10 +169,10 @@ class TrainerWorker:
             run = self._run
             if run is None or run.job_id != job_id:
                 return None
-            run.events = [e for e in run.events if e["seq"] > after]
-            while not run.events and run.status == "running" and time.monotonic() < deadline:
+            run.events = [(seq, e) for seq, e in run.events if seq > after]
+            while not run.events and run.status is RunStatus.RUNNING and time.monotonic() < deadline:
                 self._changed.wait(deadline - time.monotonic())
-            return {"status": run.status, "error": run.error, "events": list(run.events)}
+            return Report(run.status, tuple(run.events), run.error)
 
     def cancel(self, job_id: int) -> None:
         run = self._run
@@ -158,7 +180,7 @@ class TrainerWorker:
             run.token.cancel()
 
     def pause(self, job_id: int) -> None:
-        """Checkpoint at the next step boundary and stop, so generations can have the GPU."""
+        """Checkpoint at the next step boundary and stop, so pictures can have the GPU."""
         run = self._run
         if run is not None and run.job_id == job_id:
             run.token.pause()
@@ -166,78 +188,75 @@ class TrainerWorker:
     def release(self, job_id: int) -> None:
         """Forget a finished job once its events are safely received."""
         with self._changed:
-            if self._run is not None and self._run.job_id == job_id and self._run.status != "running":
+            if self._run is not None and self._run.job_id == job_id and self._run.status is not RunStatus.RUNNING:
                 self._run = None
 
-    def _pipeline(self, base):
-        from trainer.base_model import load_pipeline, pick_device, pick_dtype
+    def _pipeline(self, base: Any) -> Any:
+        from trainer.models.base_model import load_pipeline, pick_device, pick_dtype
 
         if base.location not in self._pipelines:
             self._pipelines.clear()  # one base at a time: two FLUX.1-dev copies do not fit
             self._pipelines[base.location] = load_pipeline(base, pick_dtype(pick_device()))
         return self._pipelines[base.location]
 
-    def _train(self, run: _Run, params: dict, photos: dict[str, bytes], checkpoint: bytes | None,
-               start: dict | None) -> None:
-        from trainer.base_model import resolve_base
-        from trainer.config import TrainConfig
+    def _train(self, run: _Run, request: TrainRequest, files: TrainingFiles) -> None:
         from trainer.errors import TrainingCancelled, TrainingPaused
-        from trainer.lora_file import read_facts
-        from trainer.progress import CheckpointEvent, PhaseEvent, SampleEvent, StepEvent
-        from trainer.train import train_lora
+        from trainer.models.base_model import resolve_base
+        from trainer.training.config import TrainConfig
+        from trainer.training.lora_file import read_facts
+        from trainer.training.train import train_lora
 
         pipe = None
         try:
-            with tempfile.TemporaryDirectory(prefix="doppel-train-") as scratch:
-                scratch = Path(scratch)
+            with tempfile.TemporaryDirectory(prefix="doppel-train-") as scratch_dir:
+                scratch = Path(scratch_dir)
                 images = scratch / "photos"
                 images.mkdir()
-                for name, data in photos.items():
+                for name, data in files.photos.items():
                     (images / Path(name).name).write_bytes(data)
-                resume = None
-                if checkpoint is not None:
+                layout = RunLayout(scratch / "out")
+                layout.samples.mkdir(parents=True)
+                for name, data in files.samples.items():  # earlier attempts': the timeline shows the whole run
+                    (layout.samples / Path(name).name).write_bytes(data)
+                resume = start_from = None
+                if files.checkpoint is not None:
                     resume = scratch / "resume.ckpt"
-                    resume.write_bytes(checkpoint)
-                start_from = None
-                if start is not None:
-                    start_from = scratch / ("start" + Path(start["name"]).suffix)
-                    start_from.write_bytes(start["data"])
-                config = TrainConfig(
-                    **params, images=images, out=scratch / "out", resume=resume, start_from=start_from
+                    resume.write_bytes(files.checkpoint)
+                if files.start is not None:
+                    name, data = files.start
+                    start_from = scratch / ("start" + Path(name).suffix)
+                    start_from.write_bytes(data)
+                config = TrainConfig.from_request(
+                    request, images=images, out=layout.root, resume=resume, start_from=start_from
                 )
 
-                def on_event(event) -> None:
-                    if isinstance(event, StepEvent):
-                        run.add({"type": "step", **{k: getattr(event, k) for k in ("step", "total", "loss", "eta_s")}})
-                    elif isinstance(event, PhaseEvent):
-                        run.add({"type": "phase", "phase": event.phase, "detail": event.detail, "step": event.step})
-                    elif isinstance(event, CheckpointEvent):
-                        adapter = event.adapter.read_bytes() if event.adapter else None
-                        run.add({"type": "checkpoint", "step": event.step, "data": event.path.read_bytes(),
-                                 "adapter": adapter})
+                def on_event(event: Any) -> None:
+                    from trainer.training.progress import CheckpointEvent
+
+                    run.add(_to_wire(event))
+                    if isinstance(event, CheckpointEvent):
                         for older in event.path.parent.iterdir():
                             if older.is_file() and older not in (event.path, event.adapter):
                                 older.unlink()  # the bot has it now; keep the worker's disk small
-                    elif isinstance(event, SampleEvent):
-                        images = [p.read_bytes() for p in event.paths]
-                        run.add({"type": "sample", "step": event.step, "prompts": list(event.prompts), "images": images})
 
                 base = resolve_base(config.base)
                 pipe = self._pipeline(base)
                 try:
                     result = train_lora(config, on_event=on_event, cancel=run.token, pipeline=pipe, base=base)
                 except TrainingPaused as paused:
-                    run.end("paused")
+                    run.end(RunStatus.PAUSED)
                     log.info("job %s paused after step %s", run.job_id, paused.step)
                     return
                 except TrainingCancelled:
-                    run.end("cancelled")
+                    run.end(RunStatus.CANCELLED)
                     return
-                run.add({"type": "lora", "data": result.lora_path.read_bytes(), "facts": read_facts(result.lora_path)})
-                run.end("succeeded")
+                timeline = result.timeline.read_bytes() if result.timeline else None
+                run.add(TrainingDone(result.lora_path.read_bytes(), read_facts(result.lora_path), timeline,
+                                     tuple(result.timeline_steps)))
+                run.end(RunStatus.SUCCEEDED)
         except Exception as exc:  # the job fails; the worker lives on for the next one
             log.exception("training job %s failed", run.job_id)
-            run.end("failed", describe_failure(exc, "training"))
+            run.end(RunStatus.FAILED, describe_failure(exc, "training"))
         finally:
             if pipe is not None and self.offload_between_jobs:
                 _offload(pipe)
@@ -245,89 +264,90 @@ class TrainerWorker:
 
 @ray.remote(num_cpus=0, max_concurrency=1, max_restarts=-1, max_task_retries=0)
 class GeneratorWorker:
-    """A resident Flux pipeline answering generation requests, one at a time."""
+    """A resident Flux pipeline answering picture requests, one at a time.
 
-    def __init__(self, base: str, max_adapters: int, hotswap: bool, compile: bool = False, fp8: bool = False,
-                 offload: bool | str = False):
-        from trainer.generate import Generator
+    The base model comes with each request; the pipeline is loaded at the first request for
+    it and kept (a request for another base replaces it). The other settings are how it runs.
+    """
 
+    def __init__(self, max_adapters: int, hotswap: bool, compile: bool = False, fp8: bool = False,
+                 offload: bool | str = False, preload: str | None = None):
+        """`preload`: a base to load now, so the first picture does not wait for it."""
         share_cpu_politely()
-        self.generator = Generator(
-            base, max_adapters=max_adapters, hotswap=hotswap, compile=compile, fp8=fp8, offload=offload
-        )
-        if compile:
-            log.info("generator warmed up in %.1f s", self.generator.warm_up())
+        self.options = {"max_adapters": max_adapters, "hotswap": hotswap, "compile": compile, "fp8": fp8,
+                        "offload": offload}
+        self.generator: Any = None
+        self.base: str | None = None
         self.adapter_dir = Path(tempfile.mkdtemp(prefix="doppel-adapters-"))
+        self._files: dict[str, Path] = {}  # adapter name -> its file here (the newest identity seen)
         self.offloaded = False
+        if preload:
+            self._generator_for(preload)
 
     def where(self) -> dict:
         return location()
 
     def offload(self) -> None:
         """Give the GPU's memory back (to a training run) until the next request."""
-        if not self.offloaded and not self.generator.offload:  # with CPU offload it is already given back
-            _offload(self.generator.pipe)
+        if self.generator is not None and not self.offloaded and not self.generator.offload:
+            _offload(self.generator.pipe)  # with CPU offload it is given back already
             self.offloaded = True
 
-    def generate(self, request: dict, adapters: list[dict]) -> dict:
-        """`adapters`: name, version, weight, and `data`, an ObjectRef fetched only if not held here.
-        With `compare` in the request: one picture, the base model beside the adapters, same seed.
+    def generate(self, request: GenerateRequest, blobs: list) -> PicturesMade:
+        """`blobs`: each adapter's bytes as an ObjectRef, in the request's order; fetched only when not held here.
 
-        Returns the images, or `error` for the member when their request cannot be served.
+        With `request.compare`: one picture, the base model beside the adapters, same seed.
         """
-        from trainer.generate import AdapterUse, GenerationRequest
+        from trainer.generation.compare import compare_pictures
 
-        request = dict(request)
-        comparing = request.pop("compare", False)
         try:
-            uses = tuple(
-                AdapterUse(a["name"], self._adapter_file(a["name"], a["version"], a["data"]), a["weight"])
-                for a in adapters
-            )
+            generator = self._generator_for(request.base)
+            files = {a.identity: self._adapter_file(a.name, a.identity, ref) for a, ref in zip(request.adapters, blobs)}
             if self.offloaded:
-                self.generator.pipe.to(self.generator.device)
+                generator.pipe.to(generator.device)
                 self.offloaded = False
-            if comparing:
-                return {"images": [self._compare(request, uses)], "loaded": self.loaded()}
-            images = self.generator.generate(GenerationRequest(adapters=uses, **request))
+            if request.compare:
+                images = [compare_pictures(generator, request, files)]
+            else:
+                images = generator.generate(request, files)
         except Exception as exc:
             log.exception("generation failed")
-            return {"error": describe_failure(exc, "making the picture"), "loaded": self.loaded()}
-        return {"images": [{"seed": i.seed, "png": i.png()} for i in images], "loaded": self.loaded()}
+            return PicturesMade(loaded=self.loaded(), error=describe_failure(exc, "making the picture"))
+        return PicturesMade(tuple(Picture(i.seed, i.png()) for i in images), self.loaded())
 
-    def _compare(self, request: dict, uses: tuple) -> dict:
-        from trainer.compare import side_by_side
-        from trainer.generate import GenerationRequest
-        from trainer.images import png_bytes
-
-        import secrets
-
-        request = request | {"count": 1}
-        if request.get("seed") is None:  # both halves must share it
-            request["seed"] = secrets.randbelow(2**32 - 4)
-        base = self.generator.generate(GenerationRequest(adapters=(), **request))[0]
-        tuned = self.generator.generate(GenerationRequest(adapters=uses, **request))[0]
-        picture = side_by_side(base.image, tuned.image, ("base model", "with the adapter"))
-        return {"seed": base.seed, "png": png_bytes(picture, tuned.info | {"compare": "base | adapter"})}
-
-    def loaded(self) -> list[str]:
-        return self.generator.loaded_adapters
+    def loaded(self) -> tuple[str, ...]:
+        return tuple(self.generator.loaded_adapters) if self.generator is not None else ()
 
     def forget(self, name: str) -> None:
-        """A member deleted their adapter: unload it and delete the cached copy."""
-        import shutil
+        """A member deleted their adapter: unload it and delete the copy here."""
+        if self.generator is not None:
+            self.generator.forget(name)
+        path = self._files.pop(name, None)
+        if path is not None:
+            path.unlink(missing_ok=True)
 
-        self.generator.forget(name)
-        shutil.rmtree(self.adapter_dir / hashlib.sha256(name.encode()).hexdigest()[:16], ignore_errors=True)
+    def _generator_for(self, base: str) -> Any:
+        from trainer.generation.generator import Generator
 
-    def _adapter_file(self, name: str, version: str, data) -> Path:
-        folder = self.adapter_dir / hashlib.sha256(name.encode()).hexdigest()[:16]
-        path = folder / f"{hashlib.sha256(version.encode()).hexdigest()[:16]}.safetensors"
+        if self.generator is None or self.base != base:
+            if self.generator is not None:
+                _offload(self.generator.pipe)
+                self.generator = None
+            self.generator = Generator(base, **self.options)
+            self.base = base
+            if self.options["compile"]:
+                log.info("generator warmed up in %.1f s", self.generator.warm_up())
+        return self.generator
+
+    def _adapter_file(self, name: str, identity: str, blob: Any) -> Path:
+        """The adapter's file here, named by its identity. One file per member: a newer identity replaces it."""
+        path = self.adapter_dir / f"{identity}.safetensors"
         if not path.exists():
-            folder.mkdir(exist_ok=True)
-            for stale in folder.glob("*.safetensors"):
-                stale.unlink()  # an older version of this member's adapter
             tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(ray.get(data))
+            tmp.write_bytes(ray.get(blob))
             os.replace(tmp, path)
+        older = self._files.get(name)
+        if older is not None and older != path:
+            older.unlink(missing_ok=True)
+        self._files[name] = path
         return path

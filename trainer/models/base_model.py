@@ -2,7 +2,7 @@
 
 A base is a Hub id, a local diffusers folder, or `tiny`. All three load through
 the same `FluxPipeline.from_pretrained` call; `tiny` is first written to the
-model cache by `trainer.tiny`, so tests exercise the code that serves FLUX.1-dev.
+model cache by `trainer.models.tiny`, so tests exercise the code that serves FLUX.1-dev.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from trainer.errors import BaseModelError
 from trainer.settings import TrainerSettings, trainer_settings
-from trainer import tiny
+from trainer.models import tiny
 
 log = logging.getLogger(__name__)
 

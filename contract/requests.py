@@ -1,0 +1,166 @@
+"""What the bot asks a GPU worker to do: frozen, self-validating, and serialised in one place.
+
+A request carries everything that decides the work (the base model and the memory
+mode included), so a worker on another machine with another `.env` does the same
+thing. What a worker's own environment decides is only where it runs: its devices
+and its caches. Files (photos, checkpoints, adapters) travel beside a request as
+bytes; a request names adapters by their content, never by a path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+from contract import limits
+
+MEMORY_MODES = ("auto", "fp32", "bf16", "fp8", "nf4")  # how lean the frozen base is kept while training
+
+
+class RequestError(ValueError):
+    """A request that cannot be served, said for a person: every problem in one sentence."""
+
+
+def adapter_identity(data: bytes) -> str:
+    """An adapter's identity: its content. A retrained, re-chosen or forgotten-and-new adapter is another one."""
+    return hashlib.sha256(data).hexdigest()
+
+
+class _Wire:
+    """Plain data (JSON-safe: the job record keeps it) to and from a frozen dataclass, in one place."""
+
+    def to_data(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))  # type: ignore[call-overload]
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Self:
+        """Build from plain data; keys that are not fields (the bot's own bookkeeping) are left aside."""
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class TrainRequest(_Wire):
+    """Train a member's adapter. `steps` are this run's; building on an adapter adds them to its steps."""
+
+    base: str
+    token: str
+    steps: int = 1000
+    rank: int = 16
+    lr: float = 1e-4
+    resolution: int | None = None  # None: the base model's training resolution
+    seed: int = 0
+    memory_mode: str = "auto"
+    # None: a quarter of the run, so every run shows five moments (its start and four more).
+    checkpoint_every: int | None = None
+    sample_every: int | None = None  # 0: no samples
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise RequestError("; ".join(problems))
+
+    def problems(self) -> list[str]:
+        found = [
+            limits.STEPS.problem("steps", self.steps),
+            limits.RANK.problem("rank", self.rank),
+            limits.LEARNING_RATE.problem("the learning rate", self.lr),
+            limits.TRAIN_SEED.problem("the seed", self.seed),
+            None if self.resolution is None else limits.RESOLUTION.problem("resolution", self.resolution),
+        ]
+        if not self.token or not self.token.isalnum():
+            found.append(f"the token must be letters and digits, not '{self.token}'")
+        if not self.base:
+            found.append("the base model is not named")
+        if self.memory_mode not in MEMORY_MODES:
+            found.append(f"memory mode must be one of {', '.join(MEMORY_MODES)}, not '{self.memory_mode}'")
+        if (self.checkpoint_every is not None and self.checkpoint_every < 1) or (
+            self.sample_every is not None and self.sample_every < 0
+        ):
+            found.append("checkpoint and sample intervals must be positive")
+        return [p for p in found if p]
+
+    @property
+    def checkpoint_interval(self) -> int:
+        return self.checkpoint_every or quarter(self.steps)
+
+    @property
+    def sample_interval(self) -> int:
+        return quarter(self.steps) if self.sample_every is None else self.sample_every
+
+
+@dataclass(frozen=True)
+class TrainingFiles:
+    """The files a training run needs, as bytes: a worker shares no disk with the bot."""
+
+    photos: dict[str, bytes]  # file name -> bytes: the images and their .txt captions
+    checkpoint: bytes | None = None  # this job's newest checkpoint: the run resumes exactly there
+    # An earlier adapter (.safetensors) or checkpoint (.ckpt) to build on, as (file name, bytes). Only
+    # before the job's first checkpoint: that checkpoint holds what the run started from.
+    start: tuple[str, bytes] | None = None
+    samples: dict[str, bytes] = field(default_factory=dict)  # an interrupted run's samples, for its timeline
+
+
+def quarter(steps: int) -> int:
+    """A quarter of a run: how often it is sampled and checkpointed unless told otherwise."""
+    return max(1, steps // 4)
+
+
+@dataclass(frozen=True)
+class AdapterRef(_Wire):
+    """One adapter in a picture: whose (`name`, the generator's cache key), which (`identity`), how strongly."""
+
+    name: str
+    identity: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class GenerateRequest(_Wire):
+    """Pictures from the base model with some members' adapters. `compare`: one picture, the base model beside them."""
+
+    base: str
+    prompt: str
+    adapters: tuple[AdapterRef, ...] = ()
+    count: int = 1
+    seed: int | None = None  # None: a random one; image k gets seed + k
+    size: str = "square"
+    steps: int | None = None  # None: the base model's default
+    compare: bool = False
+    guidance: float | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        adapters = tuple(a if isinstance(a, AdapterRef) else AdapterRef.from_data(a) for a in self.adapters)
+        object.__setattr__(self, "adapters", adapters)
+        problems = self.problems()
+        if problems:
+            raise RequestError("; ".join(problems))
+
+    def problems(self) -> list[str]:
+        found = [
+            limits.IMAGE_COUNT.problem("the number of pictures", self.count),
+            None if self.seed is None else limits.SEED.problem("the seed", self.seed),
+            None if self.steps is None else limits.GENERATION_STEPS.problem("steps", self.steps),
+        ]
+        if not self.prompt.strip():
+            found.append("the prompt is empty")
+        elif len(self.prompt) > limits.PROMPT_LENGTH.high:
+            found.append(f"the prompt is longer than {limits.PROMPT_LENGTH.high} characters")
+        if self.size not in limits.SIZES:
+            found.append(f"size must be one of {', '.join(limits.SIZES)}, not '{self.size}'")
+        if len(self.adapters) > limits.ADAPTERS_PER_PICTURE:
+            found.append(f"a picture can use at most {limits.ADAPTERS_PER_PICTURE} adapters")
+        if self.compare and not self.adapters:
+            found.append("a comparison needs an adapter to compare with the base model")
+        found += [limits.STRENGTH.problem("adapter strength", a.weight) for a in self.adapters]
+        return [p for p in found if p]

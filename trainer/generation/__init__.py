@@ -1,0 +1,1 @@
+"""Pictures from a resident pipeline with members' adapters switched in."""
