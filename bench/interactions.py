@@ -31,8 +31,7 @@ DEADLINE_MS = 3000
 
 async def burst(n: int, scratch: Path) -> list[float]:
     from bot.app import DoppelBot
-    from bot.jobs import backend
-    from bot.jobs.models import JobState
+    from contract import JobState
     from bot.settings import BotSettings
     from tests.fake_discord.api import FakeDiscord
     from tests.fake_discord.fixtures import running_bot
@@ -59,7 +58,7 @@ async def burst(n: int, scratch: Path) -> list[float]:
             # The pictures are not what is measured: drop those still waiting, then stop.
             for job in await bot.jobs.in_state(JobState.QUEUED):
                 await bot.runner.cancel(job.id)
-            backend.remove(bot.runner.trainers + bot.runner.generators)
+            bot.runner.transport.remove(bot.runner.trainers + bot.runner.generators)
         return latencies
 
 

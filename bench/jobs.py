@@ -17,6 +17,7 @@ import os
 import statistics
 import sys
 import tempfile
+import dataclasses
 import time
 from pathlib import Path
 
@@ -32,24 +33,26 @@ PICTURES = 8
 
 
 def in_process_seconds(photos: Path, scratch: Path) -> float:
-    from trainer.config import TrainConfig
-    from trainer.train import train_lora
+    from trainer.training.config import TrainConfig
+    from trainer.training.train import train_lora
 
-    config = lambda out: TrainConfig(images=photos, out=scratch / out, **TRAIN)  # noqa: E731
-    train_lora(config("warm-up"))
+    from contract import TrainRequest
+
+    request = TrainRequest(**TRAIN)
+    train_lora(TrainConfig.from_request(request, images=photos, out=scratch / "warm-up"))
     started = time.perf_counter()
-    train_lora(config("measured"))
+    train_lora(TrainConfig.from_request(request, images=photos, out=scratch / "measured"))
     return time.perf_counter() - started
 
 
 async def through_queue(photos: Path, scratch: Path) -> tuple[float, list[float]]:
     import ray
 
-    from bot.jobs import backend
-    from bot.jobs.models import Owner
     from bot.jobs.runner import JobRunner
     from bot.jobs.store import JobStore
+    from bot.members.owner import Owner
     from bot.settings import BotSettings
+    from contract import GenerateRequest, TrainRequest
 
     settings = BotSettings(
         data_dir=scratch / "data",
@@ -64,20 +67,22 @@ async def through_queue(photos: Path, scratch: Path) -> tuple[float, list[float]
     await runner.start()
     try:
         member = Owner(1, 1)
-        params = {"images_dir": str(photos), **TRAIN}
-        await runner.wait((await runner.submit_training(member, params)).id)  # warm-up: the worker loads the model
-        job = await runner.submit_training(member, params)
+        request = TrainRequest(**TRAIN)
+        await runner.wait((await runner.submit_training(member, request, images_dir=photos)).id)  # loads the model
+        job = await runner.submit_training(member, request, images_dir=photos)
         await runner.wait(job.id)
         timing = runner.timings[job.id]
         queued_s = timing["finished"] - timing["submitted"]
 
-        long_run = await runner.submit_training(member, params | {"steps": 1500, "checkpoint_every": 500})
+        longer = dataclasses.replace(request, steps=1500, checkpoint_every=500)
+        long_run = await runner.submit_training(member, longer, images_dir=photos)
         started = asyncio.Event()
-        runner.subscribe(long_run.id, lambda u: started.set() if u.progress and u.progress.get("step") else None)
+        runner.subscribe(long_run.id, lambda u: started.set() if u.progress and u.progress.step else None)
         await asyncio.wait_for(started.wait(), 60)
         waits = []
         for k in range(PICTURES):
-            picture = await runner.submit_generation(Owner(1, 100 + k), {"prompt": "photo of THGH96", "seed": k})
+            asked = GenerateRequest(base="tiny", prompt="photo of THGH96", seed=k)
+            picture = await runner.submit_generation(Owner(1, 100 + k), asked, {})
             await runner.wait(picture.id, 60)
             waits.append(runner.timings[picture.id]["started"] - runner.timings[picture.id]["submitted"])
             await asyncio.sleep(0.5)  # let training take the GPU back before the next request arrives
@@ -85,7 +90,7 @@ async def through_queue(photos: Path, scratch: Path) -> tuple[float, list[float]
         return queued_s, waits
     finally:
         await runner.stop()
-        backend.remove(runner.trainers + runner.generators)
+        runner.transport.remove(runner.trainers + runner.generators)
         await store.close()
         ray.shutdown()
 

@@ -1,6 +1,6 @@
 """The SQLite database: one file, WAL, foreign keys, numbered migrations.
 
-Migrations are `NNN_name.sql` files in the packages that own the tables; each
+Migrations are `NNN_name.sql` files in `bot/migrations/`; each
 runs once, in number order, inside a transaction, and `PRAGMA user_version`
 records the last one applied.
 """
@@ -15,17 +15,16 @@ from pathlib import Path
 
 import aiosqlite
 
-MIGRATION_DIRS = (Path(__file__).parent / "jobs" / "migrations", Path(__file__).parent / "members" / "migrations")
+MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
 def migrations() -> list[tuple[int, Path]]:
     found = []
-    for folder in MIGRATION_DIRS:
-        for path in folder.glob("*.sql"):
-            match = MIGRATION_NAME.match(path.name)
-            if match:
-                found.append((int(match.group(1)), path))
+    for path in MIGRATIONS.glob("*.sql"):
+        match = MIGRATION_NAME.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
     numbers = [n for n, _ in found]
     if len(numbers) != len(set(numbers)):
         raise RuntimeError(f"two migrations share a number: {sorted(numbers)}")

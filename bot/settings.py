@@ -32,6 +32,9 @@ class BotSettings(BaseSettings):
     progress_interval_s: float = Field(3, ge=0, description="Least time between two progress reports of a job.")
     max_active_jobs_per_member: int = Field(5, ge=1, description="Queued plus running jobs one member may have.")
     max_job_attempts: int = Field(3, ge=1, description="Times a job is retried after its worker is lost.")
+    worker_patience_s: float = Field(
+        60, gt=0, description="How long a GPU worker that Ray is restarting is waited for before its job is requeued."
+    )
 
     # Discord and members
     discord_guild_id: int | None = Field(None, description="Register commands in this server only (instant).")

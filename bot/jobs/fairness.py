@@ -6,7 +6,9 @@ import heapq
 import math
 from collections import deque
 
-from bot.jobs.models import Job, Owner
+from bot.jobs.models import Job
+
+from bot.members.owner import Owner
 
 
 def fair_order(queued: list[Job], last_started: dict[Owner, float]) -> list[Job]:

@@ -4,33 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from contract import RunLayout
+from contract.limits import MAX_PHOTO_BYTES
 from trainer.atomic import atomic_write
-
-MAX_PHOTO_BYTES = 30 * 2**20
 
 
 class MissingInput(Exception):
     """Something a job needs is not in the data folder."""
 
 
-def job_dir(jobs_dir: Path, job_id: int) -> Path:
-    return jobs_dir / f"{job_id:08d}"
-
-
-def state_file(out: Path, step: int) -> Path:
-    """A training job's checkpoint of a step: everything needed to train on from it."""
-    return out / "checkpoints" / f"step-{step:06d}.ckpt"
-
-
-def step_adapter_file(out: Path, step: int) -> Path:
-    """A training job's adapter as it was at a step, for its owner to choose."""
-    return out / "checkpoints" / f"step-{step:06d}.safetensors"
-
-
-def prune_checkpoints(out: Path, keep_step: int | None = None) -> None:
-    """Delete a job's checkpoints and step adapters, but the state of `keep_step`."""
-    keep = state_file(out, keep_step) if keep_step is not None else None
-    for path in (out / "checkpoints").glob("*"):
+def prune_checkpoints(layout: RunLayout, keep_step: int | None = None) -> None:
+    """Delete a run's checkpoints and step adapters, but the state of `keep_step`."""
+    keep = layout.checkpoint(keep_step) if keep_step is not None else None
+    for path in layout.checkpoints.glob("*"):
         if path != keep and path.is_file():
             path.unlink()
 
@@ -49,11 +35,11 @@ def read_photos(folder: Path) -> dict[str, bytes]:
     return files
 
 
-def read_start(path: str | Path) -> dict:
+def read_start(path: str | Path) -> tuple[str, bytes]:
     """An adapter or checkpoint to build on, as a trainer takes it: its name and bytes."""
     path = Path(path)
     try:
-        return {"name": path.name, "data": path.read_bytes()}
+        return path.name, path.read_bytes()
     except FileNotFoundError:
         raise MissingInput(
             "the adapter to build on is gone from the data folder; /train with fresh:True starts from zero"
@@ -70,9 +56,3 @@ def write(path: Path, data: bytes) -> Path:
 
 def copy(source: Path, target: Path) -> Path:
     return write(target, Path(source).read_bytes())
-
-
-def adapter_version(path: Path) -> str:
-    """Changes whenever the file is rewritten, so workers reload a retrained adapter."""
-    stat = Path(path).stat()
-    return f"{stat.st_mtime_ns}-{stat.st_size}"

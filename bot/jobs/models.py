@@ -1,33 +1,89 @@
-"""A job as the rest of the bot sees it."""
+"""A job as the rest of the bot sees it: its request, progress and result as types, not dicts.
+
+The record keeps them as JSON. `params` holds the contract's request (`TrainRequest` or
+`GenerateRequest`, as `to_data` writes it) plus the bot's own bookkeeping beside it
+(where the photos are, which channel to post in); the typed views below read it.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from enum import StrEnum
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
-
-class JobKind(StrEnum):
-    TRAIN = "train"
-    GENERATE = "generate"
-
-
-class JobState(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+from bot.members.owner import Owner
+from contract import GenerateRequest, JobKind, JobState, TrainRequest
 
 
 @dataclass(frozen=True)
-class Owner:
-    guild_id: int
-    member_id: int
+class Progress:
+    """How far a running training is: its phase, then its step. Kept in the record as the latest seen."""
+
+    phase: str = ""
+    step: int | None = None
+    total: int | None = None
+    loss: float | None = None
+    eta_s: float | None = None
+    resumed_from: int | None = None  # the checkpoint's step, after a resume
+    start_step: int = 0  # a run building on an adapter counts on from its steps
+
+    def to_data(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any] | None) -> Progress | None:
+        if data is None:
+            return None
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """A finished training's files in the data folder, and what its owner may choose."""
+
+    adapter: str
+    facts: dict[str, str]
+    samples: tuple[str, ...] = ()
+    timeline: str | None = None
+    choices: tuple[int, ...] = ()  # steps whose adapters the owner may choose instead of the last
+    state: str | None = None  # the last step's checkpoint: what "Train more" builds on
+
+    @property
+    def steps(self) -> int:
+        return int(self.facts.get("steps", 0))
+
+    def to_data(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> TrainingResult:
+        return cls(
+            adapter=data["adapter"],
+            facts=dict(data["facts"]),
+            samples=tuple(data.get("samples", ())),
+            timeline=data.get("timeline"),
+            choices=tuple(data.get("choices", ())),
+            state=data.get("state"),
+        )
+
+
+@dataclass(frozen=True)
+class SavedPicture:
+    seed: int
+    path: str
+
+
+@dataclass(frozen=True)
+class PicturesResult:
+    images: tuple[SavedPicture, ...]
+
+    def to_data(self) -> dict[str, Any]:
+        return {"images": [asdict(i) for i in self.images]}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> PicturesResult:
+        return cls(tuple(SavedPicture(**i) for i in data["images"]))
 
 
 @dataclass(frozen=True)
@@ -38,7 +94,7 @@ class Job:
     params: dict
     state: JobState
     attempts: int
-    progress: dict | None
+    progress: Progress | None
     error: str | None
     result: dict | None
     checkpoint: str | None
@@ -49,9 +105,27 @@ class Job:
     started_at: float | None
     finished_at: float | None
 
+    @property
+    def training(self) -> TrainRequest:
+        return TrainRequest.from_data(self.params)
+
+    @property
+    def picture_request(self) -> GenerateRequest:
+        return GenerateRequest.from_data(self.params)
+
+    @property
+    def training_result(self) -> TrainingResult | None:
+        return TrainingResult.from_data(self.result) if self.result and self.kind is JobKind.TRAIN else None
+
+    @property
+    def pictures(self) -> PicturesResult | None:
+        return PicturesResult.from_data(self.result) if self.result and self.kind is JobKind.GENERATE else None
+
     @classmethod
     def from_row(cls, row) -> Job:
-        loads = lambda text: json.loads(text) if text else None  # noqa: E731
+        def loads(text: str | None) -> Any:
+            return json.loads(text) if text else None
+
         return cls(
             id=row["id"],
             kind=JobKind(row["kind"]),
@@ -59,7 +133,7 @@ class Job:
             params=json.loads(row["params"]),
             state=JobState(row["state"]),
             attempts=row["attempts"],
-            progress=loads(row["progress"]),
+            progress=Progress.from_data(loads(row["progress"])),
             error=row["error"],
             result=loads(row["result"]),
             checkpoint=row["checkpoint"],

@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 from bot.db import Database
-from bot.jobs.models import Job, JobKind, JobState, Owner
+from contract import JobKind, JobState
+from bot.jobs.models import Job, Progress
+from bot.members.owner import Owner
 
 
 class QueueFull(Exception):
@@ -114,23 +116,52 @@ class JobStore:
             (),
         )
 
-    async def record_progress(self, job_id: int, progress: dict) -> bool:
-        return await self._update(job_id, (JobState.RUNNING,), "progress = ?", (json.dumps(progress),))
+    async def record_progress(self, job_id: int, progress: Progress) -> bool:
+        return await self._update(job_id, (JobState.RUNNING,), "progress = ?", (json.dumps(progress.to_data()),))
 
     async def record_checkpoint(self, job_id: int, path: str, step: int) -> bool:
         return await self._update(
             job_id, (JobState.RUNNING, JobState.QUEUED), "checkpoint = ?, checkpoint_step = ?", (path, step)
         )
 
-    async def finish(self, job_id: int, state: JobState, *, result: dict | None = None, error: str | None = None) -> bool:
-        """running -> succeeded, failed or cancelled. A queued job may be failed or cancelled too."""
+    async def finish(
+        self, job_id: int, state: JobState, *, result: dict | None = None, error: str | None = None,
+        followups: tuple[str, ...] = (),
+    ) -> bool:
+        """running -> succeeded, failed or cancelled. A queued job may be failed or cancelled too.
+
+        A success records `followups` (names, in order) as pending, in the same transaction.
+        """
         assert state.finished
         allowed = (JobState.RUNNING,) if state is JobState.SUCCEEDED else (JobState.RUNNING, JobState.QUEUED)
-        return await self._update(
-            job_id,
-            allowed,
-            "state = ?, result = ?, error = ?, finished_at = ?, worker = NULL",
-            (state.value, json.dumps(result) if result is not None else None, error, time.time()),
+        marks = ", ".join("?" for _ in allowed)
+        now = time.time()
+        async with self.db.transaction() as tx:
+            cursor = await tx.execute(
+                f"UPDATE jobs SET state = ?, result = ?, error = ?, finished_at = ?, worker = NULL, updated_at = ? "
+                f"WHERE id = ? AND state IN ({marks})",
+                (state.value, json.dumps(result) if result is not None else None, error, now, now, job_id,
+                 *(s.value for s in allowed)),
+            )
+            changed = cursor.rowcount == 1
+            if changed and state is JobState.SUCCEEDED:
+                for seq, name in enumerate(followups):
+                    await tx.execute("INSERT INTO followups (job_id, name, seq) VALUES (?, ?, ?)", (job_id, name, seq))
+        return changed
+
+    async def pending_followups(self, job_id: int) -> list[str]:
+        rows = await self.db.fetchall(
+            "SELECT name FROM followups WHERE job_id = ? AND done_at IS NULL ORDER BY seq", (job_id,)
+        )
+        return [row[0] for row in rows]
+
+    async def jobs_with_pending_followups(self) -> list[int]:
+        rows = await self.db.fetchall("SELECT DISTINCT job_id FROM followups WHERE done_at IS NULL ORDER BY job_id")
+        return [row[0] for row in rows]
+
+    async def followup_done(self, job_id: int, name: str) -> None:
+        await self.db.execute(
+            "UPDATE followups SET done_at = ? WHERE job_id = ? AND name = ?", (time.time(), job_id, name)
         )
 
     async def request_cancel(self, job_id: int) -> JobState | None:

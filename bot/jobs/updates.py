@@ -13,7 +13,8 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from bot.jobs.models import JobState
+from bot.jobs.models import Progress, TrainingResult
+from contract import JobState
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +23,12 @@ log = logging.getLogger(__name__)
 class JobUpdate:
     job_id: int
     state: JobState
-    progress: dict | None = None  # phase, step, total, loss, eta_s
+    progress: Progress | None = None
     position: int | None = None  # in its queue, while queued
+    waiting_for_gpu: bool = False  # queued while no GPU worker is up (a cluster scaling from zero)
     samples: tuple[str, ...] = ()  # newest sample pictures, paths
     error: str | None = None
-    result: dict | None = None
+    result: TrainingResult | None = None
 
 
 Subscriber = Callable[[JobUpdate], Awaitable[None] | None]

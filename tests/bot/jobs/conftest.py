@@ -7,7 +7,6 @@ import itertools
 import pytest
 import pytest_asyncio
 
-from bot.jobs import backend
 from bot.jobs.runner import JobRunner
 from bot.jobs.store import JobStore
 from bot.settings import BotSettings
@@ -45,4 +44,4 @@ async def make_runner(settings):
         await runner.stop()
         await store.close()
     workers = [w for runner, _ in made for w in runner.trainers + runner.generators]
-    backend.remove(list({w.name: w for w in workers}.values()))
+    made[0][0].transport.remove(list({w.name: w for w in workers}.values())) if made else None

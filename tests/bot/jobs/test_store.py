@@ -1,7 +1,8 @@
 import pytest
 
 from bot import db
-from bot.jobs.models import JobKind, JobState, Owner
+from contract import JobKind, JobState
+from bot.members.owner import Owner
 from bot.jobs.store import JobStore, QueueFull
 
 ANN = Owner(1, 100)
@@ -55,3 +56,20 @@ async def test_a_member_cannot_queue_past_the_cap(store):
         await store.submit(JobKind.GENERATE, ANN, {}, max_active=2)
     assert len(await store.in_state(JobState.QUEUED)) == 2
     await store.submit(JobKind.GENERATE, Owner(1, 200), {}, max_active=2)  # others are not held back
+
+
+async def test_a_success_records_its_follow_ups_in_the_same_step(store):
+    job = await store.submit(JobKind.TRAIN, ANN, {}, max_active=5)
+    assert await store.claim(job.id, "w")
+    assert await store.finish(job.id, JobState.SUCCEEDED, result={}, followups=("adopt", "announce"))
+    assert await store.pending_followups(job.id) == ["adopt", "announce"]
+    assert await store.jobs_with_pending_followups() == [job.id]
+    # A second finish changes nothing and adds no follow-ups.
+    assert not await store.finish(job.id, JobState.SUCCEEDED, result={}, followups=("adopt", "announce"))
+    await store.followup_done(job.id, "adopt")
+    assert await store.pending_followups(job.id) == ["announce"]
+
+    failed = await store.submit(JobKind.TRAIN, ANN, {}, max_active=5)
+    await store.claim(failed.id, "w")
+    assert await store.finish(failed.id, JobState.FAILED, error="no", followups=("adopt",))
+    assert await store.pending_followups(failed.id) == []

@@ -1,0 +1,230 @@
+"""Ray, for the runner: start or join it, find doppel's workers, and call them. The only module of the bot that
+imports ray.
+
+Per GPU there is one trainer and one generator, both detached and named, so a
+restarted bot finds the trainer's running job and the generator's loaded model.
+Ray's GPU accounting puts them on the same card: the generator takes
+`generator_gpu_share`, the trainer the rest, and two trainers never share a card.
+Ray does not police GPU memory; the runner's sharing policy does (README, "Sharing a GPU").
+
+Every call that can find its worker gone raises `WorkerLost`; a worker that Ray is
+restarting is waited for (up to a minute) rather than called lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import ray
+from ray.exceptions import ActorUnavailableError, RayActorError
+
+from bot.jobs.policy import Replica, Worker
+from bot.settings import BotSettings
+from contract import GenerateRequest, PicturesMade, Report, RunStatus, TrainingFiles, TrainRequest
+from trainer.settings import TrainerSettings
+from trainer.worker import GeneratorWorker, TrainerWorker
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "doppel"
+BLOBS_KEPT = 16  # adapters held in Ray's object store for generators to fetch, least recently used out
+
+T = TypeVar("T")
+
+
+class WorkerLost(Exception):
+    """The worker died, or restarted and no longer has the job."""
+
+
+def connect(settings: BotSettings) -> None:
+    """Join RAY_ADDRESS, or start a local Ray without a dashboard. Blocking: call from a thread."""
+    if ray.is_initialized():
+        return
+    if settings.ray_address:
+        ray.init(address=settings.ray_address, namespace=NAMESPACE, log_to_driver=False)
+        return
+    # address="local": a new Ray of our own, never one that happens to run on this machine already.
+    ray.init(
+        address="local", namespace=NAMESPACE, include_dashboard=False, num_gpus=settings.ray_num_gpus,
+        log_to_driver=False,
+    )
+    if not ray.cluster_resources().get("GPU"):
+        log.warning("Ray found no GPU: set RAY_NUM_GPUS=1 to run GPU work on the CPU (slow but real)")
+
+
+def gpu_count() -> int:
+    """GPUs in the cluster now. Nodes may join later (a GPU group that scales from zero)."""
+    return int(ray.cluster_resources().get("GPU", 0))
+
+
+def _in_lasting_thread(function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """Run `function` in a thread that lives as long as the process, and await it.
+
+    A local Ray's processes die with the thread that started them (Ray sets PR_SET_PDEATHSIG,
+    which follows the creating thread): started from a pool thread, they die when the pool does.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def run() -> None:
+        try:
+            value = function(*args)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(future.set_exception, exc)
+        else:
+            loop.call_soon_threadsafe(future.set_result, value)
+        threading.Event().wait()
+
+    threading.Thread(target=run, name="ray-starter", daemon=True).start()
+    return future
+
+
+class RayTransport:
+    def __init__(self, settings: BotSettings):
+        self.settings = settings
+        # adapter identity -> (its name, its bytes in the object store), least recently used first
+        self._blobs: OrderedDict[str, tuple[str, ray.ObjectRef]] = OrderedDict()
+
+    async def connect(self) -> None:
+        if ray.is_initialized():
+            return
+        if self.settings.ray_address:
+            await asyncio.to_thread(connect, self.settings)
+        else:
+            await _in_lasting_thread(connect, self.settings)
+
+    async def gpu_count(self) -> int:
+        return await asyncio.to_thread(gpu_count)
+
+    # ---- finding workers --------------------------------------------------------------------
+
+    def trainer(self, index: int) -> Worker:
+        name = f"{self.settings.ray_actor_prefix}-trainer-{index}"
+        handle = TrainerWorker.options(  # type: ignore[attr-defined]
+            name=name, lifetime="detached", get_if_exists=True, num_gpus=1 - self.settings.generator_gpu_share
+        ).remote()
+        return Worker(name, handle)
+
+    def generator(self, index: int) -> Replica:
+        knobs = TrainerSettings()
+        name = f"{self.settings.ray_actor_prefix}-generator-{index}"
+        # Detached, as the trainers: a restarted bot finds the model still loaded, and an old handle
+        # going out of scope cannot take the actor down under the new bot.
+        handle = GeneratorWorker.options(  # type: ignore[attr-defined]
+            name=name, lifetime="detached", get_if_exists=True, num_gpus=self.settings.generator_gpu_share
+        ).remote(
+            knobs.generator_max_adapters,
+            knobs.lora_hotswap,
+            compile=knobs.generator_compile,
+            fp8=knobs.generator_fp8,
+            offload=knobs.generator_offload,
+            preload=knobs.base_model,  # requests name their base; this one is loaded before the first
+        )
+        return Replica(name, handle)
+
+    async def locate(self, worker: Worker) -> None:
+        """Ask a worker where it runs; this waits for it to be up, through a restart if it is in one."""
+        where = await self._call(worker, "where")
+        worker.location = (where["node"], tuple(where["gpus"]))
+        worker.gpu_gib = where["gpu_gib"]
+
+    def remove(self, workers: list[Worker]) -> None:
+        """Kill workers for good (tests, and shutdowns); detached ones outlive the bot otherwise."""
+        for worker in workers:
+            ray.kill(worker.handle, no_restart=True)
+
+    def stop_by_force(self, worker: Worker) -> None:
+        """Kill a worker that did not step aside in time; Ray restarts it and its job resumes elsewhere."""
+        ray.kill(worker.handle, no_restart=False)
+
+    # ---- training ---------------------------------------------------------------------------
+
+    async def configure(self, trainer: Worker, offload_between_jobs: bool) -> None:
+        await self._call(trainer, "configure", offload_between_jobs)
+
+    async def current(self, trainer: Worker) -> tuple[int, RunStatus] | None:
+        """The job the trainer holds and its status, or None (also when it is gone)."""
+        try:
+            return await self._call(trainer, "current")
+        except WorkerLost:
+            return None
+
+    async def start_training(self, trainer: Worker, job_id: int, request: TrainRequest, files: TrainingFiles) -> bool:
+        """False: the trainer is busy with another job."""
+        return await self._call(trainer, "start", job_id, request, files)
+
+    async def poll(self, trainer: Worker, job_id: int, after: int, wait_s: float) -> Report:
+        report = await self._call(trainer, "poll", job_id, after, wait_s)
+        if report is None:  # it restarted and no longer has the job
+            raise WorkerLost(f"{trainer.name} no longer has job {job_id}")
+        return report
+
+    async def cancel(self, trainer: Worker, job_id: int) -> None:
+        await self._call(trainer, "cancel", job_id)
+
+    async def pause(self, trainer: Worker, job_id: int) -> None:
+        await self._call(trainer, "pause", job_id)
+
+    async def release(self, trainer: Worker, job_id: int) -> None:
+        await self._call(trainer, "release", job_id)
+
+    # ---- pictures ---------------------------------------------------------------------------
+
+    def holds(self, identity: str) -> bool:
+        return identity in self._blobs
+
+    async def put_adapter(self, name: str, identity: str, data: bytes) -> None:
+        self._blobs[identity] = (name, await asyncio.to_thread(ray.put, data))
+        self._blobs.move_to_end(identity)
+        while len(self._blobs) > BLOBS_KEPT:
+            self._blobs.popitem(last=False)
+
+    async def generate(self, replica: Replica, request: GenerateRequest, timeout_s: float) -> PicturesMade:
+        """Raises WorkerLost when the generator died or did not answer in time (it is then not trusted)."""
+        # Inside a list, the refs are not resolved by Ray: a generator that holds an adapter never fetches it.
+        blobs = [self._blobs[a.identity][1] for a in request.adapters]
+        for a in request.adapters:
+            self._blobs.move_to_end(a.identity)
+        try:
+            return await asyncio.wait_for(self._call(replica, "generate", request, blobs), timeout_s)
+        except TimeoutError as exc:
+            raise WorkerLost(f"{replica.name} made no picture in {timeout_s:g} s") from exc
+
+    async def offload(self, replica: Replica) -> None:
+        await self._call(replica, "offload")
+
+    async def forget_adapter(self, replica: Replica, name: str) -> None:
+        try:
+            await self._call(replica, "forget", name)
+        except WorkerLost:
+            pass  # a restarted generator holds nothing
+
+    def drop_blobs_of(self, name: str) -> None:
+        for identity in [i for i, (owner, _) in self._blobs.items() if owner == name]:
+            del self._blobs[identity]
+
+    # ---- calling ----------------------------------------------------------------------------
+
+    async def _call(self, worker: Worker, method: str, *args: Any) -> Any:
+        """Call an actor method, waiting out a restart (ActorUnavailableError) rather than calling it a loss.
+
+        A restarted actor has lost its job; the caller learns that from the answer.
+        """
+        patience = self.settings.worker_patience_s
+        deadline = time.monotonic() + patience
+        remote: Callable[..., Awaitable[Any]] = getattr(worker.handle, method).remote
+        while True:
+            try:
+                return await remote(*args)
+            except ActorUnavailableError as exc:
+                if time.monotonic() > deadline:
+                    raise WorkerLost(f"{worker.name} stayed unavailable for {patience:g} s") from exc
+                await asyncio.sleep(0.5)  # Ray is restarting the actor
+            except RayActorError as exc:
+                raise WorkerLost(f"{worker.name} died") from exc
