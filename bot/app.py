@@ -10,19 +10,22 @@ from discord.ext import commands
 
 from bot import health
 from bot.db import Database
-from bot.jobs.models import Owner
+from bot.members.owner import Owner
 from bot.jobs.runner import JobRunner
+from bot.members.adapters import AdapterService
+from bot.members.erasure import forget_member
 from bot.jobs.store import JobStore
 from bot.members.store import MemberStore
 from bot.members.tokens import TokenChecker, new_token
 from bot.settings import BotSettings
+from contract import JobKind
+from trainer.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = (
     "bot.exts.dataset",
     "bot.exts.training",
-    "bot.exts.checkpoints",
     "bot.exts.imagine",
     "bot.exts.sharing",
     "bot.exts.admin",
@@ -52,8 +55,10 @@ class DoppelBot(commands.Bot):
     db: Database
     jobs: JobStore
     members: MemberStore
+    adapters: AdapterService
     runner: JobRunner
     token_checker: TokenChecker
+    models: TrainerSettings  # the base model and memory mode every request names
 
     def __init__(self, settings: BotSettings, **options):
         intents = discord.Intents.default()  # DMs included; no privileged intents needed
@@ -65,21 +70,22 @@ class DoppelBot(commands.Bot):
         self._token_lock = asyncio.Lock()
 
     async def setup_hook(self) -> None:
-        from trainer.settings import TrainerSettings
-
         self.db = await Database.open(self.settings.database_file)
         self.jobs = JobStore(self.db)
         self.members = MemberStore(self.db, self.settings.data_dir)
+        self.adapters = AdapterService(self.members, self.jobs, self.settings.jobs_dir)
         self.runner = JobRunner(self.jobs, self.settings)
-        trainer_settings = TrainerSettings()
-        hf_token = trainer_settings.hf_token.get_secret_value() if trainer_settings.hf_token else None
+        # First among a training's follow-ups: the announcement (a cog's) shows an adapter that is theirs.
+        self.runner.followups.register(JobKind.TRAIN, "adopt_adapter", self.adapters.adopt)
+        self.models = TrainerSettings()
+        hf_token = self.models.hf_token.get_secret_value() if self.models.hf_token else None
         self.token_checker = await asyncio.to_thread(
-            TokenChecker.for_base, trainer_settings.base_model, trainer_settings.model_cache_dir, hf_token
+            TokenChecker.for_base, self.models.base_model, self.models.model_cache_dir, hf_token
         )
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        # After the cogs: they subscribe to jobs left running, before the runner reattaches and
-        # reports on them (a job that finished while the bot was away must still be announced).
+        # After the cogs: they subscribe to jobs left running and register their follow-ups, before the
+        # runner reattaches and reports on them (a job that finished while the bot was away is still announced).
         await self.runner.start()
         guild = discord.Object(self.settings.discord_guild_id) if self.settings.discord_guild_id else None
         if guild is not None:
@@ -99,6 +105,10 @@ class DoppelBot(commands.Bot):
             taken = await self.members.all_tokens()
             candidate = await asyncio.to_thread(new_token, taken, self.token_checker)
             return await self.members.add_member(owner, candidate)
+
+    async def forget_member(self, owner: Owner) -> dict[str, int]:
+        """Everything of a member deleted (/forget, /admin purge); returns what was."""
+        return await forget_member(self.members, self.jobs, self.runner, self.settings.jobs_dir, owner)
 
     async def close(self) -> None:
         if self._heartbeat is not None:

@@ -28,7 +28,7 @@ def model_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_dir(model_cache) -> Path:
-    from trainer.base_model import resolve_base
+    from trainer.models.base_model import resolve_base
 
     return Path(resolve_base("tiny").location)
 
@@ -41,8 +41,8 @@ def photos(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, tiny_dir, photos):
     """One short run with a high learning rate (a random tiny model needs it to show learning)."""
-    from trainer.config import TrainConfig
-    from trainer.train import train_lora
+    from trainer.training.config import TrainConfig
+    from trainer.training.train import train_lora
 
     out = tmp_path_factory.mktemp("trained")
     return train_lora(

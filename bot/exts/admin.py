@@ -7,8 +7,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import DoppelBot
-from bot.exts.sharing import describe, forget_member
-from bot.jobs.models import JobState, Owner
+from bot.members.erasure import describe
+from contract import JobState
+from bot.members.owner import Owner
 
 
 @app_commands.guild_only()
@@ -33,7 +34,8 @@ class Admin(commands.GroupCog, group_name="admin", group_description="For member
         ]
         lines = []
         for job in jobs:
-            where = f"step {job.progress['step']}/{job.progress['total']}" if job.progress and "step" in job.progress else ""
+            progress = job.progress
+            where = f"step {progress.step}/{progress.total}" if progress and progress.step is not None else ""
             position = await self.bot.runner.position(job.id)
             lines.append(
                 f"#{job.id} {job.kind.value} by <@{job.owner.member_id}>: {job.state.value}"
@@ -46,7 +48,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="For member
     @app_commands.describe(member="Whose data to delete")
     async def purge(self, interaction: discord.Interaction, member: discord.Member) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        counts = await forget_member(self.bot, Owner(interaction.guild_id, member.id))
+        counts = await self.bot.forget_member(Owner(interaction.guild_id, member.id))
         await interaction.followup.send(f"Deleted for {member.mention}: {describe(counts)}.", ephemeral=True,
                                         allowed_mentions=discord.AllowedMentions.none())
 

@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot import intake
 from bot.app import DoppelBot, owner_of
-from bot.jobs.models import Owner
+from bot.members.owner import Owner
 from bot.members.store import PhotoLimit
 from bot.ui.contact_sheet import contact_sheet
 

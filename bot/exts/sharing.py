@@ -2,44 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.app import DoppelBot, owner_of
-from bot.jobs import files
-from bot.jobs.models import JobState, Owner
-from bot.members.store import EVERYONE, adapter_name
-
-
-async def forget_member(bot: DoppelBot, owner: Owner) -> dict[str, int]:
-    """Stop the member's jobs, delete their rows, then their files. Returns what was deleted."""
-    for job in await bot.jobs.of_owner(owner, JobState.QUEUED, JobState.RUNNING):
-        await bot.runner.cancel(job.id)
-    job_ids = [j.id for j in await bot.jobs.of_owner(owner, *JobState)]
-    photos = len(await bot.members.photos(owner))
-    counts = await bot.members.forget(owner)
-    counts["photos"] = photos
-
-    def remove_files() -> None:
-        shutil.rmtree(bot.members.folder(owner), ignore_errors=True)
-        for job_id in job_ids:
-            shutil.rmtree(files.job_dir(bot.settings.jobs_dir, job_id), ignore_errors=True)
-
-    await asyncio.to_thread(remove_files)
-    await bot.runner.forget_adapter(adapter_name(owner))
-    return counts
-
-
-def describe(counts: dict[str, int]) -> str:
-    parts = [f"{counts.get('photos', 0)} photos", f"{counts.get('adapters', 0)} adapter",
-             f"{counts.get('jobs', 0)} jobs with their checkpoints and pictures", f"{counts.get('shares', 0)} shares"]
-    if counts.get("token"):
-        parts.append("your trigger token")
-    return ", ".join(parts)
+from bot.members.owner import Owner
+from bot.members.erasure import describe
+from bot.members.store import EVERYONE
 
 
 class ForgetConfirm(discord.ui.View):
@@ -53,7 +23,7 @@ class ForgetConfirm(discord.ui.View):
     @discord.ui.button(label="Delete everything", style=discord.ButtonStyle.danger)
     async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        counts = await forget_member(self.bot, self.owner)
+        counts = await self.bot.forget_member(self.owner)
         self.stop()
         await interaction.followup.send(f"Done. Deleted {describe(counts)}.", ephemeral=True)
 

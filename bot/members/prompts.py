@@ -14,12 +14,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from bot.jobs.models import Owner
+from bot.members.owner import Owner
 from bot.members.store import MemberStore
+from contract.limits import STRENGTH
 
 MENTION = re.compile(r"<@!?(\d+)>")
 WEIGHTED = re.compile(r"\b([A-Za-z0-9]+):(\d+(?:\.\d+)?|\.\d+)(?![\d.])")
-MAX_WEIGHT = 1.5
+MAX_WEIGHT = STRENGTH.high
 
 
 class PromptRefused(Exception):

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.db import Database
-from bot.jobs.models import Owner
+from contract import ADAPTER_FILENAME
+from bot.members.owner import Owner, member_dir
 
 EVERYONE = 0  # grantee id meaning every member of the server
 
@@ -41,15 +42,7 @@ class Adapter:
     job_id: int | None
     steps: int
     state: str | None = None  # the checkpoint it came from, to train on from (with Adam's moments)
-
-
-def adapter_name(owner: Owner) -> str:
-    """What generators call a member's adapter."""
-    return f"{owner.guild_id}-{owner.member_id}"
-
-
-def member_dir(data_dir: Path, owner: Owner) -> Path:
-    return data_dir / "members" / str(owner.guild_id) / str(owner.member_id)
+    identity: str | None = None  # the SHA-256 of its file (contract.adapter_identity); None before it was kept
 
 
 class MemberStore:
@@ -62,7 +55,7 @@ class MemberStore:
 
     def adapter_file(self, owner: Owner) -> Path:
         """Where the member's adapter lives: the one /imagine uses."""
-        return self.folder(owner) / "adapter" / "pytorch_lora_weights.safetensors"
+        return self.folder(owner) / "adapter" / ADAPTER_FILENAME
 
     # ---- tokens -----------------------------------------------------------------------------
 
@@ -153,20 +146,29 @@ class MemberStore:
 
     async def adapter(self, owner: Owner) -> Adapter | None:
         row = await self.db.fetchone(
-            "SELECT path, job_id, steps, state FROM adapters WHERE guild_id = ? AND member_id = ?",
+            "SELECT path, job_id, steps, state, identity FROM adapters WHERE guild_id = ? AND member_id = ?",
             (owner.guild_id, owner.member_id),
         )
         return Adapter(owner, *row) if row else None
 
     async def set_adapter(
-        self, owner: Owner, path: Path, job_id: int | None, steps: int, state: Path | str | None = None
+        self, owner: Owner, path: Path, job_id: int | None, steps: int, *, identity: str | None,
+        state: Path | str | None = None,
     ) -> None:
         await self.db.execute(
-            "INSERT INTO adapters (guild_id, member_id, path, job_id, steps, state, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO adapters (guild_id, member_id, path, job_id, steps, state, identity, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (guild_id, member_id) DO UPDATE SET path = excluded.path, job_id = excluded.job_id, "
-            "steps = excluded.steps, state = excluded.state, created_at = excluded.created_at",
-            (owner.guild_id, owner.member_id, str(path), job_id, steps, str(state) if state else None, time.time()),
+            "steps = excluded.steps, state = excluded.state, identity = excluded.identity, "
+            "created_at = excluded.created_at",
+            (owner.guild_id, owner.member_id, str(path), job_id, steps, str(state) if state else None, identity,
+             time.time()),
+        )
+
+    async def set_identity(self, owner: Owner, identity: str) -> None:
+        await self.db.execute(
+            "UPDATE adapters SET identity = ? WHERE guild_id = ? AND member_id = ?",
+            (identity, owner.guild_id, owner.member_id),
         )
 
     async def share(self, owner: Owner, grantee_id: int) -> None:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from bot.jobs.models import JobState
+from bot.jobs.models import Progress
 from bot.jobs.updates import JobUpdate
+from contract import JobState, PhaseName
 
 BAR_WIDTH = 20
 PHASES = {
-    "planning": "choosing how to fit the model on the GPU",
-    "reading": "checking your photos",
-    "loading": "loading the base model",
-    "caching": "encoding your photos",
-    "resuming": "picking up from the last checkpoint",
-    "continuing": "loading the adapter to build on",
-    "training": "training",
-    "saving": "saving your adapter",
+    PhaseName.PLANNING: "choosing how to fit the model on the GPU",
+    PhaseName.READING: "checking your photos",
+    PhaseName.LOADING: "loading the base model",
+    PhaseName.CACHING: "encoding your photos",
+    PhaseName.RESUMING: "picking up from the last checkpoint",
+    PhaseName.CONTINUING: "loading the adapter to build on",
+    PhaseName.TRAINING: "training",
+    PhaseName.SAVING: "saving your adapter",
 }
 
 
@@ -39,22 +40,23 @@ def render(token: str, update: JobUpdate) -> str:
     title = f"**Training the adapter for `{token}`**"
     if update.state is JobState.QUEUED:
         where = f"number {update.position} in the queue" if update.position else "in the queue"
+        if update.waiting_for_gpu:
+            where += " (no GPU is up right now; it starts when one joins)"
         return f"{title}\nWaiting: {where}."
     if update.state is JobState.FAILED:
         return f"{title}\n❌ Training failed: {update.error}"
     if update.state is JobState.CANCELLED:
         return f"{title}\nCancelled."
     if update.state is JobState.SUCCEEDED:
-        total = (update.result or {}).get("facts", {}).get("steps", "")
+        total = update.result.steps if update.result else ""
         return f"{title}\n`{bar(1, 1)}` done: {total} steps."
-    progress = update.progress or {}
-    if "step" not in progress:
-        return f"{title}\n{PHASES.get(progress.get('phase', ''), 'starting')}…"
-    step, total = progress["step"], progress["total"]
-    start = progress.get("start_step", 0)  # a run building on an adapter counts on from its steps
+    progress = update.progress or Progress()
+    if progress.step is None or progress.total is None:
+        return f"{title}\n{PHASES.get(progress.phase, 'starting')}…"
+    step, total, start = progress.step, progress.total, progress.start_step
     done, span = step - start, max(1, total - start)
     building = f" · building on step {start}" if start else ""
     return (
         f"{title}\n`{bar(done, span)}` step {step} of {total} ({100 * done // span}%){building}"
-        f" · about {duration(progress.get('eta_s', 0))} left · loss {progress.get('loss', 0):.3f}"
+        f" · about {duration(progress.eta_s or 0)} left · loss {progress.loss or 0:.3f}"
     )

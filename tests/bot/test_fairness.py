@@ -1,5 +1,7 @@
 from bot.jobs.fairness import fair_order
-from bot.jobs.models import Job, JobKind, JobState, Owner
+from contract import JobKind, JobState
+from bot.jobs.models import Job
+from bot.members.owner import Owner
 
 ANN, BOB, CY = Owner(1, 10), Owner(1, 20), Owner(1, 30)
 

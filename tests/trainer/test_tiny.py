@@ -2,8 +2,8 @@ import hashlib
 
 import torch
 
-from trainer.base_model import load_pipeline, resolve_base
-from trainer.tiny import write_pipeline
+from trainer.models.base_model import load_pipeline, resolve_base
+from trainer.models.tiny import write_pipeline
 
 
 def _digests(folder):

@@ -12,7 +12,6 @@ from trainer.errors import (
     CheckpointError,
     ConfigError,
     DatasetError,
-    DoppelError,
     TrainingCancelled,
     TrainingPaused,
 )

@@ -1,9 +1,9 @@
 import pytest
 
 from bot.db import Database
-from bot.jobs.models import Owner
+from bot.members.owner import Owner
 from bot.jobs.store import JobStore
-from bot.jobs.models import JobKind
+from contract import JobKind
 from bot.members.prompts import PromptRefused, resolve_prompt
 from bot.members.store import EVERYONE, MemberStore, PhotoLimit
 from bot.members.tokens import TokenChecker, new_token, random_token
@@ -21,7 +21,7 @@ async def members(tmp_path):
 
 async def with_adapter(members, owner, token):
     await members.add_member(owner, token)
-    await members.set_adapter(owner, f"/adapters/{token}.safetensors", None, 1000)
+    await members.set_adapter(owner, f"/adapters/{token}.safetensors", None, 1000, identity=token)
 
 
 def test_tokens_look_like_thgh96():
@@ -94,7 +94,7 @@ async def test_photos_are_numbered_capped_and_forgotten_with_everything_else(mem
     await members.remove_photo(ANN, 1)
     assert [p.caption for p in await members.photos(ANN)] == ["c1", "c2"]
 
-    await members.set_adapter(ANN, tmp_path / "a.safetensors", None, 10)
+    await members.set_adapter(ANN, tmp_path / "a.safetensors", None, 10, identity="a")
     await members.share(ANN, BOB.member_id)
     await with_adapter(members, BOB, "KRZT42")
     await members.share(BOB, ANN.member_id)

@@ -1,0 +1,12 @@
+"""Pictures: /imagine and /compare, the re-roll and compare buttons under pictures, and delivering them."""
+
+from __future__ import annotations
+
+from bot.app import DoppelBot
+from bot.exts.imagine.buttons import CompareButton, RerollButton
+from bot.exts.imagine.commands import Imagine
+
+
+async def setup(bot: DoppelBot) -> None:
+    bot.add_dynamic_items(RerollButton, CompareButton)
+    await bot.add_cog(Imagine(bot))

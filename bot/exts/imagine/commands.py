@@ -1,0 +1,103 @@
+"""/imagine and /compare; pictures asked for before a restart are posted in their channel once made."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import DoppelBot, owner_of
+from bot.exts.imagine import drawing
+from bot.jobs.models import Job
+from contract import JobKind, JobState
+from contract.limits import IMAGE_COUNT, PROMPT_LENGTH, SEED, SIZES, STRENGTH
+
+log = logging.getLogger(__name__)
+
+SIZE_CHOICES = [app_commands.Choice(name=n, value=n) for n in SIZES]
+
+
+class Imagine(commands.Cog):
+    def __init__(self, bot: DoppelBot):
+        self.bot = bot
+        self._posting: set[asyncio.Task] = set()
+
+    async def cog_load(self) -> None:
+        """Pictures asked for before a restart are still made: post them in their channel when they are."""
+        for job in await self.bot.jobs.in_state(JobState.QUEUED, JobState.RUNNING, kind=JobKind.GENERATE):
+            if job.params.get("channel_id"):
+                task = asyncio.create_task(self._post_when_done(job))
+                self._posting.add(task)
+                task.add_done_callback(self._posting.discard)
+
+    async def cog_unload(self) -> None:
+        for task in self._posting:
+            task.cancel()
+
+    async def _post_when_done(self, job: Job) -> None:
+        try:
+            done = await self.bot.runner.wait(job.id, timeout=drawing.RESULT_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("pictures of job %s were not ready in time after a restart", job.id)
+            return
+        try:
+            await drawing.post(self.bot.get_partial_messageable(job.params["channel_id"]), done)
+        except discord.HTTPException:
+            log.exception("could not post the pictures of job %s", job.id)
+
+    @app_commands.command(name="imagine", description="Draw a picture; your token goes in front unless you name someone")
+    @app_commands.describe(
+        prompt="What to draw, e.g. 'as an astronaut on the moon'; @mention members who shared with you",
+        count=f"How many pictures, {IMAGE_COUNT.low} to {IMAGE_COUNT.high}",
+        seed="A seed, to make the same picture again",
+        size="square, portrait (3:4) or landscape (4:3)",
+        strength=f"How strongly the adapters act, {STRENGTH.low:g} (the base model) to {STRENGTH.high:g}; default 1",
+    )
+    @app_commands.choices(size=SIZE_CHOICES)
+    @app_commands.guild_only()
+    async def imagine(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, PROMPT_LENGTH.low, PROMPT_LENGTH.high],
+        count: app_commands.Range[int, IMAGE_COUNT.low, IMAGE_COUNT.high] = 1,
+        seed: app_commands.Range[int, SEED.low, SEED.high] | None = None,
+        size: app_commands.Choice[str] | None = None,
+        strength: app_commands.Range[float, STRENGTH.low, STRENGTH.high] = 1.0,
+    ) -> None:
+        await interaction.response.defer(thinking=True)
+        asked = await self._ask(interaction, prompt, strength=strength, count=count, seed=seed,
+                                size=size.value if size else "square")
+        if asked is not None:
+            await drawing.draw(self.bot, interaction, owner_of(interaction), asked)
+
+    @app_commands.command(name="compare", description="Your adapter beside the base model: same prompt, same seed")
+    @app_commands.describe(prompt="What to draw; your token goes in front as in /imagine", seed="A seed (optional)")
+    @app_commands.guild_only()
+    async def compare(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, PROMPT_LENGTH.low, PROMPT_LENGTH.high],
+        seed: app_commands.Range[int, SEED.low, SEED.high] | None = None,
+    ) -> None:
+        await interaction.response.defer(thinking=True)
+        asked = await self._ask(interaction, prompt, strength=1.0, count=1, seed=seed, size="square")
+        if asked is None:
+            return
+        if asked.plain:
+            await interaction.edit_original_response(content="You have no adapter to compare yet: /train makes one.")
+            return
+        asked = replace(asked, request=replace(asked.request, compare=True))
+        await drawing.draw(self.bot, interaction, owner_of(interaction), asked)
+
+    async def _ask(self, interaction: discord.Interaction, prompt: str, *, strength: float,
+                   **options) -> drawing.Drawing | None:
+        """The request for a prompt; None once the member was told why it cannot be drawn."""
+        try:
+            return await drawing.from_prompt(self.bot, owner_of(interaction), prompt, strength=strength, **options)
+        except drawing.Refused as refusal:
+            await interaction.edit_original_response(content=f"I cannot draw that: {refusal}.")
+            return None

@@ -1,0 +1,145 @@
+"""From a member's words to pictures in the channel: the request, its adapters, the wait, the message.
+
+Every way to ask for pictures (/imagine, /compare, the buttons under pictures) builds its
+request here, so each is checked the same way: every person drawn must be the requester
+or have shared with them, and has an adapter now, named by its identity (its content).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import discord
+
+from bot.app import DoppelBot
+from bot.jobs.models import Job
+from bot.jobs.store import QueueFull
+from bot.jobs.updates import JobUpdate
+from bot.members.owner import Owner, adapter_name
+from bot.members.prompts import PromptRefused, resolve_prompt
+from contract import AdapterRef, GenerateRequest, JobState, RequestError
+
+TOKEN_LIFE_S = 14 * 60  # Discord's is 15 minutes; after that, answer in the channel instead
+RESULT_TIMEOUT_S = 30 * 60
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """A request with what the bot keeps beside it: whose adapters (in the request's order), and
+    whether the requester had none (the base model alone)."""
+
+    request: GenerateRequest
+    people: tuple[Owner, ...]
+    adapter_files: dict[str, str]
+    plain: bool = False
+
+
+class Refused(Exception):
+    """Said to the member as "I cannot draw that: ..."."""
+
+
+async def adapters_of(bot: DoppelBot, requester: Owner, people: Sequence[Owner],
+                      weights: Sequence[float]) -> tuple[tuple[AdapterRef, ...], dict[str, str]]:
+    """Each person's adapter as it is now, if the requester may use it."""
+    refs, files = [], {}
+    for person, weight in zip(people, weights):
+        if not await bot.members.may_use(requester, person):
+            raise Refused(f"<@{person.member_id}> has not shared their adapter with you")
+        adapter = await bot.adapters.current(person)
+        if adapter is None or adapter.identity is None:
+            raise Refused(f"<@{person.member_id}> has no adapter now")
+        refs.append(AdapterRef(adapter_name(person), adapter.identity, weight))
+        files[adapter.identity] = adapter.path
+    return tuple(refs), files
+
+
+async def from_prompt(bot: DoppelBot, requester: Owner, prompt: str, *, strength: float, **options) -> Drawing:
+    """The prompt by the token rule (see bot.members.prompts), with the adapters of everyone it names."""
+    try:
+        resolved = await resolve_prompt(prompt, requester, bot.members)
+    except PromptRefused as refusal:
+        raise Refused(str(refusal)) from None
+    weights = [resolved.weights.get(person, strength) for person in resolved.owners]
+    refs, files = await adapters_of(bot, requester, resolved.owners, weights)
+    request = _request(base=bot.models.base_model, prompt=resolved.text, adapters=refs, **options)
+    return Drawing(request, resolved.owners, files, plain=resolved.plain)
+
+
+async def again(bot: DoppelBot, presser: Owner, job: Job, **changes) -> Drawing:
+    """A finished picture job's request made anew (a button press): consent and adapters checked again."""
+    before = job.picture_request
+    people = tuple(Owner(job.owner.guild_id, m) for m in job.params.get("people", ()))
+    refs, files = await adapters_of(bot, presser, people, [a.weight for a in before.adapters])
+    options = {"count": before.count, "seed": before.seed, "size": before.size, "compare": before.compare} | changes
+    request = _request(base=bot.models.base_model, prompt=before.prompt, adapters=refs, **options)
+    return Drawing(request, people, files, plain=bool(job.params.get("plain")))
+
+
+def _request(**fields) -> GenerateRequest:
+    try:
+        return GenerateRequest(**fields)
+    except RequestError as problem:
+        raise Refused(str(problem)) from None
+
+
+async def draw(bot: DoppelBot, interaction: discord.Interaction, owner: Owner, drawing: Drawing) -> None:
+    """Queue the pictures, keep the reply up to date, then post them."""
+    started = time.monotonic()
+    try:
+        job = await bot.runner.submit_generation(
+            owner, drawing.request, drawing.adapter_files,
+            people=[p.member_id for p in drawing.people], plain=drawing.plain,
+            # Where to post if the bot restarts before the pictures are ready (the interaction is gone then).
+            channel_id=interaction.channel_id,
+        )
+    except QueueFull as full:
+        await interaction.edit_original_response(content=f"Not now: {full}.")
+        return
+
+    async def show(update: JobUpdate) -> None:
+        if update.state is JobState.QUEUED and update.position and time.monotonic() - started < TOKEN_LIFE_S:
+            waiting = " (no GPU is up right now; it starts when one joins)" if update.waiting_for_gpu else ""
+            await interaction.edit_original_response(content=f"Queued: number {update.position} in line…{waiting}")
+
+    bot.runner.subscribe(job.id, show)
+    done = await bot.runner.wait(job.id, timeout=RESULT_TIMEOUT_S)
+    if time.monotonic() - started < TOKEN_LIFE_S:
+        text, files, view = message(done)
+        await interaction.edit_original_response(
+            content=text, attachments=files, view=view, allowed_mentions=discord.AllowedMentions.none()
+        )
+    else:  # the interaction token may have expired: say it in the channel
+        await post(interaction.channel, done)  # type: ignore[arg-type]
+
+
+async def post(channel: discord.abc.Messageable, job: Job) -> None:
+    """The pictures in the channel, mentioning the requester: when their interaction is gone."""
+    text, files, view = message(job)
+    member = discord.Object(job.owner.member_id)
+    kwargs = {"view": view} if view is not None else {}
+    await channel.send(f"<@{member.id}> {text}", files=files,
+                       allowed_mentions=discord.AllowedMentions(users=[member]), **kwargs)
+
+
+def message(job: Job) -> tuple[str, list[discord.File], discord.ui.View | None]:
+    """The pictures of a finished job as a message: text, files and buttons (or why there are none)."""
+    from bot.exts.imagine.buttons import CompareButton, RerollButton
+
+    pictures = job.pictures
+    if job.state is not JobState.SUCCEEDED or pictures is None:
+        return f"No picture this time: {job.error or job.state.value}.", [], None
+    request = job.picture_request
+    seeds = ", ".join(str(i.seed) for i in pictures.images)
+    note = " (plain model: you have no adapter yet, /train makes one)" if job.params.get("plain") else ""
+    if request.compare:
+        note = " · left: the base model, right: with the adapter"
+    plural = "s" if len(pictures.images) > 1 else ""
+    text = f"**{discord.utils.escape_markdown(request.prompt)[:1500]}**\nseed{plural} {seeds}{note}"
+    files = [discord.File(i.path, f"doppel-{i.seed}.png") for i in pictures.images]
+    view = discord.ui.View(timeout=None)
+    view.add_item(RerollButton(job.id))
+    if request.adapters and not request.compare:
+        view.add_item(CompareButton(job.id))
+    return text, files, view

@@ -1,0 +1,190 @@
+"""/train, /status and /cancel; `start_training` is also what the "Train more" modal calls."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import DoppelBot, owner_of
+from bot.exts.training.progress import ProgressMessage, announce
+from bot.jobs.models import Job
+from bot.jobs.store import QueueFull
+from bot.jobs.updates import JobUpdate
+from bot.members.owner import Owner
+from bot.ui.progress import render
+from contract import JobKind, JobState, RequestError, TrainRequest
+from contract.limits import MEMBER_STEPS, RESOLUTION
+
+DAY = 24 * 3600
+
+
+class Training(commands.Cog):
+    def __init__(self, bot: DoppelBot):
+        self.bot = bot
+        self._watching: dict[int, asyncio.Task] = {}
+
+    async def cog_load(self) -> None:
+        """Announce finished runs (a follow-up), and pick up the progress messages of jobs still going."""
+        self.bot.runner.followups.register(JobKind.TRAIN, "announce_training", lambda job: announce(self.bot, job))
+        for job_id, (channel_id, message_id) in (await self.bot.members.progress_messages()).items():
+            job = await self.bot.jobs.get(job_id)
+            if job is not None and not job.state.finished:
+                self.watch(job, channel_id, message_id)
+
+    async def cog_unload(self) -> None:
+        for task in self._watching.values():
+            task.cancel()
+
+    def watch(self, job: Job, channel_id: int, message_id: int) -> None:
+        progress = ProgressMessage(self.bot, job, channel_id, message_id)
+        self.bot.runner.subscribe(job.id, progress.offer)
+        task = asyncio.create_task(progress.run())
+        self._watching[job.id] = task
+        task.add_done_callback(lambda _: self._watching.pop(job.id, None))
+
+    @app_commands.command(name="train", description="Train your adapter from your photos (takes a while)")
+    @app_commands.describe(
+        steps="Training steps: more learns more, and takes longer (default 1000)",
+        resolution="Training resolution in pixels, a multiple of 16 (default 512)",
+        fresh="Start from zero instead of building on your adapter (default: build on it)",
+    )
+    @app_commands.guild_only()
+    async def train(
+        self,
+        interaction: discord.Interaction,
+        steps: app_commands.Range[int, MEMBER_STEPS.low, MEMBER_STEPS.high] | None = None,
+        resolution: app_commands.Range[int, RESOLUTION.low, RESOLUTION.high] | None = None,
+        fresh: bool = False,
+    ) -> None:
+        await start_training(self, interaction, steps, resolution, fresh)
+
+    @app_commands.command(name="status", description="Where your training and pictures stand")
+    @app_commands.guild_only()
+    async def status(self, interaction: discord.Interaction) -> None:
+        owner = owner_of(interaction)
+        jobs = await self.bot.jobs.of_owner(owner, JobState.QUEUED, JobState.RUNNING)
+        lines = []
+        for job in jobs:
+            what = "Training" if job.kind is JobKind.TRAIN else f"Picture “{job.picture_request.prompt[:60]}”"
+            if job.state is JobState.QUEUED:
+                line = f"{what}: number {await self.bot.runner.position(job.id)} in the queue"
+                if not self.bot.runner.gpu_ready:
+                    line += " (no GPU is up right now; it starts when one joins)"
+                lines.append(line)
+            elif job.kind is JobKind.TRAIN and job.progress and job.progress.step is not None:
+                lines.append(f"{what}: step {job.progress.step} of {job.progress.total}")
+            else:
+                lines.append(f"{what}: running")
+        adapter = await self.bot.members.adapter(owner)
+        if adapter:
+            lines.append(f"Your adapter: trained for {adapter.steps} steps.")
+        await interaction.response.send_message("\n".join(lines) or "Nothing queued or running.", ephemeral=True)
+
+    @app_commands.command(name="cancel", description="Stop your training, or your waiting pictures")
+    @app_commands.guild_only()
+    async def cancel(self, interaction: discord.Interaction) -> None:
+        owner = owner_of(interaction)
+        jobs = await self.bot.jobs.of_owner(owner, JobState.QUEUED, JobState.RUNNING)
+        training = [j for j in jobs if j.kind is JobKind.TRAIN]
+        targets = training or [j for j in jobs if j.state is JobState.QUEUED]
+        for job in targets:
+            await self.bot.runner.cancel(job.id)
+        if not targets:
+            message = "You have nothing to cancel."
+        elif training:
+            message = "Stopping your training; it ends at its next step."
+        else:
+            message = f"Cancelled {len(targets)} waiting picture request{'s' if len(targets) != 1 else ''}."
+        await interaction.response.send_message(message, ephemeral=True)
+
+
+async def start_training(
+    cog: Training, interaction: discord.Interaction, steps: int | None, resolution: int | None = None,
+    fresh: bool = False,
+) -> None:
+    """Queue a training of the member's photos and post its progress message: /train and "Train more".
+
+    A member who has an adapter trains on from it (from the checkpoint behind it, where kept)
+    unless `fresh`: after adding photos, the model need not learn their face from zero again.
+    """
+    bot = cog.bot
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    owner = owner_of(interaction)
+    refusal = await _refusal(bot, owner, steps)
+    if refusal:
+        await interaction.followup.send(refusal, ephemeral=True)
+        return
+    token = await bot.token_for(owner)
+    try:
+        request = TrainRequest(
+            base=bot.models.base_model, token=token, steps=steps or bot.settings.train_default_steps,
+            resolution=resolution, memory_mode=bot.models.memory_mode,
+        )
+    except RequestError as problem:
+        await interaction.followup.send(f"I cannot train that: {problem}.", ephemeral=True)
+        return
+    adapter = None if fresh else await bot.members.adapter(owner)
+    start_from = None
+    if adapter is not None:
+        kept = adapter.state and await asyncio.to_thread(Path(adapter.state).is_file)
+        start_from = adapter.state if kept else adapter.path
+    dataset = await _snapshot(bot, owner)
+    try:
+        job = await bot.runner.submit_training(owner, request, images_dir=dataset, start_from=start_from)
+    except QueueFull as full:
+        await asyncio.to_thread(shutil.rmtree, dataset, True)
+        await interaction.followup.send(f"Not now: {full}.", ephemeral=True)
+        return
+    position = await bot.runner.position(job.id)
+    message = await interaction.channel.send(  # type: ignore[union-attr]
+        render(token, JobUpdate(job.id, JobState.QUEUED, position=position, waiting_for_gpu=not bot.runner.gpu_ready)),
+        allowed_mentions=discord.AllowedMentions.none(),
+    )
+    await bot.members.set_progress_message(job.id, message.channel.id, message.id)
+    cog.watch(job, message.channel.id, message.id)
+    building = f", building on your adapter's {adapter.steps} steps (fresh:True starts from zero)" if adapter else ""
+    await interaction.followup.send(
+        f"Training queued with `{token}` as your trigger token{building}. Progress: {message.jump_url}",
+        ephemeral=True,
+    )
+
+
+async def _refusal(bot: DoppelBot, owner: Owner, steps: int | None) -> str | None:
+    settings = bot.settings
+    photos = len(await bot.members.photos(owner))
+    if photos < settings.min_photos_to_train:
+        return (
+            f"You have {photos} photo{'s' if photos != 1 else ''}; training needs at least "
+            f"{settings.min_photos_to_train}. Add more with /dataset add."
+        )
+    if steps is not None and steps > settings.train_max_steps:
+        return f"Steps must be between {MEMBER_STEPS.low} and {settings.train_max_steps}."
+    active = await bot.jobs.of_owner(owner, JobState.QUEUED, JobState.RUNNING)
+    if any(job.kind is JobKind.TRAIN for job in active):
+        return "You already have a training queued or running; /status shows it, /cancel stops it."
+    used = await bot.jobs.started_since(owner, JobKind.TRAIN, time.time() - DAY)
+    if used >= settings.trainings_per_day:
+        return f"You have started {used} trainings in the last 24 hours, the most allowed. Try again tomorrow."
+    return None
+
+
+async def _snapshot(bot: DoppelBot, owner: Owner) -> Path:
+    """Copy the photos and captions as they are now: edits after /train do not change this run."""
+    photos = await bot.members.photos(owner)
+    folder = bot.members.folder(owner) / "runs" / uuid.uuid4().hex
+
+    def copy() -> None:
+        folder.mkdir(parents=True)
+        for photo in photos:
+            shutil.copyfile(photo.path, folder / f"{photo.number:03d}.jpg")
+            (folder / f"{photo.number:03d}.txt").write_text(photo.caption, encoding="utf-8")
+
+    await asyncio.to_thread(copy)
+    return folder
