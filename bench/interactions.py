@@ -31,8 +31,8 @@ DEADLINE_MS = 3000
 
 async def burst(n: int, scratch: Path) -> list[float]:
     from bot.app import DoppelBot
-    from contract import JobState
     from bot.settings import BotSettings
+    from contract import JobState
     from tests.fake_discord.api import FakeDiscord
     from tests.fake_discord.fixtures import running_bot
 

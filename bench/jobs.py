@@ -13,11 +13,11 @@ The last line holds the figures as key=value.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import statistics
 import sys
 import tempfile
-import dataclasses
 import time
 from pathlib import Path
 
@@ -33,10 +33,9 @@ PICTURES = 8
 
 
 def in_process_seconds(photos: Path, scratch: Path) -> float:
+    from contract import TrainRequest
     from trainer.training.config import TrainConfig
     from trainer.training.train import train_lora
-
-    from contract import TrainRequest
 
     request = TrainRequest(**TRAIN)
     train_lora(TrainConfig.from_request(request, images=photos, out=scratch / "warm-up"))

@@ -10,11 +10,11 @@ from discord.ext import commands
 
 from bot import health
 from bot.db import Database
-from bot.members.owner import Owner
 from bot.jobs.runner import JobRunner
+from bot.jobs.store import JobStore
 from bot.members.adapters import AdapterService
 from bot.members.erasure import forget_member
-from bot.jobs.store import JobStore
+from bot.members.owner import Owner
 from bot.members.store import MemberStore
 from bot.members.tokens import TokenChecker, new_token
 from bot.settings import BotSettings

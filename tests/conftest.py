@@ -9,11 +9,11 @@ os.environ["BASE_MODEL"] = "tiny"  # the default for anything that does not name
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.photos import write_photos  # noqa: E402
+from tests.photos import write_photos
 
 TOKEN = "THGH96"
 

@@ -138,7 +138,7 @@ class ProbeBot(commands.Bot):
 
         @app_commands.command(name="block", description="Block the event loop for 3.2 s, then defer")
         async def block(interaction: discord.Interaction) -> None:
-            time.sleep(3.2)  # noqa: ASYNC251  # synchronous work on the bot's loop: the mistake this command exists to show
+            time.sleep(3.2)  # synchronous work on the bot's loop: the mistake this command exists to show
             try:
                 await interaction.response.defer()
                 await self.note("deferred", None)

@@ -8,8 +8,8 @@ from discord.ext import commands
 
 from bot.app import DoppelBot
 from bot.members.erasure import describe
-from contract import JobState
 from bot.members.owner import Owner
+from contract import JobState
 
 
 @app_commands.guild_only()

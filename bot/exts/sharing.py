@@ -7,8 +7,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import DoppelBot, owner_of
-from bot.members.owner import Owner
 from bot.members.erasure import describe
+from bot.members.owner import Owner
 from bot.members.store import EVERYONE
 
 

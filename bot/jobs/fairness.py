@@ -7,7 +7,6 @@ import math
 from collections import deque
 
 from bot.jobs.models import Job
-
 from bot.members.owner import Owner
 
 

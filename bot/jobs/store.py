@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from bot.db import Database
-from contract import JobKind, JobState
 from bot.jobs.models import Job, Progress
 from bot.members.owner import Owner
+from contract import JobKind, JobState
 
 
 class QueueFull(Exception):

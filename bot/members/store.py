@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.db import Database
-from contract import ADAPTER_FILENAME
 from bot.members.owner import Owner, member_dir
+from contract import ADAPTER_FILENAME
 
 EVERYONE = 0  # grantee id meaning every member of the server
 

@@ -13,10 +13,10 @@ import ray
 from PIL import Image
 
 from bot.app import DoppelBot
-from contract import GenerateRequest, JobKind
-from bot.members.owner import Owner
 from bot.jobs.store import JobStore
+from bot.members.owner import Owner
 from bot.settings import BotSettings
+from contract import GenerateRequest, JobKind
 from tests.fake_discord.fixtures import fake_discord, running_bot  # noqa: F401  (fixture)
 from tests.photos import face, scene
 from trainer.generation.compare import LABEL_HEIGHT

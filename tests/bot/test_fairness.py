@@ -1,7 +1,7 @@
 from bot.jobs.fairness import fair_order
-from contract import JobKind, JobState
 from bot.jobs.models import Job
 from bot.members.owner import Owner
+from contract import JobKind, JobState
 
 ANN, BOB, CY = Owner(1, 10), Owner(1, 20), Owner(1, 30)
 

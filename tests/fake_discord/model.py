@@ -584,7 +584,7 @@ class World:
                 continue
             try:
                 result = check()
-            except Exception as exc:  # noqa: BLE001  # a test predicate that raises fails the wait, visibly
+            except Exception as exc:  # a test predicate that raises fails the wait, visibly
                 future.set_exception(exc)
                 self._waiters.remove(waiter)
                 continue

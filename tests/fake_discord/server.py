@@ -117,7 +117,7 @@ class ServerThread:
         self.bridge.loop = loop
         try:
             loop.run_until_complete(self._listen())
-        except BaseException as exc:  # noqa: BLE001  # reported to start(), which raises it in the test
+        except BaseException as exc:  # reported to start(), which raises it in the test
             self._startup_error = exc
             self._started.set()
             loop.close()

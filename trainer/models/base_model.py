@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trainer.errors import BaseModelError
-from trainer.settings import TrainerSettings, trainer_settings
 from trainer.models import tiny
+from trainer.settings import TrainerSettings, trainer_settings
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -332,7 +332,7 @@ class _Run:
             "steps": step,
             "resolution": self.resolution,
             "dataset_sha256": self.result.dataset_sha256,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         if start_step:
             written["started_from_step"] = start_step

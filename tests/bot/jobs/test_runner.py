@@ -11,11 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from contract import JobState
-
-from bot.members.owner import Owner
 from bot.jobs.store import QueueFull
-from contract import AdapterRef, GenerateRequest, TrainRequest, adapter_identity
+from bot.members.owner import Owner
+from contract import AdapterRef, GenerateRequest, JobState, TrainRequest, adapter_identity
 from tests.conftest import TOKEN
 from trainer.training.config import TrainConfig
 from trainer.training.lora_file import read_facts

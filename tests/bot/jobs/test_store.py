@@ -1,9 +1,9 @@
 import pytest
 
 from bot import db
-from contract import JobKind, JobState
-from bot.members.owner import Owner
 from bot.jobs.store import JobStore, QueueFull
+from bot.members.owner import Owner
+from contract import JobKind, JobState
 
 ANN = Owner(1, 100)
 

@@ -1,12 +1,12 @@
 import pytest
 
 from bot.db import Database
-from bot.members.owner import Owner
 from bot.jobs.store import JobStore
-from contract import JobKind
+from bot.members.owner import Owner
 from bot.members.prompts import PromptRefused, resolve_prompt
 from bot.members.store import EVERYONE, MemberStore, PhotoLimit
 from bot.members.tokens import TokenChecker, new_token, random_token
+from contract import JobKind
 
 ANN, BOB, CY = Owner(1, 100), Owner(1, 200), Owner(1, 300)
 
