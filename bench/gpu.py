@@ -190,8 +190,10 @@ def _random_adapter(transformer, folder: Path, seed: int, rank: int = RANK) -> P
     generator = torch.Generator().manual_seed(seed)
     state = {}
     for name, module in transformer.named_modules():
-        if isinstance(module, torch.nn.Linear) and any(name == t or name.endswith("." + t) for t in FLUX_LORA_TARGETS):
-            state[f"{name}.lora_A.weight"] = torch.randn(rank, module.in_features, generator=generator) / module.in_features**0.5
+        targeted = any(name == t or name.endswith("." + t) for t in FLUX_LORA_TARGETS)
+        if isinstance(module, torch.nn.Linear) and targeted:
+            scale = module.in_features**0.5
+            state[f"{name}.lora_A.weight"] = torch.randn(rank, module.in_features, generator=generator) / scale
             state[f"{name}.lora_B.weight"] = torch.randn(module.out_features, rank, generator=generator) * 1e-3
     folder.mkdir(parents=True, exist_ok=True)
     config = lora_config_dict(LoraConfig(r=rank, lora_alpha=rank, target_modules=list(FLUX_LORA_TARGETS)))
@@ -301,7 +303,8 @@ def main() -> int:
     if args.smoke:
         print(SMOKE_NOTE if not torch.cuda.is_available() else "SMOKE: the tiny model on the GPU")
     else:
-        print(f"device: {torch.cuda.get_device_name()}, {torch.cuda.get_device_properties(0).total_memory / 2**30:.1f} GiB")
+        memory_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+        print(f"device: {torch.cuda.get_device_name()}, {memory_gib:.1f} GiB")
 
     jobs = [] if args.no_training else [f"train:{mode}" for mode in args.modes.split(",")]
     jobs += [] if args.no_generation else ["generate:bf16", "generate:fp8"]

@@ -51,7 +51,10 @@ async def burst(n: int, scratch: Path) -> list[float]:
         bot = DoppelBot(settings)
         async with running_bot(fake, bot, fail_on_bot_errors=False):
             interactions = await asyncio.gather(
-                *(fake.slash(member, channel, "imagine", options={"prompt": "a lighthouse at dusk"}) for member in members)
+                *(
+                    fake.slash(member, channel, "imagine", options={"prompt": "a lighthouse at dusk"})
+                    for member in members
+                )
             )
             await asyncio.gather(*(i.acknowledged(timeout=30) for i in interactions))
             latencies = [i.ack_ms for i in interactions]

@@ -103,8 +103,12 @@ def main() -> None:
         direct_s = in_process_seconds(photos, scratch)
         queued_s, waits = asyncio.run(through_queue(photos, scratch))
     print(f"in-process training: {direct_s:.2f} s; through the queue and Ray: {queued_s:.2f} s")
-    print(f"picture waits under yield (s): {', '.join(f'{w:.2f}' for w in waits)}; median {statistics.median(waits):.2f}")
-    print(f"job_overhead_s={queued_s - direct_s:.2f} max_generation_wait_s={max(waits):.2f} bound_s={BOUND_S:g} policy=yield")
+    listed = ", ".join(f"{w:.2f}" for w in waits)
+    print(f"picture waits under yield (s): {listed}; median {statistics.median(waits):.2f}")
+    print(
+        f"job_overhead_s={queued_s - direct_s:.2f} max_generation_wait_s={max(waits):.2f} "
+        f"bound_s={BOUND_S:g} policy=yield"
+    )
 
 
 if __name__ == "__main__":

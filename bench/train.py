@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -83,7 +84,7 @@ def measure(shape_name: str, steps: int, resolution: int | None) -> dict:
         total_s = time.perf_counter() - started
 
     warm = events[len(events) // 10 :]  # the first steps pay for allocation and kernel choice
-    step_times = [b.elapsed_s - a.elapsed_s for a, b in zip(warm, warm[1:])]
+    step_times = [b.elapsed_s - a.elapsed_s for a, b in pairwise(warm)]
     model_times = [e.model_s for e in warm[1:]]
     result = {
         "shape": shape_name,

@@ -59,7 +59,7 @@ class Database:
 
     async def fetchall(self, sql: str, args=()) -> list:
         async with self._lock:
-            return await (await self.connection.execute(sql, args)).fetchall()
+            return list(await (await self.connection.execute(sql, args)).fetchall())
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -74,6 +74,14 @@ class Database:
             await self.connection.execute("COMMIT")
 
 
+async def first_row(cursor: aiosqlite.Cursor) -> aiosqlite.Row:
+    """The first row of a query that always has one (a COUNT, a PRAGMA)."""
+    row = await cursor.fetchone()
+    if row is None:
+        raise LookupError("the query returned no row")
+    return row
+
+
 async def connect(path: Path) -> aiosqlite.Connection:
     """Open (creating if needed) and migrate the database."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +90,7 @@ async def connect(path: Path) -> aiosqlite.Connection:
     await db.execute("PRAGMA journal_mode = WAL")
     await db.execute("PRAGMA foreign_keys = ON")
     await db.execute("PRAGMA busy_timeout = 5000")
-    (version,) = await (await db.execute("PRAGMA user_version")).fetchone()
+    (version,) = await first_row(await db.execute("PRAGMA user_version"))
     for number, script in migrations():
         if number <= version:
             continue

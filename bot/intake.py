@@ -27,10 +27,9 @@ from PIL import Image, ImageOps
 try:  # colour management is optional in Pillow builds; without it profiles are dropped
     from PIL import ImageCms
 
-    _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+    _SRGB: ImageCms.ImageCmsProfile | None = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 except ImportError:  # pragma: no cover - Pillow's wheels ship LittleCMS
-    ImageCms = None
-    _SRGB = None
+    _SRGB = None  # and ImageCms is never used
 
 try:  # HEIC is what iPhones take by default; without pillow-heif it is refused with a reason
     import pillow_heif
@@ -155,8 +154,8 @@ def prepare(data: bytes, limits: IntakeLimits = IntakeLimits()) -> PreparedPhoto
     rgb = _to_srgb(_flatten(upright), icc)
     scale = limits.max_long_side / max(width, height)
     if scale < 1:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        rgb = rgb.resize(size, Image.Resampling.LANCZOS)
+        shrunk = (max(1, round(width * scale)), max(1, round(height * scale)))
+        rgb = rgb.resize(shrunk, Image.Resampling.LANCZOS)
     clean = Image.new("RGB", rgb.size)  # a new image carries no info dict: nothing can leak into the JPEG
     clean.paste(rgb)
     out = io.BytesIO()
@@ -274,7 +273,8 @@ _OTHERS = [
 
 
 def _sniff(data: bytes) -> str:
-    """The accepted format the bytes are, judged from their first bytes alone; otherwise a refusal that names what they are."""
+    """The accepted format the bytes are, judged from their first bytes alone;
+    otherwise a refusal that names what they are."""
     if data.startswith(b"\xff\xd8\xff"):
         return "JPEG"
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -342,7 +342,9 @@ def _to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:
     if icc and _SRGB is not None:
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            return ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGB")
+            converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGB")
+            if converted is not None:  # None only when converting in place
+                return converted
         except Exception:  # a broken profile, or one that does not fit the pixels: read them as sRGB
             return image.convert("RGB")
     return image.convert("RGB")

@@ -46,5 +46,7 @@ def trained(tmp_path_factory, tiny_dir, photos):
 
     out = tmp_path_factory.mktemp("trained")
     return train_lora(
-        TrainConfig(base="tiny", images=photos, token=TOKEN, out=out, steps=30, lr=1e-2, checkpoint_every=10, sample_every=15)
+        TrainConfig(
+            base="tiny", images=photos, token=TOKEN, out=out, steps=30, lr=1e-2, checkpoint_every=10, sample_every=15
+        )
     )

@@ -51,7 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="folder for the adapter, checkpoints and samples")
     steps = limits.STEPS
     train.add_argument(
-        "--steps", type=int, default=defaults["steps"].default, help=f"{steps.low} to {steps.high} (default: %(default)s)"
+        "--steps",
+        type=int,
+        default=defaults["steps"].default,
+        help=f"{steps.low} to {steps.high} (default: %(default)s)",
     )
     train.add_argument("--rank", type=int, default=defaults["rank"].default, help="(default: %(default)s)")
     train.add_argument("--lr", type=float, default=defaults["lr"].default, help="(default: %(default)s)")
@@ -202,7 +205,10 @@ def _train(args) -> int:
     finally:
         if bar is not None:
             bar.close()
-    print(f"adapter: {result.lora_path} ({result.steps} steps, final loss {result.final_loss:.4f}, {result.seconds:.1f} s)")
+    print(
+        f"adapter: {result.lora_path} "
+        f"({result.steps} steps, final loss {result.final_loss:.4f}, {result.seconds:.1f} s)"
+    )
     if result.timeline:
         print(f"timeline: {result.timeline}")
     if config.base == "tiny":
@@ -241,14 +247,14 @@ def _picture_request(args, paths: list[Path], names: list[str], weights: list[fl
     for path in paths:
         if not path.is_file():
             raise DoppelError(f"there is no adapter file at '{path}'")
-    refs = [AdapterRef(n, adapter_identity(p.read_bytes()), w) for n, p, w in zip(names, paths, weights)]
+    refs = [AdapterRef(n, adapter_identity(p.read_bytes()), w) for n, p, w in zip(names, paths, weights, strict=True)]
     try:
         request = GenerateRequest(
             base=_base(args), prompt=args.prompt, adapters=tuple(refs), seed=args.seed, steps=args.steps, **fields
         )
     except RequestError as exc:
         raise DoppelError(str(exc)) from exc
-    return request, {ref.identity: path for ref, path in zip(refs, paths)}
+    return request, {ref.identity: path for ref, path in zip(refs, paths, strict=True)}
 
 
 def _compare(args) -> int:

@@ -128,7 +128,7 @@ class _Run:
             self._changed.notify_all()
 
 
-@ray.remote(num_cpus=0, max_concurrency=8, max_restarts=-1, max_task_retries=0)
+@ray.remote(num_cpus=0, max_concurrency=8, max_restarts=-1, max_task_retries=0)  # type: ignore[call-overload]
 class TrainerWorker:
     """Trains one adapter at a time; keeps a base pipeline loaded between jobs."""
 
@@ -262,7 +262,7 @@ class TrainerWorker:
                 _offload(pipe)
 
 
-@ray.remote(num_cpus=0, max_concurrency=1, max_restarts=-1, max_task_retries=0)
+@ray.remote(num_cpus=0, max_concurrency=1, max_restarts=-1, max_task_retries=0)  # type: ignore[call-overload]
 class GeneratorWorker:
     """A resident Flux pipeline answering picture requests, one at a time.
 
@@ -274,8 +274,9 @@ class GeneratorWorker:
                  offload: bool | str = False, preload: str | None = None):
         """`preload`: a base to load now, so the first picture does not wait for it."""
         share_cpu_politely()
-        self.options = {"max_adapters": max_adapters, "hotswap": hotswap, "compile": compile, "fp8": fp8,
-                        "offload": offload}
+        self.generator_options: dict[str, Any] = {
+            "max_adapters": max_adapters, "hotswap": hotswap, "compile": compile, "fp8": fp8, "offload": offload,
+        }
         self.generator: Any = None
         self.base: str | None = None
         self.adapter_dir = Path(tempfile.mkdtemp(prefix="doppel-adapters-"))
@@ -302,7 +303,10 @@ class GeneratorWorker:
 
         try:
             generator = self._generator_for(request.base)
-            files = {a.identity: self._adapter_file(a.name, a.identity, ref) for a, ref in zip(request.adapters, blobs)}
+            files = {
+                a.identity: self._adapter_file(a.name, a.identity, ref)
+                for a, ref in zip(request.adapters, blobs, strict=True)
+            }
             if self.offloaded:
                 generator.pipe.to(generator.device)
                 self.offloaded = False
@@ -333,9 +337,9 @@ class GeneratorWorker:
             if self.generator is not None:
                 _offload(self.generator.pipe)
                 self.generator = None
-            self.generator = Generator(base, **self.options)
+            self.generator = Generator(base, **self.generator_options)
             self.base = base
-            if self.options["compile"]:
+            if self.generator_options["compile"]:
                 log.info("generator warmed up in %.1f s", self.generator.warm_up())
         return self.generator
 

@@ -48,7 +48,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="For member
     @app_commands.describe(member="Whose data to delete")
     async def purge(self, interaction: discord.Interaction, member: discord.Member) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        counts = await self.bot.forget_member(Owner(interaction.guild_id, member.id))
+        counts = await self.bot.forget_member(Owner(interaction.guild_id or 0, member.id))
         await interaction.followup.send(f"Deleted for {member.mention}: {describe(counts)}.", ephemeral=True,
                                         allowed_mentions=discord.AllowedMentions.none())
 

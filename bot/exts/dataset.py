@@ -53,7 +53,8 @@ class Dataset(commands.GroupCog, group_name="dataset", group_description="Your t
                 intake.check_source_url(attachment.url, self.limits)
                 if attachment.size > self.limits.max_bytes:  # before downloading it
                     raise intake.Rejected(
-                        f"the file is {attachment.size / 2**20:.0f} MB; the limit is {self.bot.settings.max_upload_mb} MB"
+                        f"the file is {attachment.size / 2**20:.0f} MB; "
+                        f"the limit is {self.bot.settings.max_upload_mb} MB"
                     )
                 data = await attachment.read()
                 photo = await asyncio.to_thread(intake.prepare, data, self.limits)

@@ -21,7 +21,7 @@ def prune_checkpoints(layout: RunLayout, keep_step: int | None = None) -> None:
             path.unlink()
 
 
-def read_photos(folder: Path) -> dict[str, bytes]:
+def read_photos(folder: Path | str) -> dict[str, bytes]:
     """Photos and captions, by file name, to send to a worker."""
     folder = Path(folder)
     if not folder.is_dir():

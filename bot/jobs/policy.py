@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from bot.jobs.fairness import fair_order
 from bot.jobs.models import Job
@@ -28,7 +29,7 @@ class Worker:
     """A GPU worker as the runner tracks it: its Ray name, its card, and the job it runs now."""
 
     name: str
-    handle: object = None  # the transport's handle; the policy never touches it
+    handle: Any = None  # the transport's handle; the policy never touches it
     location: Location = ("", ())
     gpu_gib: float | None = None
     job_id: int | None = None

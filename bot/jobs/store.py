@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from bot.db import Database
+from bot.db import Database, first_row
 from bot.jobs.models import Job, Progress
 from bot.members.owner import Owner
 from contract import JobKind, JobState
@@ -36,19 +36,23 @@ class JobStore:
         """Queue a job, unless the owner already has `max_active` queued or running."""
         now = time.time()
         async with self.db.transaction() as tx:
-            (active,) = await (
+            (active,) = await first_row(
                 await tx.execute(
                     "SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND member_id = ? AND state IN ('queued', 'running')",
                     (owner.guild_id, owner.member_id),
                 )
-            ).fetchone()
+            )
             if active >= max_active:
                 raise QueueFull(f"you already have {active} requests waiting or running; the limit is {max_active}")
             cursor = await tx.execute(
-                "INSERT INTO jobs (kind, guild_id, member_id, params, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (kind, guild_id, member_id, params, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
                 (kind.value, owner.guild_id, owner.member_id, json.dumps(params), now, now),
             )
-        return await self.get(cursor.lastrowid)
+        job = await self.get(cursor.lastrowid) if cursor.lastrowid is not None else None
+        if job is None:
+            raise LookupError("the job just queued is not in the database")
+        return job
 
     async def get(self, job_id: int) -> Job | None:
         row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))

@@ -14,6 +14,7 @@ restarting is waited for (up to a minute) rather than called lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -51,7 +52,8 @@ def connect(settings: BotSettings) -> None:
         return
     # address="local": a new Ray of our own, never one that happens to run on this machine already.
     ray.init(
-        address="local", namespace=NAMESPACE, include_dashboard=False, num_gpus=settings.ray_num_gpus,
+        address="local", namespace=NAMESPACE, include_dashboard=False,
+        num_gpus=settings.ray_num_gpus,  # type: ignore[arg-type]  # typed int, but a float is passed on as is
         log_to_driver=False,
     )
     if not ray.cluster_resources().get("GPU"):
@@ -200,10 +202,8 @@ class RayTransport:
         await self._call(replica, "offload")
 
     async def forget_adapter(self, replica: Replica, name: str) -> None:
-        try:
+        with contextlib.suppress(WorkerLost):  # a restarted generator holds nothing
             await self._call(replica, "forget", name)
-        except WorkerLost:
-            pass  # a restarted generator holds nothing
 
     def drop_blobs_of(self, name: str) -> None:
         for identity in [i for i, (owner, _) in self._blobs.items() if owner == name]:

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.db import Database
+from bot.db import Database, first_row
 from bot.members.owner import Owner, member_dir
 from contract import ADAPTER_FILENAME
 
@@ -74,7 +74,10 @@ class MemberStore:
             "INSERT OR IGNORE INTO members (guild_id, member_id, token, created_at) VALUES (?, ?, ?, ?)",
             (owner.guild_id, owner.member_id, token, time.time()),
         )
-        return await self.token(owner)
+        token_now = await self.token(owner)
+        if token_now is None:
+            raise LookupError(f"member {owner} is missing just after being added")
+        return token_now
 
     async def owner_of_token(self, guild_id: int, token: str) -> Owner | None:
         row = await self.db.fetchone(
@@ -83,7 +86,9 @@ class MemberStore:
         return Owner(guild_id, row[0]) if row else None
 
     async def guilds_of(self, member_id: int) -> list[int]:
-        rows = await self.db.fetchall("SELECT guild_id FROM members WHERE member_id = ? ORDER BY guild_id", (member_id,))
+        rows = await self.db.fetchall(
+            "SELECT guild_id FROM members WHERE member_id = ? ORDER BY guild_id", (member_id,)
+        )
         return [row[0] for row in rows]
 
     async def tokens_in(self, guild_id: int) -> dict[str, Owner]:
@@ -104,11 +109,12 @@ class MemberStore:
     ) -> int:
         """The new photo's number. Raises PhotoLimit at the cap."""
         async with self.db.transaction() as tx:
-            (count,) = await (
+            (count,) = await first_row(
                 await tx.execute(
-                    "SELECT COUNT(*) FROM photos WHERE guild_id = ? AND member_id = ?", (owner.guild_id, owner.member_id)
+                    "SELECT COUNT(*) FROM photos WHERE guild_id = ? AND member_id = ?",
+                    (owner.guild_id, owner.member_id),
                 )
-            ).fetchone()
+            )
             if count >= max_photos:
                 raise PhotoLimit(f"you have {count} photos, the most you can keep; remove some with /dataset remove")
             await tx.execute(

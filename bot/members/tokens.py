@@ -43,7 +43,7 @@ class TokenChecker:
                 else:
                     from huggingface_hub import hf_hub_download
 
-                    path = hf_hub_download(base, f"{sub}/tokenizer.json", token=hf_token)
+                    path = Path(hf_hub_download(base, f"{sub}/tokenizer.json", token=hf_token))
                 loaded.append(Tokenizer.from_file(str(path)))
             except Exception as exc:  # offline, gated, or no tokenizer.json: uniqueness still holds
                 log.warning("cannot check trigger tokens against %s/%s: %s", base, sub, exc)

@@ -7,7 +7,7 @@ from bot.jobs.updates import JobUpdate
 from contract import JobState, PhaseName
 
 BAR_WIDTH = 20
-PHASES = {
+PHASES: dict[str, str] = {  # by PhaseName, a str
     PhaseName.PLANNING: "choosing how to fit the model on the GPU",
     PhaseName.READING: "checking your photos",
     PhaseName.LOADING: "loading the base model",

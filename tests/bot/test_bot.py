@@ -3,6 +3,7 @@ with a real local Ray, the real trainer and the tiny model."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sqlite3
 from types import SimpleNamespace
@@ -46,10 +47,8 @@ def actors(local_ray):
     """The module's Ray workers, shared by its bots; removed when the module ends."""
     yield PREFIX
     for role in ("trainer", "generator"):
-        try:
+        with contextlib.suppress(ValueError):
             ray.kill(ray.get_actor(f"{PREFIX}-{role}-0"), no_restart=True)
-        except ValueError:
-            pass
 
 
 @pytest.fixture
@@ -129,7 +128,9 @@ async def test_photos_train_progress_announce_and_imagine(world, trained):
         assert "seed 7" in pictures.content and "as a knight" in pictures.content
         assert any(custom_id and custom_id.startswith("doppel:reroll:") for custom_id, _, _ in pictures.buttons())
 
-        weak = await w.fake.slash(w.ann, w.general, "imagine", options={"prompt": "as a knight", "seed": 7, "strength": 0.0})
+        weak = await w.fake.slash(
+            w.ann, w.general, "imagine", options={"prompt": "as a knight", "seed": 7, "strength": 0.0}
+        )
         unadapted = await w.fake.wait_for_edit(await weak.original(), lambda m: m.attachments, timeout=60)
         # Strength 0 is the base model's picture: other pixels (not only other PNG metadata) than strength 1.
         assert pixels(unadapted.attachments[0].data) != pixels(pictures.attachments[0].data)
@@ -273,7 +274,9 @@ async def test_status_and_cancel_and_editing_the_dataset(world):
     w = world
     async with started(w) as bot:
         await add_photos(w, w.ann, count=4)
-        caption = await w.fake.slash(w.ann, w.general, "dataset caption", options={"number": 2, "text": "[trigger] hiking"})
+        caption = await w.fake.slash(
+            w.ann, w.general, "dataset caption", options={"number": 2, "text": "[trigger] hiking"}
+        )
         assert "Photo 2 now reads: [trigger] hiking" in (await caption.original()).content
         removed = await w.fake.slash(w.ann, w.general, "dataset remove", options={"number": 1})
         assert "You have 3 left" in (await removed.original()).content
@@ -312,7 +315,9 @@ async def test_compare_shows_the_base_model_beside_the_adapter(world, trained):
             with Image.open(io.BytesIO(png)) as picture:
                 rgb = picture.convert("RGB")
                 width, height = rgb.size
-                return rgb.crop((0, 20, width // 2, height)).tobytes(), rgb.crop((width // 2, 20, width, height)).tobytes()
+                left = rgb.crop((0, 20, width // 2, height)).tobytes()
+                right = rgb.crop((width // 2, 20, width, height)).tobytes()
+                return left, right
 
         command = await w.fake.slash(w.ann, w.general, "compare", options={"prompt": "as a pirate", "seed": 3})
         shown = await w.fake.wait_for_edit(await command.original(), lambda m: m.attachments, timeout=60)
@@ -328,7 +333,8 @@ async def test_compare_shows_the_base_model_beside_the_adapter(world, trained):
         assert halves(again.attachments[0].data) == (base, tuned)  # same prompt, same seed, same two pictures
 
         plain = await w.fake.slash(w.bob, w.general, "compare", options={"prompt": "a cat"})
-        assert "no adapter to compare" in (await w.fake.wait_for_edit(await plain.original(), lambda m: "adapter" in m.content)).content
+        refused = await w.fake.wait_for_edit(await plain.original(), lambda m: "adapter" in m.content)
+        assert "no adapter to compare" in refused.content
 
 
 async def test_choosing_an_earlier_step_changes_the_adapter_and_train_more_builds_on_it(world):
@@ -390,5 +396,6 @@ async def test_pictures_asked_for_before_a_restart_are_posted_after_it(world):
 
     async with started(w):
         posted = await w.general.wait_for_message(lambda m: m.attachments, timeout=60)
-    assert posted.content.startswith(f"<@{w.ann.id}>") and "a lighthouse" in posted.content and "seed 5" in posted.content
+    assert posted.content.startswith(f"<@{w.ann.id}>")
+    assert "a lighthouse" in posted.content and "seed 5" in posted.content
     assert posted.attachments[0].data.startswith(PNG)

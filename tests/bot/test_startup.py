@@ -15,7 +15,11 @@ def test_the_bot_never_imports_torch_and_the_trainer_never_imports_discord():
     bot_side = _python(["-c", "import sys, bot.app, bot.__main__; print('torch' in sys.modules)"])
     assert bot_side.stdout.strip() == "False", bot_side.stderr
     trainer_side = _python(
-        ["-c", "import sys, trainer.training.train, trainer.generation.generator, trainer.cli; print('discord' in sys.modules)"]
+        [
+            "-c",
+            "import sys, trainer.training.train, trainer.generation.generator, trainer.cli;"
+            " print('discord' in sys.modules)",
+        ]
     )
     assert trainer_side.stdout.strip() == "False", trainer_side.stderr
 

@@ -257,11 +257,13 @@ class FakeDiscord:
     ) -> Message:
         """Wait until the bot's edits make `predicate(message)` true (checked now and after every change);
         without a predicate, wait for the next edit."""
-        if predicate is None:
-            edits = message.edits
-            check: Callable[[], Message | None] = lambda: message if message.edits > edits else None
-        else:
-            check = lambda: message if predicate(message) else None
+        edits = message.edits
+
+        def check() -> Message | None:
+            if predicate is None:
+                return message if message.edits > edits else None
+            return message if predicate(message) else None
+
         return await self.world.wait(check, timeout, f"an edit of message {message.id}")
 
     async def wait_until_connected(self, timeout: float = 10) -> None:
@@ -276,5 +278,8 @@ class FakeDiscord:
             return before
 
         before = await self._bridge.call(on_stand_in_loop)
-        resumed = lambda: True if sum(s.resumes for s in self.gateway.sessions.values()) > before else None
+
+        def resumed() -> bool | None:
+            return True if sum(s.resumes for s in self.gateway.sessions.values()) > before else None
+
         await self.world.wait(resumed, timeout, "the bot to resume its gateway session")

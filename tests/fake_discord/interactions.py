@@ -179,7 +179,8 @@ def _find_command(world: World, channel: Channel, full_name: str) -> tuple[dict,
         step = next((o for o in subs if o["name"] == part), None)
         if step is None:
             raise InvalidInteraction(
-                f"/{' '.join(parts[: parts.index(part)])} has no subcommand {part!r}; it has {[o['name'] for o in subs]}"
+                f"/{' '.join(parts[: parts.index(part)])} has no subcommand {part!r}; "
+                f"it has {[o['name'] for o in subs]}"
             )
         path.append(step)
         node = step

@@ -500,7 +500,10 @@ class Interaction:
     _response_flags: int = 0
 
     def __repr__(self) -> str:
-        return f"<Interaction {self.name!r} type={self.type} id={self.id} callback={self.callback_type} ack_ms={self.ack_ms}>"
+        return (
+            f"<Interaction {self.name!r} type={self.type} id={self.id} "
+            f"callback={self.callback_type} ack_ms={self.ack_ms}>"
+        )
 
     @property
     def ack_ms(self) -> float | None:

@@ -37,7 +37,8 @@ def test_make_tiny_train_and_generate(tmp_path, photos, model_cache):
 
     generated = run(
         "generate", "--base", tmp_path / "tiny", "--lora", tmp_path / "out" / "pytorch_lora_weights.safetensors",
-        "--prompt", f"photo of {TOKEN}", "--count", "2", "--seed", "9", "--size", "portrait", "--out", tmp_path / "pictures",
+        "--prompt", f"photo of {TOKEN}", "--count", "2", "--seed", "9", "--size", "portrait",
+        "--out", tmp_path / "pictures",
     )
     assert generated.returncode == 0, generated.stderr
     pictures = sorted((tmp_path / "pictures").iterdir())

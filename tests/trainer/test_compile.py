@@ -81,7 +81,7 @@ def test_switching_members_never_recompiles_and_matches_the_uncompiled_pictures(
     with torch._dynamo.config.patch(error_on_recompile=True):
         got = [_picture(compiled, *uses)[0] for uses in plans]
         switch_seconds = compiled.last_switch_s
-    for uses, want, have in zip(plans, expected, got):
+    for uses, want, have in zip(plans, expected, got, strict=True):
         assert np.abs(want - have).max() <= TOLERANCE, [u.name for u in uses]
     for index in (0, 1, 2):  # each adapter changes the picture
         assert np.abs(got[index] - got[3]).mean() > 1, index
@@ -94,14 +94,15 @@ def test_several_pictures_and_two_adapters(compiled, eager, adapters):
     progress = []
     request, files = ask(*two, seed=5, count=2)
     # Two adapters: a graph of its own, compiled once here. Pictures one at a time, progress over both.
-    first = [np.asarray(i.image, dtype=np.int16) for i in compiled.generate(request, files, lambda *p: progress.append(p))]
+    made = compiled.generate(request, files, lambda *p: progress.append(p))
+    first = [np.asarray(i.image, dtype=np.int16) for i in made]
     steps = compiled.base.inference_steps
     assert progress == [(k, 2 * steps) for k in range(1, 2 * steps + 1)]
     with torch._dynamo.config.patch(error_on_recompile=True):
         swapped = _picture(compiled, AdapterUse("bob", adapters["negated"]), AdapterUse("ann", adapters["first"]))
         again = _picture(compiled, *two, count=2)
     expected = _picture(eager, *two, count=2)
-    for want, have, repeat in zip(expected, first, again):
+    for want, have, repeat in zip(expected, first, again, strict=True):
         assert np.abs(want - have).max() <= TOLERANCE
         assert np.array_equal(have, repeat)
     assert np.abs(swapped[0] - first[0]).mean() > 1

@@ -156,7 +156,9 @@ def test_each_mode_trains_only_the_lora_and_its_adapter_loads_in_plain_diffusers
     assert np.abs(_picture(plain) - base_picture).mean() > 1.0
 
 
-def test_a_borrowed_quantized_base_is_kept_when_leaner_and_replaced_when_another_mode_is_asked(tiny_dir, photos, tmp_path):
+def test_a_borrowed_quantized_base_is_kept_when_leaner_and_replaced_when_another_mode_is_asked(
+    tiny_dir, photos, tmp_path
+):
     pytest.importorskip("torchao", reason="fp8 needs torchao")
     pipe = _fresh(tiny_dir)
     config = {"base": "tiny", "images": photos, "token": TOKEN, "steps": 1, "checkpoint_every": 100, "sample_every": 0}

@@ -26,7 +26,9 @@ from trainer.training.train import train_lora
 
 
 def _config(photos, out, **overrides):
-    settings = dict(base="tiny", images=photos, token=TOKEN, out=out, steps=6, lr=1e-2, checkpoint_every=3, sample_every=0)
+    settings = dict(
+        base="tiny", images=photos, token=TOKEN, out=out, steps=6, lr=1e-2, checkpoint_every=3, sample_every=0
+    )
     return TrainConfig(**(settings | overrides))
 
 
@@ -159,7 +161,9 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(photos, tmp_path):
             cancel.cancel()
 
     with pytest.raises(TrainingCancelled):
-        train_lora(_config(photos, tmp_path / "parts", batch_size=2), on_event=stop_after_first_checkpoint, cancel=cancel)
+        train_lora(
+            _config(photos, tmp_path / "parts", batch_size=2), on_event=stop_after_first_checkpoint, cancel=cancel
+        )
     checkpoint = RunLayout(tmp_path / "parts").checkpoint(3)
     steps = []
     resumed = train_lora(
@@ -229,7 +233,9 @@ def test_training_more_from_a_checkpoint_is_the_longer_run(photos, tmp_path):
     whole = train_lora(_config(photos, tmp_path / "whole"))  # 6 steps, checkpoints at 3 and 6
     steps, phases = [], []
     more = train_lora(
-        _config(photos, tmp_path / "more", steps=3, start_from=RunLayout(tmp_path / "whole").checkpoint(3), sample_every=3),
+        _config(
+            photos, tmp_path / "more", steps=3, start_from=RunLayout(tmp_path / "whole").checkpoint(3), sample_every=3
+        ),
         on_event=lambda e: steps.append(e.step) if isinstance(e, Step) else phases.append(e),
     )
     assert steps == [4, 5, 6] and more.steps == 6 and more.start_step == 3
@@ -280,12 +286,15 @@ def test_wrong_options_are_refused_with_a_reason(photos, tmp_path, overrides, me
 
 
 def test_every_problem_is_said_at_once(photos, tmp_path):
-    with pytest.raises(ConfigError, match="^steps must be .*; rank must be .*; the learning-rate schedule .*; batch size"):
+    expected = "^steps must be .*; rank must be .*; the learning-rate schedule .*; batch size"
+    with pytest.raises(ConfigError, match=expected):
         _config(photos, tmp_path, steps=0, rank=0, lr_schedule="linear", batch_size=0)
 
 
 def test_a_request_becomes_a_config_and_back(photos, tmp_path, monkeypatch):
-    request = TrainRequest(base="tiny", token=TOKEN, steps=8, rank=4, lr=1e-3, seed=3, memory_mode="fp8", sample_every=0)
+    request = TrainRequest(
+        base="tiny", token=TOKEN, steps=8, rank=4, lr=1e-3, seed=3, memory_mode="fp8", sample_every=0
+    )
     config = TrainConfig.from_request(request, images=photos, out=tmp_path, start_from=tmp_path / "earlier.ckpt")
     assert (config.steps, config.rank, config.lr, config.seed, config.memory_mode) == (8, 4, 1e-3, 3, "fp8")
     assert config.start_from == tmp_path / "earlier.ckpt" and config.resume is None

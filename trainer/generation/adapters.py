@@ -215,7 +215,9 @@ class CompiledSlots:
         transformer = self.pipe.transformer
         for index in range(limits.ADAPTERS_PER_PICTURE):
             # init_lora_weights=True makes B zero: an empty slot changes nothing.
-            config = LoraConfig(r=self.hotswap_rank, lora_alpha=self.hotswap_rank, target_modules=list(FLUX_LORA_TARGETS))
+            config = LoraConfig(
+                r=self.hotswap_rank, lora_alpha=self.hotswap_rank, target_modules=list(FLUX_LORA_TARGETS)
+            )
             with memory.quiet_torchao_lora():
                 transformer.add_adapter(config, adapter_name=_fixed_slot(index))
             self._in_slot.append(None)
@@ -300,5 +302,5 @@ def _zero_slot(transformer, name: str) -> None:
     with torch.no_grad():
         for module in transformer.modules():
             if isinstance(module, LoraLayer) and name in module.lora_B:
-                module.lora_B[name].weight.zero_()
+                module.lora_B[name].weight.zero_()  # type: ignore[operator]  # torch types submodules loosely
 

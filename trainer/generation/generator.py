@@ -174,7 +174,7 @@ class Generator:
             "steps": steps,
             "note": NOISE_WARNING if self.base.is_tiny else "",
         }
-        return [GeneratedImage(image, s, info | {"seed": s}) for image, s in zip(images, seeds)]
+        return [GeneratedImage(image, s, info | {"seed": s}) for image, s in zip(images, seeds, strict=True)]
 
     def warm_up(self, sizes: tuple[str, ...] = ("square",), steps: int = 2) -> float:
         """Make one small picture per size, so the first member's request pays no compilation.

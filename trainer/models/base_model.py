@@ -78,7 +78,9 @@ def _from_folder(name: str, folder: Path) -> BaseModel:
             max_sequence_length=shape.max_sequence_length,
         )
     config_file = folder / "transformer" / "config.json"
-    guidance_embeds = json.loads(config_file.read_text()).get("guidance_embeds", True) if config_file.is_file() else True
+    guidance_embeds = True
+    if config_file.is_file():
+        guidance_embeds = json.loads(config_file.read_text()).get("guidance_embeds", True)
     return _dev_like(name, str(folder)) if guidance_embeds else _schnell_like(name, str(folder))
 
 

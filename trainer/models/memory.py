@@ -188,7 +188,8 @@ def gpu_gib(device) -> float | None:
 
 def keep_held(plan: MemoryPlan, held: str) -> MemoryPlan:
     """The plan, adjusted to a transformer already quantized to a leaner mode (it fits, by being leaner)."""
-    return replace(plan, mode=held, reason=f"{held} base kept (already loaded so, and leaner than planned); " + plan.reason)
+    reason = f"{held} base kept (already loaded so, and leaner than planned); " + plan.reason
+    return replace(plan, mode=held, reason=reason)
 
 
 # --- Applying a mode ------------------------------------------------------------------------

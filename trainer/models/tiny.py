@@ -189,7 +189,7 @@ def _build_models(shape: FluxShape, clip_tokenizer, t5_tokenizer):
             num_layers=2,
             num_heads=4,
             relative_attention_num_buckets=8,
-            decoder_start_token_id=0,
+            decoder_start_token_id=0,  # type: ignore[call-arg]  # a PretrainedConfig keyword T5Config omits
         )
     )
     torch.manual_seed(2)

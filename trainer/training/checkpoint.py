@@ -44,7 +44,9 @@ def load_checkpoint(path: Path, record: dict | None = None) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a damaged file
-        raise CheckpointError(f"the checkpoint '{path.name}' is damaged and cannot be read ({type(exc).__name__})") from exc
+        raise CheckpointError(
+            f"the checkpoint '{path.name}' is damaged and cannot be read ({type(exc).__name__})"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"'{path.name}' is not a doppel checkpoint")
     if record is not None:

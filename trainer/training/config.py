@@ -111,7 +111,7 @@ class TrainConfig:
             raise ConfigError(str(exc)) from None
 
     def validate(self) -> None:
-        problems = []
+        problems: list[str | None] = []
         try:
             # The shared fields are checked as the bot's requests are; "auto" stands in for a
             # mode left to the setting, which is checked where it is read.
@@ -125,9 +125,9 @@ class TrainConfig:
             problems.append("caption dropout must be at least 0 and below 1")
         if self.warmup_steps < 0:
             problems.append(f"warm-up steps must be at least 0, not {self.warmup_steps}")
-        problems = [p for p in problems if p]
-        if problems:
-            raise ConfigError("; ".join(problems))
+        stated = [p for p in problems if p]
+        if stated:
+            raise ConfigError("; ".join(stated))
 
     def sample_prompts_for_token(self) -> list[str]:
         from trainer.training.dataset import caption_with_token

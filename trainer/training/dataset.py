@@ -90,7 +90,8 @@ def decode_image(data: bytes) -> Image.Image:
         with Image.open(io.BytesIO(data)) as opened:
             if opened.width * opened.height > MAX_PIXELS:
                 raise ValueError(
-                    f"the image is {opened.width}x{opened.height}, over the limit of {MAX_PIXELS // 1_000_000} megapixels"
+                    f"the image is {opened.width}x{opened.height}, "
+                    f"over the limit of {MAX_PIXELS // 1_000_000} megapixels"
                 )
             opened.load()
             upright = ImageOps.exif_transpose(opened)

@@ -45,5 +45,6 @@ def timeline(samples: dict[int, dict[int, Path]], steps: list[int]) -> Image.Ima
             path = samples[step].get(index)
             if path is not None:
                 with Image.open(path) as picture:
-                    sheet.paste(picture.convert("RGB").resize((width, height)), (column * width, LABEL_HEIGHT + row * height))
+                    corner = (column * width, LABEL_HEIGHT + row * height)
+                    sheet.paste(picture.convert("RGB").resize((width, height)), corner)
     return sheet

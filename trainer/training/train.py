@@ -145,7 +145,7 @@ def train_lora(
         dtype = memory.apply_memory_mode(transformer, plan.mode, device, dtype)
         lora_config = LoraConfig(
             r=config.rank,
-            lora_alpha=config.alpha,
+            lora_alpha=config.alpha if config.alpha is not None else config.rank,  # set in __post_init__
             init_lora_weights="gaussian",
             target_modules=list(config.target_modules),
         )
@@ -155,7 +155,9 @@ def train_lora(
         lora_parameters = [p for p in transformer.parameters() if p.requires_grad]
         for parameter in lora_parameters:
             parameter.data = parameter.data.float()
-        checkpointing = plan.gradient_checkpointing if config.gradient_checkpointing is None else config.gradient_checkpointing
+        checkpointing = config.gradient_checkpointing
+        if checkpointing is None:
+            checkpointing = plan.gradient_checkpointing
         if checkpointing:
             transformer.enable_gradient_checkpointing()
         transformer.train()
@@ -229,7 +231,7 @@ def train_lora(
 
             latents = torch.cat([example.latents for example in batch]).to(device, dtype)
             dropped = torch.rand(len(batch), generator=noise_rng) < config.caption_dropout
-            captions = [empty_prompt if drop else example.prompt for example, drop in zip(batch, dropped)]
+            captions = [empty_prompt if drop else example.prompt for example, drop in zip(batch, dropped, strict=True)]
             prompt_embeds = torch.cat([c.sequence for c in captions]).to(device)
             pooled_embeds = torch.cat([c.pooled for c in captions]).to(device)
             noise = torch.randn(latents.shape, generator=noise_rng).to(device, dtype)
@@ -256,7 +258,7 @@ def train_lora(
                     step=step,
                     total=last_step,
                     loss=result.final_loss,
-                    lr=lr_scheduler.get_last_lr()[0],
+                    lr=float(lr_scheduler.get_last_lr()[0]),
                     elapsed_s=elapsed,
                     eta_s=elapsed / done * (last_step - step),
                     model_s=model_seconds,
@@ -303,20 +305,23 @@ class _Run:
     pipe: object
     transformer: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    lr_scheduler: object
+    lr_scheduler: torch.optim.lr_scheduler.LRScheduler
     noise_rng: torch.Generator
     sample_embeddings: dict[str, PromptEmbedding]
     result: TrainResult
 
     def restore(self, lora: dict, optimizer_state: dict | None, rng: dict | None) -> None:
         """Put a checkpoint's (or an adapter's) LoRA, optimizer moments and random state in place."""
-        if set_peft_model_state_dict(self.transformer, lora, adapter_name=ADAPTER).unexpected_keys:
+        loaded = set_peft_model_state_dict(self.transformer, lora, adapter_name=ADAPTER)
+        if loaded.unexpected_keys:  # type: ignore[attr-defined]  # peft types it as a bare namedtuple
             raise CheckpointError("the adapter to continue from does not fit this model's layers")
         if optimizer_state is not None:
             if _eight_bit_state(optimizer_state) == _is_eight_bit(self.optimizer):
                 self.optimizer.load_state_dict(optimizer_state)
             else:  # an 8-bit checkpoint where bitsandbytes or CUDA is missing: the moments restart
-                log.warning("the checkpoint's optimizer state does not fit this machine's optimizer; starting it afresh")
+                log.warning(
+                    "the checkpoint's optimizer state does not fit this machine's optimizer; starting it afresh"
+                )
         if rng is not None:
             self.noise_rng.set_state(rng["noise"])
             torch.set_rng_state(rng["torch"])
@@ -344,7 +349,7 @@ class _Run:
         """The LoRA as it is now, in diffusers' format with doppel's facts in its header."""
         if lora is None:
             lora = get_peft_model_state_dict(self.transformer, adapter_name=ADAPTER)
-        config = lora_config_dict(self.transformer.peft_config[ADAPTER])
+        config = lora_config_dict(self.transformer.peft_config[ADAPTER])  # type: ignore[index]  # peft's attribute
         return save_lora(path.parent, lora, config, self.facts(step), path.name)
 
     def save_state(self, step: int) -> Path:

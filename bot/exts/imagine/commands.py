@@ -49,7 +49,9 @@ class Imagine(commands.Cog):
         except discord.HTTPException:
             log.exception("could not post the pictures of job %s", job.id)
 
-    @app_commands.command(name="imagine", description="Draw a picture; your token goes in front unless you name someone")
+    @app_commands.command(
+        name="imagine", description="Draw a picture; your token goes in front unless you name someone"
+    )
     @app_commands.describe(
         prompt="What to draw, e.g. 'as an astronaut on the moon'; @mention members who shared with you",
         count=f"How many pictures, {IMAGE_COUNT.low} to {IMAGE_COUNT.high}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import discord
 
@@ -44,7 +45,7 @@ async def adapters_of(bot: DoppelBot, requester: Owner, people: Sequence[Owner],
                       weights: Sequence[float]) -> tuple[tuple[AdapterRef, ...], dict[str, str]]:
     """Each person's adapter as it is now, if the requester may use it."""
     refs, files = [], {}
-    for person, weight in zip(people, weights):
+    for person, weight in zip(people, weights, strict=True):
         if not await bot.members.may_use(requester, person):
             raise Refused(f"<@{person.member_id}> has not shared their adapter with you")
         adapter = await bot.adapters.current(person)
@@ -118,7 +119,7 @@ async def post(channel: discord.abc.Messageable, job: Job) -> None:
     """The pictures in the channel, mentioning the requester: when their interaction is gone."""
     text, files, view = message(job)
     member = discord.Object(job.owner.member_id)
-    kwargs = {"view": view} if view is not None else {}
+    kwargs: dict[str, Any] = {"view": view} if view is not None else {}
     await channel.send(f"<@{member.id}> {text}", files=files,
                        allowed_mentions=discord.AllowedMentions(users=[member]), **kwargs)
 

@@ -133,7 +133,7 @@ async def start_training(
     adapter = None if fresh else await bot.members.adapter(owner)
     start_from = None
     if adapter is not None:
-        kept = adapter.state and await asyncio.to_thread(Path(adapter.state).is_file)
+        kept = await asyncio.to_thread(Path(adapter.state).is_file) if adapter.state else False
         start_from = adapter.state if kept else adapter.path
     dataset = await _snapshot(bot, owner)
     try:

@@ -55,7 +55,9 @@ class ProgressMessage:
         sample = update.samples[0] if update.samples else None
         if sample and sample != self._sample:
             self._sample = sample
-            await self.message.edit(content=render(self.token, update), attachments=[discord.File(sample, "sample.png")])
+            await self.message.edit(
+                content=render(self.token, update), attachments=[discord.File(sample, "sample.png")]
+            )
         else:
             await self.message.edit(content=render(self.token, update))
 

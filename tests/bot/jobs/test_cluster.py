@@ -31,7 +31,11 @@ pytestmark = pytest.mark.timeout(240)
 
 OBJECT_STORE = 80 * 2**20
 # A crashed node is noticed within ~3 s rather than Ray's default ~14 s.
-FAST_HEALTH_CHECKS = {"health_check_period_ms": 500, "health_check_failure_threshold": 3, "health_check_timeout_ms": 500}
+FAST_HEALTH_CHECKS = {
+    "health_check_period_ms": 500,
+    "health_check_failure_threshold": 3,
+    "health_check_timeout_ms": 500,
+}
 
 _prefixes = itertools.count()
 

@@ -32,8 +32,10 @@ def training(photos, **overrides) -> dict:
 def picture(prompt=f"photo of {TOKEN}", adapters=(), **overrides) -> dict:
     """submit_generation's arguments; `adapters`: (name, file) pairs."""
     refs = [AdapterRef(name, adapter_identity(Path(path).read_bytes())) for name, path in adapters]
-    request = GenerateRequest(**({"base": "tiny", "prompt": prompt, "count": 1, "seed": 1, "adapters": refs} | overrides))
-    return {"request": request, "adapter_files": {r.identity: path for r, (_, path) in zip(refs, adapters)}}
+    fields = {"base": "tiny", "prompt": prompt, "count": 1, "seed": 1, "adapters": refs}
+    request = GenerateRequest(**(fields | overrides))
+    files = {r.identity: path for r, (_, path) in zip(refs, adapters, strict=True)}
+    return {"request": request, "adapter_files": files}
 
 
 class Watch:
@@ -70,7 +72,7 @@ async def test_a_training_job_reports_progress_and_delivers_its_adapter(make_run
     assert done.state is JobState.SUCCEEDED, done.error
     assert read_facts(done.training_result.adapter)["token"] == TOKEN
     assert len(done.training_result.samples) == 6  # two prompts at steps 0, 20 and 40
-    assert open(done.training_result.timeline, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert Path(done.training_result.timeline).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert done.checkpoint_step == 40 and os.path.isfile(done.checkpoint)
     assert done.progress.step == 40 and done.attempts == 1
     states = [u.state for u in watch.updates]
@@ -88,8 +90,8 @@ async def test_a_picture_job_uses_the_adapter_and_stays_with_the_replica_holding
     first = await runner.wait((await runner.submit_generation(ANN, **picture(adapters=adapters))).id, timeout=60)
     assert plain.state is first.state is JobState.SUCCEEDED, (plain.error, first.error)
     (image,) = first.pictures.images
-    assert image.seed == 1 and open(image.path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-    assert open(image.path, "rb").read() != open(plain.pictures.images[0].path, "rb").read()
+    assert image.seed == 1 and Path(image.path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Path(image.path).read_bytes() != Path(plain.pictures.images[0].path).read_bytes()
     assert runner.generators[0].adapters == {"ann"}
 
 
@@ -185,7 +187,8 @@ async def test_pictures_are_served_within_the_bound_while_training_runs(make_run
 
 async def test_members_take_turns(make_runner):
     runner = await make_runner(start=False)
-    jobs = [await runner.submit_generation(owner, **picture(seed=k)) for k, owner in enumerate([ANN, ANN, ANN, BOB, BOB])]
+    owners = [ANN, ANN, ANN, BOB, BOB]
+    jobs = [await runner.submit_generation(owner, **picture(seed=k)) for k, owner in enumerate(owners)]
     assert [await runner.position(j.id) for j in jobs] == [1, 3, 5, 2, 4]
 
     await runner.start()
