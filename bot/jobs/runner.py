@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -159,11 +159,12 @@ class JobRunner:
         self, owner: Owner, request: TrainRequest, *, images_dir: Path | str, start_from: Path | str | None = None,
     ) -> Job:
         """Queue a training of the photos (and captions) in `images_dir`, building on `start_from` if given."""
-        params = request.to_data() | {"images_dir": str(images_dir), "start_from": str(start_from) if start_from else None}
+        inputs = {"images_dir": str(images_dir), "start_from": str(start_from) if start_from else None}
+        params = request.to_data() | inputs
         return await self._submit(JobKind.TRAIN, owner, params)
 
     async def submit_generation(
-        self, owner: Owner, request: GenerateRequest, adapter_files: dict[str, Path | str], **extras: Any,
+        self, owner: Owner, request: GenerateRequest, adapter_files: Mapping[str, Path | str], **extras: Any,
     ) -> Job:
         """Queue pictures. `adapter_files`: where each adapter's bytes are, by identity (checked when read).
         `extras`: the bot's own notes kept with the job (where to post it, for example)."""
