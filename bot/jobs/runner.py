@@ -79,6 +79,7 @@ class JobRunner:
         self._waiters: set[asyncio.Future] = set()  # callers of wait(), cancelled by stop()
         self._positions_told_at = 0.0
         self._discovered_at = 0.0
+        self._coming: set[int] = set()  # GPU indices whose workers are being made
         self._loop_task: asyncio.Task | None = None
         self.timings: dict[int, dict[str, float]] = {}  # job id -> submitted, started, finished (monotonic)
 
@@ -112,22 +113,37 @@ class JobRunner:
         return any(t.ready for t in self.trainers)
 
     async def _discover(self) -> None:
-        """Workers for GPUs that joined the cluster since the last look (all of them, at start)."""
+        """Workers for GPUs that joined the cluster since the last look (all of them, at start).
+
+        With jobs queued and no GPU at all, one pair of workers is asked for anyway: Ray holds
+        them pending, which is the demand an autoscaler answers by starting a GPU node. They
+        join the runner once placed there.
+        """
         self._discovered_at = time.monotonic()
         count = await self.transport.gpu_count()
-        if count <= len(self.trainers):
-            return  # a node that left keeps its workers: Ray restarts them when a GPU frees up
-        new_trainers = [self.transport.trainer(i) for i in range(len(self.trainers), count)]
-        new_generators = [self.transport.generator(i) for i in range(len(self.generators), count)]
-        await asyncio.gather(*(self.transport.locate(w) for w in [*new_trainers, *new_generators]))
-        self.trainers += new_trainers
-        self.generators += new_generators
-        self.policy = policy.sharing_policy(
-            self.settings.gpu_sharing, [t.gpu_gib for t in self.trainers], self.settings.share_min_gpu_gib
-        )
-        await asyncio.gather(*(self.transport.configure(t, self.policy == "yield") for t in self.trainers))
-        if new_trainers:
-            log.info("GPU workers up: %s", ", ".join(w.name for w in [*new_trainers, *new_generators]))
+        if count == 0 and not self.trainers and not self._coming:
+            if await self.store.in_state(JobState.QUEUED):
+                self._spawn(self._bring_up(0))
+            return
+        indices = [i for i in range(len(self.trainers), count) if i not in self._coming]
+        await asyncio.gather(*(self._bring_up(i) for i in indices))
+
+    async def _bring_up(self, index: int) -> None:
+        """Make (or find) the trainer and generator of GPU `index`; waits until Ray has placed them."""
+        self._coming.add(index)
+        try:
+            trainer, generator = self.transport.trainer(index), self.transport.generator(index)
+            await asyncio.gather(self.transport.locate(trainer), self.transport.locate(generator))
+            self.trainers.append(trainer)
+            self.generators.append(generator)
+            self.policy = policy.sharing_policy(
+                self.settings.gpu_sharing, [t.gpu_gib for t in self.trainers], self.settings.share_min_gpu_gib
+            )
+            await asyncio.gather(*(self.transport.configure(t, self.policy == "yield") for t in self.trainers))
+            log.info("GPU workers up: %s, %s", trainer.name, generator.name)
+        finally:
+            self._coming.discard(index)
+        self._wake.set()
 
     async def _reconcile(self) -> None:
         """After a restart: reattach to training that is still running, requeue what was lost."""

@@ -161,7 +161,8 @@ async def test_a_training_whose_node_dies_resumes_on_another_and_ends_as_if_unbr
     # Long enough not to end before the crash: the news of step 20 comes some 10-30 steps late.
     job = await runner.submit_training(ANN, **training(photos, steps=STEPS, checkpoint_every=20, sample_every=0))
     timeline = Timeline(runner, [job.id])
-    await Watch(runner, job.id).until(past_step(20), timeout=120)  # its checkpoint at step 20 is recorded
+    # Events are handled in order, so news of step 21 means step 20's checkpoint is in the record.
+    await Watch(runner, job.id).until(past_step(21), timeout=120)
 
     (lost,) = [t for t in runner.trainers if t.job_id == job.id]
     dead_node = lost.location[0]
