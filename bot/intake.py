@@ -5,24 +5,29 @@ upload is trusted: not its name, not its declared type, not its header, not its 
 comes out of `prepare` is a fresh JPEG made from decoded pixels only, with nothing of the
 original file carried over but the picture itself.
 
-Everything here is blocking and pure (no Discord, no torch): the bot calls it through
-`asyncio.to_thread`. Refusals raise `Rejected`, whose `.reason` is written for the member.
+Everything here but `DecodePool` is blocking and pure (no Discord, no torch): the bot decodes through
+a `DecodePool` and stores through `asyncio.to_thread`. Refusals raise `Rejected`, whose `.reason` is
+written for the member.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import io
+import math
 import os
 import struct
 import tempfile
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 try:  # colour management is optional in Pillow builds; without it profiles are dropped
     from PIL import ImageCms
@@ -55,7 +60,14 @@ class IntakeLimits:
     """
 
     max_bytes: int = 20 * MiB
-    max_pixels: int = 40_000_000  # checked from the header, before any pixel is decoded
+    # Pixel caps, checked from the header before any pixel is decoded, keep one decode's peak memory under
+    # 200 MB (measured: tests/bot/test_intake.py, test_a_decode_at_the_cap_stays_under_200_mb). A JPEG is
+    # decoded at 1/2 to 1/8 scale when that still leaves max_long_side (at most about 16 MP, 125 MiB), so
+    # its cap only stops absurd files; PNG and HEIF are decoded whole (about 11 MiB a megapixel with
+    # alpha), WebP needs about 16 MiB a megapixel in libwebp's decoder.
+    max_pixels: int = 50_000_000  # JPEG
+    max_pixels_whole: int = 16_000_000  # PNG, HEIF
+    max_pixels_webp: int = 10_000_000
     min_short_side: int = 512
     max_long_side: int = 2048  # stored photos are shrunk to this; training never needs more
     near_duplicate_distance: int = 6
@@ -79,6 +91,29 @@ class PreparedPhoto:
     height: int
     phash: int
     source_format: str  # JPEG, PNG, WEBP or HEIF, as judged from the content
+
+
+def source_sha256(data: bytes, known: Mapping[str, int]) -> str:
+    """The SHA-256 of the uploaded bytes, refusing an exact copy of a photo the member has (`known`: upload
+    SHA-256 to photo number) before a single pixel is decoded."""
+    digest = hashlib.sha256(data).hexdigest()
+    if digest in known:
+        raise Rejected(f"this is the same picture as photo {known[digest]}")
+    return digest
+
+
+class DecodePool:
+    """Where `prepare` runs: a small pool of threads, so a burst of uploads decodes a few at a time
+    (each decode's peak memory is bounded by the pixel caps) and never holds up the event loop."""
+
+    def __init__(self, workers: int = 2):
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="doppel-intake")
+
+    async def prepare(self, data: bytes, limits: IntakeLimits) -> PreparedPhoto:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, prepare, data, limits)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def check_source_url(url: str, limits: IntakeLimits = IntakeLimits()) -> None:
@@ -121,41 +156,46 @@ def prepare(data: bytes, limits: IntakeLimits = IntakeLimits()) -> PreparedPhoto
         size, limit = _size(len(data)), _size(limits.max_bytes)
         raise Rejected(f"the file is {'just over ' + limit if size == limit else size}; the limit is {limit}")
     kind = _sniff(data)
+    cap = {"JPEG": limits.max_pixels, "WEBP": limits.max_pixels_webp}.get(kind, limits.max_pixels_whole)
     if kind == "WEBP":  # Pillow allocates a WebP's canvas while opening it, so look first
-        _check_pixels(_webp_size(data), limits)
+        _check_pixels(_webp_size(data), cap)
     try:
         image = Image.open(io.BytesIO(data), formats=[kind])
     except Image.DecompressionBombError:
         raise Rejected(
-            f"the picture is too large to open safely; the limit is {_mp(limits.max_pixels)} megapixels"
+            f"the picture is too large to open safely; the limit is {_mp(cap)} megapixels"
         ) from None
     except Exception:  # hostile input makes parsers raise anything
         raise Rejected(_DAMAGED) from None
     with image:
-        _check_pixels(image.size, limits)
+        _check_pixels(image.size, cap)
         frames = getattr(image, "n_frames", 1)
         if frames > 1 and kind != "HEIF":
             raise Rejected(f"this is an animation ({frames} frames); please send a still photo")
+        orientation = _orientation(image)
+        width, height = image.size[::-1] if orientation in (5, 6, 7, 8) else image.size
+        if min(width, height) < limits.min_short_side:  # judged the way up the member sees it, before decoding
+            raise Rejected(
+                f"the picture is {width}x{height}; photos need at least {limits.min_short_side} pixels "
+                "on the short side for training"
+            )
+        scale = limits.max_long_side / max(width, height)
+        if kind == "JPEG" and scale < 1:  # decode at 1/2, 1/4 or 1/8 scale where that still leaves enough pixels
+            image.draft(image.mode, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
         try:
             image.load()
         except Exception:
             raise Rejected(_DAMAGED) from None
         icc = image.info.get("icc_profile")
-        try:
-            upright = ImageOps.exif_transpose(image)
-        except Exception:  # unreadable EXIF: the picture itself is fine, keep it as stored
-            upright = image.copy()
-    width, height = upright.size
-    if min(width, height) < limits.min_short_side:
-        raise Rejected(
-            f"the picture is {width}x{height}; photos need at least {limits.min_short_side} pixels "
-            "on the short side for training"
-        )
-    rgb = _to_srgb(_flatten(upright), icc)
-    scale = limits.max_long_side / max(width, height)
-    if scale < 1:
-        shrunk = (max(1, round(width * scale)), max(1, round(height * scale)))
-        rgb = rgb.resize(shrunk, Image.Resampling.LANCZOS)
+        # Peak memory is the decoded picture plus one working copy at most (see IntakeLimits.max_pixels):
+        # everything after the shrink works on at most max_long_side² pixels.
+        flat = _flatten(image)
+        shrink = limits.max_long_side / max(flat.size)  # what is left to shrink after a JPEG's draft
+        if shrink < 1:
+            flat = flat.resize(
+                (max(1, round(flat.width * shrink)), max(1, round(flat.height * shrink))), Image.Resampling.LANCZOS
+            )
+        rgb = _to_srgb(_transpose(flat, orientation), icc)
     clean = Image.new("RGB", rgb.size)  # a new image carries no info dict: nothing can leak into the JPEG
     clean.paste(rgb)
     out = io.BytesIO()
@@ -237,7 +277,7 @@ def store_photo(photo: PreparedPhoto, root: Path) -> Path:
             f.write(photo.data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o600)  # a member's face: readable by the bot's user only
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -316,26 +356,57 @@ def _webp_size(data: bytes) -> tuple[int, int]:
     raise Rejected(_DAMAGED)
 
 
-def _check_pixels(size: tuple[int, int], limits: IntakeLimits) -> None:
+def _check_pixels(size: tuple[int, int], cap: int) -> None:
     width, height = size
-    if width * height > limits.max_pixels:
+    if width * height > cap:
         raise Rejected(
-            f"the picture is {width}x{height} ({_mp(width * height)} megapixels); "
-            f"the limit is {_mp(limits.max_pixels)} megapixels"
+            f"the picture is {width}x{height} ({_mp(width * height)} megapixels); the limit is {_mp(cap)} megapixels"
         )
 
 
 def _flatten(image: Image.Image) -> Image.Image:
-    """An RGB, L or CMYK image (the modes an ICC profile can describe): alpha laid on white, 16-bit scaled to 8."""
+    """An RGB, L or CMYK image (the modes an ICC profile can describe): alpha laid on white, 16-bit scaled to 8.
+
+    Called on the full-size decoded picture, so it makes at most one full-size copy (8 bits a channel).
+    """
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit grey; a plain convert would clip it to white
-        grey = np.asarray(image, dtype=np.float64) / 257
-        return Image.fromarray(grey.round().clip(0, 255).astype(np.uint8), "L")
+        grey = np.asarray(image)
+        out = np.empty(grey.shape, dtype=np.uint8)
+        for top in range(0, grey.shape[0], 256):  # in bands: a whole-picture int64 copy would be 8 bytes a pixel
+            band = grey[top : top + 256].astype(np.int64)
+            out[top : top + 256] = np.clip((band * 255 + 32767) // 65535, 0, 255)  # v/257, rounded
+        return Image.fromarray(out, "L")
     if image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
         flat = Image.new("RGB", rgba.size, "white")
         flat.paste(rgba, mask=rgba.getchannel("A"))
         return flat
     return image if image.mode in ("RGB", "L", "CMYK") else image.convert("RGB")
+
+
+_TRANSPOSE = {  # EXIF orientation -> the turn that makes the picture upright (as ImageOps.exif_transpose)
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1 to 8); 1 (as stored) when there is none or the EXIF cannot be read."""
+    try:
+        value = image.getexif().get(0x0112, 1)
+    except Exception:  # unreadable EXIF: the picture itself is fine, keep it as stored
+        return 1
+    return value if isinstance(value, int) and value in _TRANSPOSE else 1
+
+
+def _transpose(image: Image.Image, orientation: int) -> Image.Image:
+    method = _TRANSPOSE.get(orientation)
+    return image.transpose(method) if method is not None else image
 
 
 def _to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:
