@@ -38,6 +38,13 @@ class BotSettings(BaseSettings):
 
     # Discord and members
     discord_guild_id: int | None = Field(None, description="Register commands in this server only (instant).")
+    allowed_guilds: list[int] = Field(
+        [], description="Servers doppel serves (ids); empty serves any server it is invited to (a warning at start)."
+    )
+    member_disk_mb: int = Field(
+        6144, ge=1, description="Disk one member may fill: photos, training snapshots, checkpoints, their pictures."
+    )
+    picture_retention_days: float = Field(30, gt=0, description="Days generated pictures are kept before deletion.")
     attachment_hosts: list[str] = Field(
         ["cdn.discordapp.com", "media.discordapp.net"], description="Hosts photos may be downloaded from."
     )

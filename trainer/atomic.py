@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
-def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
-    """Call `write(tmp)` on a temporary file beside `path`, then rename it into place."""
+def atomic_write(path: Path | str, write: Callable[[Path], object], mode: int = 0o600) -> Path:
+    """Call `write(tmp)` on a temporary file beside `path`, then rename it into place with `mode`
+    (by default readable by this user only: photos, adapters and pictures are people's likenesses)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -21,6 +22,7 @@ def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
         write(tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from contract import RunLayout
@@ -19,6 +20,15 @@ def prune_checkpoints(layout: RunLayout, keep_step: int | None = None) -> None:
     for path in layout.checkpoints.glob("*"):
         if path != keep and path.is_file():
             path.unlink()
+
+
+def tidy_ended_training(layout: RunLayout, images_dir: str | None, keep_checkpoints: bool) -> None:
+    """A training ended: the snapshot of photos it read goes (only a queued or running run needs it), and
+    so do its checkpoints and step adapters when it did not succeed (nobody can choose or resume them)."""
+    if images_dir:
+        shutil.rmtree(images_dir, ignore_errors=True)
+    if not keep_checkpoints:
+        shutil.rmtree(layout.checkpoints, ignore_errors=True)
 
 
 def read_photos(folder: Path | str) -> dict[str, bytes]:
