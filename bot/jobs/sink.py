@@ -6,6 +6,7 @@ Blocking file work happens in threads; nothing here knows Ray or Discord.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 from bot.jobs import files
@@ -19,6 +20,10 @@ class ArtifactSink:
 
     def layout(self, job_id: int) -> RunLayout:
         return RunLayout.of_job(self.jobs_dir, job_id)
+
+    async def remove(self, job_id: int) -> None:
+        """The run's folder and everything in it (its job was forgotten)."""
+        await asyncio.to_thread(shutil.rmtree, self.layout(job_id).root, True)
 
     # ---- in ---------------------------------------------------------------------------------
 

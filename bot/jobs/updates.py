@@ -52,6 +52,13 @@ class Updates:
         self._subscribers[job_id].append(subscriber)
         return lambda: self._subscribers[job_id].remove(subscriber) if subscriber in self._subscribers[job_id] else None
 
+    def drop(self, job_id: int) -> None:
+        """Forget a job's subscribers and its held-back update: nothing more is said about it."""
+        self._subscribers.pop(job_id, None)
+        pending = self._pending.pop(job_id, None)
+        if pending is not None and pending.timer is not None:
+            pending.timer.cancel()
+
     def has_subscribers(self, job_id: int) -> bool:
         return bool(self._subscribers.get(job_id))
 

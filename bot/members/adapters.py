@@ -41,6 +41,10 @@ class AdapterService:
         self.members, self.jobs, self.jobs_dir = members, jobs, jobs_dir
         self._locks: defaultdict[Owner, asyncio.Lock] = defaultdict(asyncio.Lock)
 
+    def held(self, owner: Owner) -> asyncio.Lock:
+        """The lock adopting and choosing take: forgetting the member holds it while their rows and files go."""
+        return self._locks[owner]
+
     async def current(self, owner: Owner) -> Adapter | None:
         """The member's adapter, its identity filled in (adapters from before identities were kept get one now)."""
         adapter = await self.members.adapter(owner)
@@ -59,6 +63,8 @@ class AdapterService:
         if result is None:
             return
         async with self._locks[job.owner]:
+            if await self.jobs.get(job.id) is None:
+                return  # its member was forgotten meanwhile (see `held`): nothing of theirs is written again
             now = await self.members.adapter(job.owner)
             if now is not None and now.job_id is not None and now.job_id > job.id:
                 return  # a later run's adapter is theirs already

@@ -8,6 +8,7 @@ are gone (a file without a row is garbage, never a leak of someone's access).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ class Photo:
     shown_name: str
     width: int
     height: int
+    source_sha256: str | None = None  # of the file as uploaded; None for photos from before it was kept
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,16 @@ class Adapter:
     steps: int
     state: str | None = None  # the checkpoint it came from, to train on from (with Adam's moments)
     identity: str | None = None  # the SHA-256 of its file (contract.adapter_identity); None before it was kept
+
+
+@dataclass(frozen=True)
+class Erased:
+    """What forgetting a member deleted: counts by kind, every job it deleted (theirs and others' pictures of
+    them), and the posted messages that show them, (channel id, message id), for the caller to delete."""
+
+    counts: dict[str, int]
+    jobs: tuple[int, ...]
+    messages: tuple[tuple[int, int], ...]
 
 
 class MemberStore:
@@ -105,7 +117,7 @@ class MemberStore:
 
     async def add_photo(
         self, owner: Owner, *, sha256: str, phash: int, path: Path, caption: str, shown_name: str,
-        width: int, height: int, max_photos: int,
+        width: int, height: int, max_photos: int, source_sha256: str | None = None,
     ) -> int:
         """The new photo's number. Raises PhotoLimit at the cap."""
         async with self.db.transaction() as tx:
@@ -119,9 +131,9 @@ class MemberStore:
                 raise PhotoLimit(f"you have {count} photos, the most you can keep; remove some with /dataset remove")
             await tx.execute(
                 "INSERT INTO photos (guild_id, member_id, sha256, phash, path, caption, shown_name, width, height, "
-                "added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "added_at, source_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (owner.guild_id, owner.member_id, sha256, _signed(phash), str(path), caption, shown_name, width,
-                 height, time.time()),
+                 height, time.time(), source_sha256),
             )
         return count + 1
 
@@ -221,13 +233,57 @@ class MemberStore:
         rows = await self.db.fetchall("SELECT job_id, channel_id, message_id FROM progress_messages")
         return {job: (channel, message) for job, channel, message in rows}
 
+    # ---- messages that show members ---------------------------------------------------------
+
+    async def record_shown(self, channel_id: int, message_id: int, job_id: int, guild_id: int,
+                           member_ids: Iterable[int]) -> bool:
+        """Note that a posted message shows these members (for /forget). False when the job is no longer in the
+        record (forgotten while the message was being posted): the caller deletes the message then."""
+        async with self.db.transaction() as tx:
+            (exists,) = await first_row(await tx.execute("SELECT COUNT(*) FROM jobs WHERE id = ?", (job_id,)))
+            if not exists:
+                return False
+            for member_id in set(member_ids):
+                await tx.execute(
+                    "INSERT OR IGNORE INTO shown_messages (channel_id, message_id, guild_id, member_id, job_id) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (channel_id, message_id, guild_id, member_id, job_id),
+                )
+        return True
+
     # ---- forgetting -------------------------------------------------------------------------
 
     async def forget(self, owner: Owner) -> dict[str, int]:
         """Delete every row of the member, their jobs included, in one transaction. Returns counts."""
+        return (await self.erase(owner)).counts
+
+    async def erase(self, owner: Owner) -> Erased:
+        """Delete every row of the member in one transaction: theirs, their jobs, the picture jobs of others
+        that draw them, and the records of the messages that show them (returned: the caller deletes those)."""
         g, m = owner.guild_id, owner.member_id
-        counts = {}
+        counts: dict[str, int] = {}
         async with self.db.transaction() as tx:
+
+            async def ids(sql: str, args: tuple) -> list:
+                return list(await (await tx.execute(sql, args)).fetchall())
+
+            own = [row[0] for row in await ids("SELECT id FROM jobs WHERE guild_id = ? AND member_id = ?", (g, m))]
+            pictures = [row[0] for row in await ids(
+                "SELECT id FROM jobs WHERE guild_id = ? AND kind = 'generate' AND member_id != ? AND EXISTS "
+                "(SELECT 1 FROM json_each(jobs.params, '$.people') WHERE value = ?) ORDER BY id", (g, m, m)
+            )]
+            jobs = own + pictures
+            marks = ", ".join("?" for _ in jobs) or "NULL"
+            messages = [(row[0], row[1]) for row in await ids(
+                f"SELECT channel_id, message_id FROM shown_messages WHERE (guild_id = ? AND member_id = ?) "
+                f"OR job_id IN ({marks}) UNION SELECT channel_id, message_id FROM progress_messages "
+                f"WHERE job_id IN ({marks}) ORDER BY 2", (g, m, *jobs, *jobs)
+            )]
+            for _, message_id in messages:
+                await tx.execute("DELETE FROM shown_messages WHERE message_id = ?", (message_id,))
+            for job_id in pictures:  # others' pictures of them: counted only where there are some
+                deleted = (await tx.execute("DELETE FROM jobs WHERE id = ?", (job_id,))).rowcount
+                counts["pictures"] = counts.get("pictures", 0) + deleted
 
             async def delete(name: str, sql: str, args: tuple) -> None:
                 counts[name] = (await tx.execute(sql, args)).rowcount
@@ -239,7 +295,7 @@ class MemberStore:
             )
             await delete("jobs", "DELETE FROM jobs WHERE guild_id = ? AND member_id = ?", (g, m))
             await delete("token", "DELETE FROM members WHERE guild_id = ? AND member_id = ?", (g, m))
-        return counts
+        return Erased(counts, tuple(jobs), tuple(messages))
 
 
 def _signed(value: int) -> int:
@@ -258,4 +314,5 @@ def _photo(row, number: int) -> Photo:
         shown_name=row["shown_name"],
         width=row["width"],
         height=row["height"],
+        source_sha256=row["source_sha256"],
     )
