@@ -76,6 +76,16 @@ class JobStore:
         )
         return [Job.from_row(row) for row in rows]
 
+    async def drawing(self, person: Owner, *states: JobState) -> list[Job]:
+        """Picture jobs in these states, of anyone in the person's server, that use the person's adapter."""
+        marks = ", ".join("?" for _ in states)
+        rows = await self.db.fetchall(
+            f"SELECT * FROM jobs WHERE kind = 'generate' AND guild_id = ? AND state IN ({marks}) "
+            "AND EXISTS (SELECT 1 FROM json_each(jobs.params, '$.people') WHERE value = ?) ORDER BY id",
+            (person.guild_id, *(s.value for s in states), person.member_id),
+        )
+        return [Job.from_row(row) for row in rows]
+
     async def started_since(self, owner: Owner, kind: JobKind, since: float) -> int:
         """Jobs of a kind the owner submitted since `since` that did not fail (a failure is not their use)."""
         (count,) = await self.db.fetchone(

@@ -1,0 +1,54 @@
+"""Consent at every door: whether a picture job may still use the adapters it names.
+
+A picture request names each person's adapter by its identity (the file's SHA-256). It may use
+them while, for each person, the requester may use their adapter (their own, or shared with them
+or with everyone) and that person's adapter now is the very one the request names: an adapter
+deleted by /forget and trained anew is another adapter, which no old request or button reaches.
+
+It is checked when a request is made (bot.exts.imagine.drawing), when the runner starts the job
+and again before it keeps the pictures (the runner's `consent` hook is `Consent.refusal`), and
+right before the pictures are shown. /unshare and /forget stop the jobs it would refuse at once.
+"""
+
+from __future__ import annotations
+
+from bot.jobs.models import Job
+from bot.members.adapters import AdapterService
+from bot.members.owner import Owner, adapter_name
+from bot.members.store import MemberStore
+from contract import JobKind
+
+
+def stopped_sharing(owner: Owner) -> str:
+    """Why a picture was stopped by an /unshare, for the requester whose picture it was."""
+    return f"<@{owner.member_id}> stopped sharing their adapter with you"
+
+
+class Consent:
+    def __init__(self, members: MemberStore, adapters: AdapterService):
+        self.members, self.adapters = members, adapters
+
+    async def refusal(self, job: Job) -> str | None:
+        """None when the picture job may use every adapter it names now; otherwise why not, for its requester."""
+        if job.kind is not JobKind.GENERATE:
+            return None
+        uses = job.picture_request.adapters
+        people = [Owner(job.owner.guild_id, member_id) for member_id in job.params.get("people", ())]
+        if len(people) != len(uses) or any(adapter_name(p) != u.name for p, u in zip(people, uses, strict=False)):
+            return "this request does not say whose adapters it uses; ask again"
+        for person, use in zip(people, uses, strict=True):
+            refusal = await self.refusal_for(job.owner, person, use.identity)
+            if refusal is not None:
+                return refusal
+        return None
+
+    async def refusal_for(self, requester: Owner, person: Owner, identity: str) -> str | None:
+        """Whether `requester` may draw with `person`'s adapter `identity` now (None), or why not."""
+        if not await self.members.may_use(requester, person):
+            return f"<@{person.member_id}> has not shared their adapter with you"
+        adapter = await self.adapters.current(person)
+        if adapter is None or adapter.identity is None:
+            return f"<@{person.member_id}> has no adapter now"
+        if adapter.identity != identity:
+            return f"<@{person.member_id}>'s adapter has changed since this was asked for; ask again"
+        return None
