@@ -22,11 +22,11 @@ def prune_checkpoints(layout: RunLayout, keep_step: int | None = None) -> None:
             path.unlink()
 
 
-def tidy_ended_training(layout: RunLayout, images_dir: str | None, keep_checkpoints: bool) -> None:
-    """A training ended: the snapshot of photos it read goes (only a queued or running run needs it), and
+def tidy_ended_training(layout: RunLayout, snapshot: str | None, keep_checkpoints: bool) -> None:
+    """A training ended: the snapshot of photos made for it goes (only a queued or running run needs it), and
     so do its checkpoints and step adapters when it did not succeed (nobody can choose or resume them)."""
-    if images_dir:
-        shutil.rmtree(images_dir, ignore_errors=True)
+    if snapshot:
+        shutil.rmtree(snapshot, ignore_errors=True)
     if not keep_checkpoints:
         shutil.rmtree(layout.checkpoints, ignore_errors=True)
 

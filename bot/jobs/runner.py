@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,8 @@ DISCOVER_EVERY_S = 5.0  # how often to look for GPU nodes that joined
 RELOCATE_EVERY_S = 2.0  # how often to look for a lost worker's return
 TIMINGS_KEPT = 10_000
 
+ConsentCheck = Callable[[Job], Awaitable[str | None]]  # None: the job may use its adapters; else why not
+
 
 class JobRunner:
     def __init__(self, store: JobStore, settings: BotSettings, transport: RayTransport | None = None):
@@ -82,6 +84,9 @@ class JobRunner:
         self._coming: set[int] = set()  # GPU indices whose workers are being made
         self._loop_task: asyncio.Task | None = None
         self.timings: dict[int, dict[str, float]] = {}  # job id -> submitted, started, finished (monotonic)
+        # Set by the bot: whether a picture job may still use the adapters it names (their people's consent).
+        # Asked when the job starts and again before its pictures are kept; a refusal fails the job with why.
+        self.consent: ConsentCheck | None = None
 
     # ---- life cycle -------------------------------------------------------------------------
 
@@ -173,9 +178,15 @@ class JobRunner:
 
     async def submit_training(
         self, owner: Owner, request: TrainRequest, *, images_dir: Path | str, start_from: Path | str | None = None,
+        snapshot: bool = False,
     ) -> Job:
-        """Queue a training of the photos (and captions) in `images_dir`, building on `start_from` if given."""
-        inputs = {"images_dir": str(images_dir), "start_from": str(start_from) if start_from else None}
+        """Queue a training of the photos (and captions) in `images_dir`, building on `start_from` if given.
+
+        `snapshot`: `images_dir` is a copy made for this run alone, deleted when the run ends. Any other
+        folder is left as it is: the runner deletes nothing it was not told it may.
+        """
+        inputs = {"images_dir": str(images_dir), "start_from": str(start_from) if start_from else None,
+                  "snapshot": snapshot}
         params = request.to_data() | inputs
         return await self._submit(JobKind.TRAIN, owner, params)
 
@@ -197,6 +208,7 @@ class JobRunner:
         """Cancel a queued job at once; ask a running one to stop at its next step."""
         state = await self.store.request_cancel(job_id)
         if state is JobState.CANCELLED:
+            await self._tidy(await self._job(job_id))
             await self._announce(await self._job(job_id))
         elif state is JobState.RUNNING:
             worker = next((t for t in self.trainers if t.job_id == job_id), None)
@@ -206,12 +218,44 @@ class JobRunner:
             # A picture takes seconds: it finishes, and is then not delivered.
         return state
 
+    async def refuse_pictures_of(
+        self, person: Owner, reason: str, still_allowed: Callable[[Owner], Awaitable[bool]] | None = None,
+    ) -> list[int]:
+        """Stop the queued and running picture jobs of other members that use `person`'s adapter: all of them,
+        or those whose requester is not `still_allowed` any more. Each fails at once with `reason` (what their
+        requester reads instead of pictures; a failure is not counted as their use); pictures still being
+        made are not kept. Returns the jobs stopped."""
+        stopped = []
+        for job in await self.store.drawing(person, JobState.QUEUED, JobState.RUNNING):
+            if job.owner == person or (still_allowed is not None and await still_allowed(job.owner)):
+                continue
+            if await self._finish(job.id, JobState.FAILED, error=reason):
+                stopped.append(job.id)
+        return stopped
+
     async def forget_adapter(self, name: str) -> None:
         """Remove an adapter from every generator and from Ray's object store (its owner deleted it)."""
         self.transport.drop_blobs_of(name)
         for replica in self.generators:
             replica.adapters.discard(name)
             await self.transport.forget_adapter(replica, name)
+
+    def let_go(self, job_ids: Iterable[int]) -> None:
+        """Jobs deleted from the record (their member was forgotten): nobody hears of them again, and whoever
+        waits for one wakes (and finds it gone). Files they still make are removed as they come."""
+        for job_id in job_ids:
+            self.updates.drop(job_id)
+            self._positions.pop(job_id, None)
+            event = self._finished.pop(job_id, None)
+            if event is not None:
+                event.set()
+
+    async def _forgotten(self, job_id: int) -> bool:
+        """Whether the job is gone from the record; if so, its run folder goes too (call it after writing)."""
+        if await self.store.get(job_id) is not None:
+            return False
+        await self.sink.remove(job_id)
+        return True
 
     async def position(self, job_id: int) -> int | None:
         """1 for the next job of its kind to start; None when it is not queued."""
@@ -424,16 +468,25 @@ class JobRunner:
                 progress = replace(progress, resumed_from=event.step)
             elif event.name is PhaseName.CONTINUING:
                 progress = replace(progress, start_step=event.step or 0)
-        elif isinstance(event, CheckpointSaved):
-            path = await self.sink.checkpoint(job_id, event)
-            await self.store.record_checkpoint(job_id, str(path), event.step)
+        elif isinstance(event, CheckpointSaved | SampleTaken | TrainingDone):
+            # Files: never for a job that is no longer in the record (its member was forgotten), and removed
+            # again when it went while they were being written.
+            if await self._forgotten(job_id):
+                return None
+            if isinstance(event, CheckpointSaved):
+                path = await self.sink.checkpoint(job_id, event)
+                if not await self._forgotten(job_id):
+                    await self.store.record_checkpoint(job_id, str(path), event.step)
+            elif isinstance(event, SampleTaken):
+                paths = await self.sink.samples(job_id, event)
+                if not await self._forgotten(job_id):
+                    await self.updates.publish(
+                        JobUpdate(job_id, JobState.RUNNING, progress, samples=paths), urgent=True
+                    )
+            else:
+                done = await self.sink.training_done(job_id, event)
+                return None if await self._forgotten(job_id) else done
             return None
-        elif isinstance(event, SampleTaken):
-            paths = await self.sink.samples(job_id, event)
-            await self.updates.publish(JobUpdate(job_id, JobState.RUNNING, progress, samples=paths), urgent=True)
-            return None
-        elif isinstance(event, TrainingDone):
-            return await self.sink.training_done(job_id, event)
         self._progress[job_id] = progress
         await self.updates.publish(JobUpdate(job_id, JobState.RUNNING, progress))
         return None
@@ -443,6 +496,8 @@ class JobRunner:
         worker.job_id = None
         self._watch_return(worker)
         job = await self._job(job_id)
+        if job.state.finished:  # stopped meanwhile (refuse_pictures_of): nothing to resume
+            return
         if job.cancel_requested:
             await self._finish(job_id, JobState.CANCELLED, error="cancelled")
         elif job.attempts >= self.settings.max_job_attempts:
@@ -478,6 +533,10 @@ class JobRunner:
 
     async def _run_generation(self, job: Job, replica: Replica) -> None:
         try:
+            refusal = await self._refusal(job)
+            if refusal is not None:
+                await self._finish(job.id, JobState.FAILED, error=refusal)
+                return
             await self._announce(job)
             request = job.picture_request
             try:
@@ -493,16 +552,34 @@ class JobRunner:
                 await self._worker_lost(job.id, replica)
                 return
             replica.adapters = set(made.loaded)
+            now = await self.store.get(job.id)
+            if now is None:  # forgotten while it was drawn: nothing is kept
+                return
             if made.error:
                 await self._finish(job.id, JobState.FAILED, error=made.error)
-            elif (await self._job(job.id)).cancel_requested:
+            elif now.cancel_requested:
                 await self._finish(job.id, JobState.CANCELLED, error="cancelled")
+            elif now.state.finished:  # refused while it was drawn (a share taken back): its pictures are not kept
+                pass
+            elif (refusal := await self._refusal(now)) is not None:  # consent, again, before anything is kept
+                await self._finish(job.id, JobState.FAILED, error=refusal)
             else:
                 saved = await self.sink.pictures(job.id, made)
-                await self._finish(job.id, JobState.SUCCEEDED, result=saved.to_data())
+                if not await self._forgotten(job.id):
+                    await self._finish(job.id, JobState.SUCCEEDED, result=saved.to_data())
         finally:
             replica.job_id = None
             self._wake.set()
+
+    async def _refusal(self, job: Job) -> str | None:
+        """The consent hook's answer; a check that fails refuses (never draw someone unchecked)."""
+        if self.consent is None:
+            return None
+        try:
+            return await self.consent(job)
+        except Exception:
+            log.exception("checking consent for job %s failed", job.id)
+            return "I could not check that everyone in it still agrees; ask again"
 
     async def _hand_over_adapters(self, job: Job, request: GenerateRequest) -> None:
         """Each adapter's bytes into Ray's object store, once per identity, checked against that identity."""
@@ -526,14 +603,29 @@ class JobRunner:
             raise LookupError(f"job {job_id} is not in the record")
         return job
 
-    async def _finish(self, job_id: int, state: JobState, *, result: dict | None = None, error: str | None = None):
+    async def _finish(
+        self, job_id: int, state: JobState, *, result: dict | None = None, error: str | None = None,
+    ) -> bool:
+        """Whether it took effect (the job was queued or running)."""
         await self.updates.flush(job_id)  # the record keeps the last progress, not a throttled older one
         job = await self.store.get(job_id)
         names = self.followups.names(job.kind) if job else ()
         if await self.store.finish(job_id, state, result=result, error=error, followups=names):
+            await self._tidy(await self._job(job_id))
             await self._announce(await self._job(job_id))
             if state is JobState.SUCCEEDED:
                 await self.followups.run(job_id)
+            return True
+        return False
+
+    async def _tidy(self, job: Job) -> None:
+        """A training that ended keeps no copy of its photos, and, unless it succeeded, no checkpoints."""
+        if job.kind is JobKind.TRAIN:
+            snapshot = job.params.get("images_dir") if job.params.get("snapshot") else None
+            await asyncio.to_thread(
+                files.tidy_ended_training, self.sink.layout(job.id), snapshot,
+                keep_checkpoints=job.state is JobState.SUCCEEDED,
+            )
 
     async def _announce(self, job: Job) -> None:
         """Tell subscribers the job's state now; wake whoever waits for it to finish."""
