@@ -11,14 +11,18 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import intake
-from bot.app import DoppelBot, owner_of
+from bot.app import NOT_SERVED, DoppelBot, owner_of
+from bot.members import storage
 from bot.members.owner import Owner
 from bot.members.store import PhotoLimit
 from bot.ui.contact_sheet import contact_sheet
+from contract import JobKind, JobState
 
 log = logging.getLogger(__name__)
 
 CAPTION_MAX = 300
+DECODERS = 2  # photos decoded at once, all members together (each decode's memory is capped: bot/intake.py)
+MAX_IN_FLIGHT = 10  # a member's uploads being checked at once (one /dataset add's worth); more wait their turn
 
 
 def shown(name: str) -> str:
@@ -37,13 +41,40 @@ class Dataset(commands.GroupCog, group_name="dataset", group_description="Your t
             allowed_hosts=tuple(settings.attachment_hosts),
             allowed_schemes=tuple(settings.attachment_schemes),
         )
+        self.decoder = intake.DecodePool(DECODERS)
+        self._in_flight: dict[Owner, int] = {}  # uploads of each member being checked or waiting to be
+        self._turns: dict[Owner, asyncio.Lock] = {}  # one batch of a member at a time: dedupe and disk stay exact
         super().__init__()
 
+    async def cog_unload(self) -> None:
+        self.decoder.close()
+
     async def add_photos(self, owner: Owner, attachments: list[discord.Attachment], caption: str) -> list[str]:
-        """Check, clean and keep each upload; one line per file saying what happened to it."""
-        await self.bot.token_for(owner)
-        existing = [(p.number, p.sha256, p.phash) for p in await self.bot.members.photos(owner)]
-        folder = self.bot.members.folder(owner) / "photos"
+        """Check, clean and keep each upload; one line per file saying what happened to it.
+
+        A member's batches take turns, and at most MAX_IN_FLIGHT of their uploads are in hand at once:
+        more are refused, unread, until the bot has answered about those."""
+        busy = self._in_flight.get(owner, 0)
+        if busy + len(attachments) > MAX_IN_FLIGHT:
+            return [f"I am still checking {busy} of your photos; send these once I have answered about those."]
+        self._in_flight[owner] = busy + len(attachments)
+        turn = self._turns.setdefault(owner, asyncio.Lock())
+        try:
+            async with turn:
+                return await self._add_photos(owner, attachments, caption)
+        finally:
+            self._in_flight[owner] -= len(attachments)
+            if not self._in_flight[owner]:
+                del self._in_flight[owner], self._turns[owner]
+
+    async def _add_photos(self, owner: Owner, attachments: list[discord.Attachment], caption: str) -> list[str]:
+        bot = self.bot
+        await bot.token_for(owner)
+        photos = await bot.members.photos(owner)
+        existing = [(p.number, p.sha256, p.phash) for p in photos]
+        uploads = {p.source_sha256: p.number for p in photos if p.source_sha256}
+        used = await storage.disk_used(bot.members, bot.jobs, bot.settings.jobs_dir, owner)
+        folder = bot.members.folder(owner) / "photos"
         lines = []
         for attachment in attachments:
             name = shown(attachment.filename)
@@ -57,14 +88,25 @@ class Dataset(commands.GroupCog, group_name="dataset", group_description="Your t
                         f"the limit is {self.bot.settings.max_upload_mb} MB"
                     )
                 data = await attachment.read()
-                photo = await asyncio.to_thread(intake.prepare, data, self.limits)
+                upload = intake.source_sha256(data, uploads)  # an exact copy goes before it is decoded
+                photo = await self.decoder.prepare(data, self.limits)
                 intake.check_not_duplicate(photo, existing, self.limits)
+                full = storage.over_limit(used, len(photo.data), bot.settings.member_disk_mb)
+                if full:
+                    raise intake.Rejected(full)
                 path = await asyncio.to_thread(intake.store_photo, photo, folder)
-                number = await self.bot.members.add_photo(
-                    owner, sha256=photo.sha256, phash=photo.phash, path=path, caption=caption, shown_name=name,
-                    width=photo.width, height=photo.height, max_photos=self.bot.settings.max_photos,
-                )
+                try:
+                    number = await bot.members.add_photo(
+                        owner, sha256=photo.sha256, phash=photo.phash, path=path, caption=caption, shown_name=name,
+                        width=photo.width, height=photo.height, max_photos=bot.settings.max_photos,
+                        source_sha256=upload,
+                    )
+                except BaseException:  # no row, no file: the file is this photo's alone (its SHA-256 is new)
+                    await asyncio.to_thread(path.unlink, missing_ok=True)
+                    raise
                 existing.append((number, photo.sha256, photo.phash))
+                uploads[upload] = number
+                used += len(photo.data)
                 lines.append(f"✅ {name}: added as photo {number}")
             except intake.Rejected as refusal:
                 lines.append(f"❌ {name}: {refusal.reason}")
@@ -133,6 +175,10 @@ class Dataset(commands.GroupCog, group_name="dataset", group_description="Your t
     @app_commands.describe(number="The photo's number in /dataset list")
     async def remove(self, interaction: discord.Interaction, number: app_commands.Range[int, 1, 200]) -> None:
         owner = owner_of(interaction)
+        busy = await self._training_holds_photos(owner)
+        if busy:
+            await interaction.response.send_message(busy, ephemeral=True)
+            return
         photo = await self.bot.members.remove_photo(owner, number)
         if photo is None:
             await interaction.response.send_message(self._no_photo(number), ephemeral=True)
@@ -146,10 +192,29 @@ class Dataset(commands.GroupCog, group_name="dataset", group_description="Your t
 
     @app_commands.command(name="clear", description="Remove all your photos (your adapter stays)")
     async def clear(self, interaction: discord.Interaction) -> None:
+        busy = await self._training_holds_photos(owner_of(interaction))
+        if busy:
+            await interaction.response.send_message(busy, ephemeral=True)
+            return
         photos = await self.bot.members.clear_photos(owner_of(interaction))
         for photo in photos:
             await asyncio.to_thread(_unlink, photo.path)
         await interaction.response.send_message(f"Removed all {len(photos)} of your photos.", ephemeral=True)
+
+    async def _training_holds_photos(self, owner: Owner) -> str | None:
+        """Why photos cannot be removed now: a training of the member's, queued or running, holds a copy.
+
+        Removing a photo leaves no copy of it, and a run's snapshot is deleted when the run ends. While it
+        runs we refuse rather than delete the photo from its snapshot too: the trainer already holds the
+        photo's bytes (Ray carried them) and goes on learning from it whatever the snapshot holds, and a run
+        resumed after a lost worker reads its snapshot again and refuses other photos than it started with.
+        Deleting the copy would neither take the photo out of that run nor leave the run whole; /cancel does both.
+        """
+        active = await self.bot.jobs.of_owner(owner, JobState.QUEUED, JobState.RUNNING)
+        if any(job.kind is JobKind.TRAIN for job in active):
+            return ("A training of yours is queued or running, and it holds a copy of your photos until it ends. "
+                    "/cancel it (its copy is deleted at once) or wait until it has finished, then try again.")
+        return None
 
     @staticmethod
     def _no_photo(number: int) -> str:
@@ -161,7 +226,11 @@ class Dataset(commands.GroupCog, group_name="dataset", group_description="Your t
         if message.guild is not None or message.author.bot or not message.attachments:
             return
         # Which server's dataset: the one server where the sender already uses doppel.
-        guilds = await self.bot.members.guilds_of(message.author.id)
+        known = await self.bot.members.guilds_of(message.author.id)
+        guilds = [g for g in known if self.bot.serves_guild(g)]  # the servers on ALLOWED_GUILDS only
+        if known and not guilds:
+            await message.channel.send(NOT_SERVED)
+            return
         if len(guilds) != 1:
             where = "several servers" if guilds else "no server yet"
             await message.channel.send(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import discord
@@ -17,6 +19,7 @@ from bot.exts.training.progress import ProgressMessage, announce
 from bot.jobs.models import Job
 from bot.jobs.store import QueueFull
 from bot.jobs.updates import JobUpdate
+from bot.members import storage
 from bot.members.owner import Owner
 from bot.ui.progress import render
 from contract import JobKind, JobState, RequestError, TrainRequest
@@ -33,14 +36,24 @@ class Training(commands.Cog):
     async def cog_load(self) -> None:
         """Announce finished runs (a follow-up), and pick up the progress messages of jobs still going."""
         self.bot.runner.followups.register(JobKind.TRAIN, "announce_training", lambda job: announce(self.bot, job))
+        self.bot.on_jobs_forgotten.append(self.unwatch)
         for job_id, (channel_id, message_id) in (await self.bot.members.progress_messages()).items():
             job = await self.bot.jobs.get(job_id)
             if job is not None and not job.state.finished:
                 self.watch(job, channel_id, message_id)
 
     async def cog_unload(self) -> None:
+        if self.unwatch in self.bot.on_jobs_forgotten:
+            self.bot.on_jobs_forgotten.remove(self.unwatch)
         for task in self._watching.values():
             task.cancel()
+
+    async def unwatch(self, job_ids: Sequence[int]) -> None:
+        """Stop editing the progress messages of these jobs (their member was forgotten: the messages go)."""
+        tasks = [task for job_id in job_ids if (task := self._watching.pop(job_id, None)) is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def watch(self, job: Job, channel_id: int, message_id: int) -> None:
         progress = ProgressMessage(self.bot, job, channel_id, message_id)
@@ -135,9 +148,15 @@ async def start_training(
     if adapter is not None:
         kept = await asyncio.to_thread(Path(adapter.state).is_file) if adapter.state else False
         start_from = adapter.state if kept else adapter.path
-    dataset = await _snapshot(bot, owner)
     try:
-        job = await bot.runner.submit_training(owner, request, images_dir=dataset, start_from=start_from)
+        dataset = await _snapshot(bot, owner)
+    except NoRoom as why:
+        await interaction.followup.send(str(why), ephemeral=True)
+        return
+    try:
+        job = await bot.runner.submit_training(
+            owner, request, images_dir=dataset, start_from=start_from, snapshot=True
+        )
     except QueueFull as full:
         await asyncio.to_thread(shutil.rmtree, dataset, True)
         await interaction.followup.send(f"Not now: {full}.", ephemeral=True)
@@ -175,16 +194,42 @@ async def _refusal(bot: DoppelBot, owner: Owner, steps: int | None) -> str | Non
     return None
 
 
+class NoRoom(Exception):
+    """The run's copy of the photos does not fit (the member's disk, or the bot's); the text is for the member."""
+
+
 async def _snapshot(bot: DoppelBot, owner: Owner) -> Path:
-    """Copy the photos and captions as they are now: edits after /train do not change this run."""
+    """Copy the photos and captions as they are now: edits after /train do not change this run.
+
+    The copy counts towards the member's disk (MEMBER_DISK_MB) until the run ends and deletes it; one that
+    does not fit is not begun, and one that fails half way is removed whole. Raises NoRoom."""
     photos = await bot.members.photos(owner)
     folder = bot.members.folder(owner) / "runs" / uuid.uuid4().hex
+    size = await asyncio.to_thread(lambda: sum(Path(p.path).stat().st_size for p in photos))
+    used = await storage.disk_used(bot.members, bot.jobs, bot.settings.jobs_dir, owner)
+    full = storage.over_limit(used, size, bot.settings.member_disk_mb)
+    if full:
+        raise NoRoom(f"I cannot train now: {full}.")
 
     def copy() -> None:
         folder.mkdir(parents=True)
-        for photo in photos:
-            shutil.copyfile(photo.path, folder / f"{photo.number:03d}.jpg")
-            (folder / f"{photo.number:03d}.txt").write_text(photo.caption, encoding="utf-8")
+        try:
+            for photo in photos:
+                _write_private(folder / f"{photo.number:03d}.jpg", Path(photo.path).read_bytes())
+                _write_private(folder / f"{photo.number:03d}.txt", photo.caption.encode("utf-8"))
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
 
-    await asyncio.to_thread(copy)
+    try:
+        await asyncio.to_thread(copy)
+    except OSError:
+        raise NoRoom("I could not copy your photos for training (the bot's disk is full or cannot be written); "
+                     "nothing was queued. Tell an admin, then try again.") from None
     return folder
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """A new file readable by the bot's user only."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
+        handle.write(data)
