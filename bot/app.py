@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import discord
 from discord.ext import commands
 
 from bot import health
 from bot.db import Database
+from bot.jobs.models import Job
 from bot.jobs.runner import JobRunner
 from bot.jobs.store import JobStore
+from bot.members import storage
 from bot.members.adapters import AdapterService
-from bot.members.erasure import forget_member
+from bot.members.consent import Consent
+from bot.members.erasure import Forgotten, forget_member
 from bot.members.owner import Owner
 from bot.members.store import MemberStore
 from bot.members.tokens import TokenChecker, new_token
@@ -22,6 +27,8 @@ from contract import JobKind
 from trainer.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
+
+UNKNOWN_MESSAGE = 10008  # Discord's error code for a message that is not there (any more)
 
 EXTENSIONS = (
     "bot.exts.dataset",
@@ -33,8 +40,23 @@ EXTENSIONS = (
 )
 
 
+NOT_SERVED = "This doppel serves other servers; it keeps nothing for this one."
+
+
 class DoppelTree(discord.app_commands.CommandTree):
     """Errors end in a message to the member, never in silence."""
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        """Only servers on ALLOWED_GUILDS are served: elsewhere every command gets the same answer, before
+        any cog's code runs, so nothing is stored. A DM is judged by the servers the member uses doppel in."""
+        bot = interaction.client
+        if not isinstance(bot, DoppelBot) or await bot.serves(interaction.guild_id, interaction.user.id):
+            return True
+        if interaction.type is discord.InteractionType.autocomplete:
+            await interaction.response.autocomplete([])
+        else:
+            await interaction.response.send_message(NOT_SERVED, ephemeral=True)
+        return False
 
     async def on_error(self, interaction: discord.Interaction, error: discord.app_commands.AppCommandError) -> None:
         if isinstance(error, discord.app_commands.CheckFailure) and interaction.response.is_done():
@@ -56,18 +78,25 @@ class DoppelBot(commands.Bot):
     jobs: JobStore
     members: MemberStore
     adapters: AdapterService
+    consent: Consent
     runner: JobRunner
     token_checker: TokenChecker
     models: TrainerSettings  # the base model and memory mode every request names
 
     def __init__(self, settings: BotSettings, **options):
         intents = discord.Intents.default()  # DMs included; no privileged intents needed
+        # No message pings anyone unless it says whom: those that mean to name their users in allowed_mentions.
+        options.setdefault("allowed_mentions", discord.AllowedMentions.none())
         super().__init__(
             command_prefix=commands.when_mentioned, intents=intents, help_command=None, tree_cls=DoppelTree, **options
         )
         self.settings = settings
         self._heartbeat: asyncio.Task | None = None
+        self._housekeeping: asyncio.Task | None = None
         self._token_lock = asyncio.Lock()
+        self._closing = False
+        # Called with the ids of jobs deleted by /forget, before their messages are: whoever edits them stops.
+        self.on_jobs_forgotten: list[Callable[[Sequence[int]], Awaitable[None]]] = []
 
     async def setup_hook(self) -> None:
         self.db = await Database.open(self.settings.database_file)
@@ -75,6 +104,8 @@ class DoppelBot(commands.Bot):
         self.members = MemberStore(self.db, self.settings.data_dir)
         self.adapters = AdapterService(self.members, self.jobs, self.settings.jobs_dir)
         self.runner = JobRunner(self.jobs, self.settings)
+        self.consent = Consent(self.members, self.adapters)
+        self.runner.consent = self.consent.refusal  # checked as each picture starts, and before it is kept
         # First among a training's follow-ups: the announcement (a cog's) shows an adapter that is theirs.
         self.runner.followups.register(JobKind.TRAIN, "adopt_adapter", self.adapters.adopt)
         self.models = TrainerSettings()
@@ -92,6 +123,11 @@ class DoppelBot(commands.Bot):
             self.tree.copy_global_to(guild=guild)
         await self.tree.sync(guild=guild)
         self._heartbeat = asyncio.create_task(health.keep_beating(self.settings, self.is_ready))
+        if not self.settings.allowed_guilds:
+            log.warning("ALLOWED_GUILDS is empty: doppel serves any server it is invited to")
+        self._housekeeping = asyncio.create_task(storage.keep_clean(
+            self.db, self.settings.data_dir, self.settings.jobs_dir, self.settings.picture_retention_days
+        ))
 
     async def on_ready(self) -> None:
         log.info("connected as %s to %d servers", self.user, len(self.guilds))
@@ -106,13 +142,66 @@ class DoppelBot(commands.Bot):
             candidate = await asyncio.to_thread(new_token, taken, self.token_checker)
             return await self.members.add_member(owner, candidate)
 
-    async def forget_member(self, owner: Owner) -> dict[str, int]:
-        """Everything of a member deleted (/forget, /admin purge); returns what was."""
-        return await forget_member(self.members, self.jobs, self.runner, self.settings.jobs_dir, owner)
+    async def forget_member(self, owner: Owner) -> Forgotten:
+        """Everything of a member deleted (/forget, /admin purge), the messages showing them included; returns
+        what was, and which messages could not be deleted."""
+        async with self.adapters.held(owner):  # no training's adapter is made theirs meanwhile
+            return await forget_member(self.members, self.jobs, self.runner, self.settings.jobs_dir, owner,
+                                       delete_message=self._delete_message, stop_showing=self._stop_showing)
+
+    async def _stop_showing(self, job_ids: Sequence[int]) -> None:
+        for listener in self.on_jobs_forgotten:
+            await listener(job_ids)
+
+    async def _delete_message(self, channel_id: int, message_id: int) -> str | None:
+        """None once the message is gone; else why it could not be deleted."""
+        try:
+            await self.get_partial_messageable(channel_id).get_partial_message(message_id).delete()
+        except discord.NotFound as missing:
+            if missing.code == UNKNOWN_MESSAGE:
+                return None  # deleted already
+            return "I cannot find that channel any more"
+        except discord.Forbidden:
+            return "I may no longer see that channel"
+        except discord.HTTPException as failed:
+            return f"Discord refused: {failed.status}"
+        return None
+
+    async def record_posted(self, message: discord.Message, job: Job, shows: Iterable[int] = ()) -> bool:
+        """Note that a message the bot posted shows the job's owner and `shows` (member ids), so that /forget
+        deletes it. Should the job have been forgotten meanwhile, the message goes at once (and False)."""
+        members = {job.owner.member_id, *shows}
+        try:
+            recorded = await self.members.record_shown(
+                message.channel.id, message.id, job.id, job.owner.guild_id, members
+            )
+        except Exception:
+            if self._closing:  # the database closed under it: the bot is stopping
+                return True
+            raise
+        if not recorded:
+            with contextlib.suppress(discord.HTTPException):
+                await message.delete()
+        return recorded
+
+    def serves_guild(self, guild_id: int) -> bool:
+        allowed = self.settings.allowed_guilds
+        return not allowed or guild_id in allowed
+
+    async def serves(self, guild_id: int | None, member_id: int) -> bool:
+        """Whether doppel works for this server; in a DM (no server), for a member it knows in a served one."""
+        if not self.settings.allowed_guilds:
+            return True
+        if guild_id:
+            return self.serves_guild(guild_id)
+        return any(self.serves_guild(g) for g in await self.members.guilds_of(member_id))
 
     async def close(self) -> None:
+        self._closing = True
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
         if hasattr(self, "runner"):
             await self.runner.stop()
         if hasattr(self, "db"):

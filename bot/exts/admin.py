@@ -45,12 +45,19 @@ class Admin(commands.GroupCog, group_name="admin", group_description="For member
                                                 allowed_mentions=discord.AllowedMentions.none())
 
     @app_commands.command(name="purge", description="Delete all of a member's photos, adapters and jobs")
-    @app_commands.describe(member="Whose data to delete")
-    async def purge(self, interaction: discord.Interaction, member: discord.Member) -> None:
+    @app_commands.describe(member="Whose data to delete", user_id="Or the user id of someone no longer in the server")
+    async def purge(self, interaction: discord.Interaction, member: discord.Member | None = None,
+                    user_id: str | None = None) -> None:
+        if (member is None) == (user_id is None) or (user_id is not None and not user_id.strip().isdigit()):
+            await interaction.response.send_message(
+                "Name either a member or a user id (the number Developer Mode copies), one of them.", ephemeral=True
+            )
+            return
+        target = member.id if member is not None else int(user_id or 0)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        counts = await self.bot.forget_member(Owner(interaction.guild_id or 0, member.id))
-        await interaction.followup.send(f"Deleted for {member.mention}: {describe(counts)}.", ephemeral=True,
-                                        allowed_mentions=discord.AllowedMentions.none())
+        forgotten = await self.bot.forget_member(Owner(interaction.guild_id or 0, target))
+        await interaction.followup.send(f"Deleted for <@{target}>: {describe(forgotten, f'<@{target}>')}.",
+                                        ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
 
     @app_commands.command(name="limits", description="The limits members have")
     async def limits(self, interaction: discord.Interaction) -> None:

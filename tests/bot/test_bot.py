@@ -16,8 +16,9 @@ from PIL import Image
 from bot.app import DoppelBot
 from bot.jobs.store import JobStore
 from bot.members.owner import Owner
+from bot.members.store import EVERYONE
 from bot.settings import BotSettings
-from contract import GenerateRequest, JobKind
+from contract import GenerateRequest, JobKind, JobState
 from tests.fake_discord.fixtures import fake_discord, running_bot  # noqa: F401  (fixture)
 from tests.photos import face, scene
 from trainer.generation.compare import LABEL_HEIGHT
@@ -399,3 +400,155 @@ async def test_pictures_asked_for_before_a_restart_are_posted_after_it(world):
     assert posted.content.startswith(f"<@{w.ann.id}>")
     assert "a lighthouse" in posted.content and "seed 5" in posted.content
     assert posted.attachments[0].data.startswith(PNG)
+
+
+# ---- consent at every door ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def generator_away(bot):
+    """For the block, the generator is out of dispatch (as while Ray restarts it): pictures asked for stay queued."""
+    for replica in bot.runner.generators:
+        replica.ready = False
+    try:
+        yield
+    finally:
+        for replica in bot.runner.generators:
+            replica.ready = True
+
+
+async def imagine_queued(w, member, prompt: str):
+    """/imagine, once its reply says it waits in line: the reply."""
+    asked = await w.fake.slash(member, w.general, "imagine", options={"prompt": prompt})
+    return await w.fake.wait_for_edit(await asked.original(), lambda m: "Queued" in m.content)
+
+
+async def ann_with_adapter(w, bot, adapter, *grantees: int) -> Owner:
+    ann = w.owner(w.ann)
+    await bot.token_for(ann)
+    await bot.members.set_adapter(ann, adapter, None, 30, identity=None)
+    for grantee in grantees:
+        await bot.members.share(ann, grantee)
+    return ann
+
+
+def no_picture(message) -> bool:
+    return "No picture this time" in message.content
+
+
+async def test_unsharing_stops_the_waiting_pictures_and_old_buttons_of_those_who_lost_access(world, trained):
+    w = world
+    async with started(w) as bot:
+        await ann_with_adapter(w, bot, trained.lora_path, w.bob.id, EVERYONE)
+        asked = await w.fake.slash(w.bob, w.general, "imagine", options={"prompt": f"<@{w.ann.id}> as a pirate"})
+        pictures = await w.fake.wait_for_edit(await asked.original(), lambda m: m.attachments, timeout=60)
+        buttons = {custom_id.split(":")[1]: custom_id for custom_id, _, _ in pictures.buttons() if custom_id}
+
+        with generator_away(bot):
+            bobs = await imagine_queued(w, w.bob, f"<@{w.ann.id}> on a horse")
+            boss = await imagine_queued(w, w.boss, f"<@{w.ann.id}> on a horse")
+            unshared = await w.fake.slash(w.ann, w.general, "unshare", options={"who": w.guild.everyone})
+            assert "1 picture request" in (await unshared.original()).content
+            # Everyone but bob, with whom ann still shares by name, lost access: boss's picture stops, with why.
+            stopped = await w.fake.wait_for_edit(boss, no_picture)
+            assert f"<@{w.ann.id}> stopped sharing their adapter with you" in stopped.content
+            assert not stopped.attachments and "Queued" in bobs.content
+        await w.fake.wait_for_edit(bobs, lambda m: m.attachments, timeout=60)
+
+        with generator_away(bot):
+            bobs = await imagine_queued(w, w.bob, f"<@{w.ann.id}> on a horse")
+            await w.fake.slash(w.ann, w.general, "unshare", options={"who": w.bob})
+            stopped = await w.fake.wait_for_edit(bobs, no_picture)
+            assert f"<@{w.ann.id}> stopped sharing" in stopped.content and not stopped.attachments
+        failed = await bot.jobs.of_owner(w.owner(w.boss), JobState.FAILED)
+        assert len(failed) == 1 and failed[0].result is None  # failed: not counted as boss's use
+
+        for key in ("reroll", "compare"):  # the buttons under bob's pictures from before
+            pressed = await w.fake.click(w.bob, pictures, buttons[key])
+            refused = await w.fake.wait_for_edit(await pressed.original(), lambda m: "cannot draw" in m.content)
+            assert "has not shared their adapter with you" in refused.content and not refused.attachments
+
+
+async def test_consent_is_checked_as_a_picture_starts_before_it_is_kept_and_before_it_is_shown(world, trained):
+    w = world
+    async with started(w) as bot:
+        ann = await ann_with_adapter(w, bot, trained.lora_path, w.bob.id)
+        prompt = f"<@{w.ann.id}> as an astronaut"
+
+        # Taken back by another door than /unshare (straight in the record) while the picture waits:
+        # the runner refuses it as it starts.
+        with generator_away(bot):
+            waiting = await imagine_queued(w, w.bob, prompt)
+            await bot.members.unshare(ann, w.bob.id)
+        refused = await w.fake.wait_for_edit(waiting, no_picture, timeout=30)
+        assert f"<@{w.ann.id}> has not shared their adapter with you" in refused.content
+
+        check = bot.runner.consent
+
+        def taken_back_after(calls: int):
+            """The runner's consent check, with the share taken back just after its `calls`th answer."""
+            answered = []
+
+            async def consent(job):
+                refusal = await check(job)
+                answered.append(job.id)
+                if len(answered) == calls:
+                    await bot.members.unshare(ann, w.bob.id)
+                return refusal
+
+            return consent
+
+        # ... while the picture is being drawn: it is made, and not kept.
+        await bot.members.share(ann, w.bob.id)
+        bot.runner.consent = taken_back_after(1)
+        asked = await w.fake.slash(w.bob, w.general, "imagine", options={"prompt": prompt})
+        refused = await w.fake.wait_for_edit(await asked.original(), no_picture, timeout=60)
+        assert "has not shared" in refused.content and not refused.attachments
+        failed = await bot.jobs.of_owner(w.owner(w.bob), JobState.FAILED)
+        assert len(failed) == 2 and failed[-1].result is None  # its pictures were not kept
+
+        # ... after the runner kept the pictures: they are not shown.
+        await bot.members.share(ann, w.bob.id)
+        bot.runner.consent = taken_back_after(2)
+        asked = await w.fake.slash(w.bob, w.general, "imagine", options={"prompt": prompt})
+        refused = await w.fake.wait_for_edit(await asked.original(), no_picture, timeout=60)
+        assert "has not shared" in refused.content and not refused.attachments
+        assert len(await bot.jobs.of_owner(w.owner(w.bob), JobState.SUCCEEDED)) == 1  # made, never shown
+
+
+async def test_an_old_button_never_reaches_another_adapter_of_the_member_drawn(world, trained):
+    w = world
+    steps = sorted((trained.lora_path.parent / "checkpoints").glob("step-*.safetensors"))
+    async with started(w) as bot:
+        ann = await ann_with_adapter(w, bot, trained.lora_path, EVERYONE)
+
+        async def bobs_pictures():
+            asked = await w.fake.slash(w.bob, w.general, "imagine", options={"prompt": f"<@{w.ann.id}> as a chef"})
+            shown = await w.fake.wait_for_edit(await asked.original(), lambda m: m.attachments, timeout=60)
+            return shown, next(c for c, _, _ in shown.buttons() if c and c.startswith("doppel:reroll:"))
+
+        # ann chooses another adapter, and still shares it: bob's old re-roll does not draw it.
+        pictures, reroll = await bobs_pictures()
+        await bot.members.set_adapter(ann, steps[0], None, 10, identity=None)
+        pressed = await w.fake.click(w.bob, pictures, reroll)
+        refused = await w.fake.wait_for_edit(await pressed.original(), lambda m: "cannot draw" in m.content)
+        assert f"<@{w.ann.id}>'s adapter has changed" in refused.content and not refused.attachments
+
+        # ann asks to be forgotten while bob's picture of her waits: it stops, and bob is told why.
+        pictures, reroll = await bobs_pictures()
+        with generator_away(bot):
+            waiting = await imagine_queued(w, w.bob, f"<@{w.ann.id}> on a boat")
+            question = await (await w.fake.slash(w.ann, w.general, "forget")).original()
+            confirm = next(c for c, label, _ in question.buttons() if label == "Delete everything")
+            await (await w.fake.click(w.ann, question, confirm)).wait_followup(lambda m: "Deleted" in m.content)
+            stopped = await w.fake.wait_for_edit(waiting, lambda m: "No picture" in m.content)
+            assert f"<@{w.ann.id}> asked to be forgotten" in stopped.content and not stopped.attachments
+
+        # She comes back with a new adapter and shares it with everyone: bob's old button does not draw it
+        # (the pictures of her are deleted with her; where that message could not be deleted, a press is refused).
+        await ann_with_adapter(w, bot, steps[1], EVERYONE)
+        if not pictures.deleted:
+            answer = await (await w.fake.click(w.bob, pictures, reroll)).original()
+            await w.fake.wait_for_edit(answer, lambda m: "cannot draw" in m.content or "no longer exists" in m.content)
+            assert not answer.attachments
+        assert not await bot.jobs.of_owner(w.owner(w.bob), JobState.QUEUED, JobState.RUNNING, JobState.SUCCEEDED)

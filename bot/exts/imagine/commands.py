@@ -44,8 +44,10 @@ class Imagine(commands.Cog):
         except TimeoutError:
             log.warning("pictures of job %s were not ready in time after a restart", job.id)
             return
+        except LookupError:  # deleted from the record meanwhile (someone in it was forgotten): nothing to post
+            return
         try:
-            await drawing.post(self.bot.get_partial_messageable(job.params["channel_id"]), done)
+            await drawing.post(self.bot.get_partial_messageable(job.params["channel_id"]), done, self.bot)
         except discord.HTTPException:
             log.exception("could not post the pictures of job %s", job.id)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import discord
@@ -73,6 +73,12 @@ async def again(bot: DoppelBot, presser: Owner, job: Job, **changes) -> Drawing:
     before = job.picture_request
     people = tuple(Owner(job.owner.guild_id, m) for m in job.params.get("people", ()))
     refs, files = await adapters_of(bot, presser, people, [a.weight for a in before.adapters])
+    for person, was, now in zip(people, before.adapters, refs, strict=True):
+        # Someone else's adapter must be the one these pictures were made with: after a /forget, the adapter
+        # of the same member trained anew is another, which an old button never reaches.
+        if person != presser and now.identity != was.identity:
+            raise Refused(f"<@{person.member_id}>'s adapter has changed since these pictures were made; "
+                          "ask anew with /imagine")
     options = {"count": before.count, "seed": before.seed, "size": before.size, "compare": before.compare} | changes
     request = _request(base=bot.models.base_model, prompt=before.prompt, adapters=refs, **options)
     return Drawing(request, people, files, plain=bool(job.params.get("plain")))
@@ -105,23 +111,43 @@ async def draw(bot: DoppelBot, interaction: discord.Interaction, owner: Owner, d
             await interaction.edit_original_response(content=f"Queued: number {update.position} in line…{waiting}")
 
     bot.runner.subscribe(job.id, show)
-    done = await bot.runner.wait(job.id, timeout=RESULT_TIMEOUT_S)
+    try:
+        done = await deliverable(bot, await bot.runner.wait(job.id, timeout=RESULT_TIMEOUT_S))
+    except LookupError:  # deleted from the record: someone in it asked to be forgotten
+        await interaction.edit_original_response(content="No picture this time: someone in it asked to be forgotten.")
+        return
     if time.monotonic() - started < TOKEN_LIFE_S:
         text, files, view = message(done)
+        # Recorded before it shows anyone, so that /forget deletes it (gone already if the job was forgotten).
+        if not await bot.record_posted(await interaction.original_response(), done, done.params.get("people", ())):
+            return
         await interaction.edit_original_response(
             content=text, attachments=files, view=view, allowed_mentions=discord.AllowedMentions.none()
         )
     else:  # the interaction token may have expired: say it in the channel
-        await post(interaction.channel, done)  # type: ignore[arg-type]
+        await post(interaction.channel, done, bot)  # type: ignore[arg-type]
 
 
-async def post(channel: discord.abc.Messageable, job: Job) -> None:
-    """The pictures in the channel, mentioning the requester: when their interaction is gone."""
+async def post(channel: discord.abc.Messageable, job: Job, bot: DoppelBot | None = None) -> None:
+    """The pictures in the channel, mentioning the requester: when their interaction is gone. With `bot`,
+    the message is recorded as showing the people drawn, for /forget."""
+    if bot is not None:
+        job = await deliverable(bot, job)
     text, files, view = message(job)
     member = discord.Object(job.owner.member_id)
     kwargs: dict[str, Any] = {"view": view} if view is not None else {}
-    await channel.send(f"<@{member.id}> {text}", files=files,
-                       allowed_mentions=discord.AllowedMentions(users=[member]), **kwargs)
+    sent = await channel.send(f"<@{member.id}> {text}", files=files,
+                              allowed_mentions=discord.AllowedMentions(users=[member]), **kwargs)
+    if bot is not None:
+        await bot.record_posted(sent, job, job.params.get("people", ()))
+
+
+async def deliverable(bot: DoppelBot, job: Job) -> Job:
+    """The job as it may be shown, consent checked right before: pictures of someone who no longer agrees
+    (a share taken back, an adapter forgotten) are not shown, and the job reads as failed, with why."""
+    if job.state is JobState.SUCCEEDED and (refusal := await bot.consent.refusal(job)) is not None:
+        return replace(job, state=JobState.FAILED, result=None, error=refusal)
+    return job
 
 
 def message(job: Job) -> tuple[str, list[discord.File], discord.ui.View | None]:

@@ -84,9 +84,10 @@ async def announce(bot: DoppelBot, job: Job) -> None:
             " Likeness often peaks before the last step: the buttons make an earlier step your adapter "
             "(the other steps are deleted then)."
         )
-    await bot.get_partial_messageable(ids[0]).send(
+    message = await bot.get_partial_messageable(ids[0]).send(
         text,
         files=files,
         view=choice_view(job.id, result.choices, result.steps),
         allowed_mentions=discord.AllowedMentions(users=[discord.Object(owner.member_id)]),
     )
+    await bot.record_posted(message, job)  # /forget deletes it
