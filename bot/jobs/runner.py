@@ -2,9 +2,9 @@
 
 It runs on the bot's event loop and only awaits. Its parts, each in its own module:
 `policy` decides what starts and who steps aside (pure), `transport` talks to the
-Ray workers, `sink` reads a job's inputs and writes what it made into the run's
-layout, and `followups` carries out what a success sets in motion. The runner
-holds them together and keeps the record true.
+Ray workers, `workers` keeps track of which of them are up, `sink` reads a job's
+inputs and writes what it made into the run's layout, and `followups` carries out
+what a success sets in motion. The runner holds them together and keeps the record true.
 
 A job whose worker is lost goes back to the queue and resumes from its newest
 checkpoint; after MAX_JOB_ATTEMPTS such losses it fails with a message. GPU nodes
@@ -31,6 +31,7 @@ from bot.jobs.sink import ArtifactSink
 from bot.jobs.store import JobStore
 from bot.jobs.transport import RayTransport, WorkerLost
 from bot.jobs.updates import JobUpdate, Subscriber, Updates
+from bot.jobs.workers import WorkerPool
 from bot.members.owner import Owner
 from bot.settings import BotSettings
 from contract import (
@@ -53,8 +54,6 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
 POSITION_DELAY_S = 1.0
 COALESCE_S = 0.05
-DISCOVER_EVERY_S = 5.0  # how often to look for GPU nodes that joined
-RELOCATE_EVERY_S = 2.0  # how often to look for a lost worker's return
 TIMINGS_KEPT = 10_000
 
 ConsentCheck = Callable[[Job], Awaitable[str | None]]  # None: the job may use its adapters; else why not
@@ -68,10 +67,8 @@ class JobRunner:
         self.sink = ArtifactSink(settings.jobs_dir)
         self.followups = FollowUps(store)
         self.updates = Updates(settings.progress_interval_s, on_flush=self._record_progress)
-        self.trainers: list[Worker] = []
-        self.generators: list[Replica] = []
-        self.policy = "share"
         self._wake = asyncio.Event()
+        self.workers = WorkerPool(self.transport, settings, on_change=self._wake.set)
         self._tasks: set[asyncio.Task] = set()
         self._finished: dict[int, asyncio.Event] = {}  # for wait(): only jobs someone waits for
         self._pausing: dict[int, float] = {}  # training job id -> when it was asked to pause
@@ -80,8 +77,6 @@ class JobRunner:
         self._progress: dict[int, Progress] = {}  # the newest progress of each running training
         self._waiters: set[asyncio.Future] = set()  # callers of wait(), cancelled by stop()
         self._positions_told_at = 0.0
-        self._discovered_at = 0.0
-        self._coming: set[int] = set()  # GPU indices whose workers are being made
         self._loop_task: asyncio.Task | None = None
         self.timings: dict[int, dict[str, float]] = {}  # job id -> submitted, started, finished (monotonic)
         # Set by the bot: whether a picture job may still use the adapters it names (their people's consent).
@@ -111,44 +106,27 @@ class JobRunner:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        await self.workers.stop()
+
+    @property
+    def trainers(self) -> list[Worker]:
+        return self.workers.trainers
+
+    @property
+    def generators(self) -> list[Replica]:
+        return self.workers.generators
+
+    @property
+    def policy(self) -> str:
+        return self.workers.policy
 
     @property
     def gpu_ready(self) -> bool:
         """Whether any trainer is up: without one, queued jobs wait for a GPU node to join."""
-        return any(t.ready for t in self.trainers)
+        return self.workers.ready
 
     async def _discover(self) -> None:
-        """Workers for GPUs that joined the cluster since the last look (all of them, at start).
-
-        With jobs queued and no GPU at all, one pair of workers is asked for anyway: Ray holds
-        them pending, which is the demand an autoscaler answers by starting a GPU node. They
-        join the runner once placed there.
-        """
-        self._discovered_at = time.monotonic()
-        count = await self.transport.gpu_count()
-        if count == 0 and not self.trainers and not self._coming:
-            if await self.store.in_state(JobState.QUEUED):
-                self._spawn(self._bring_up(0))
-            return
-        indices = [i for i in range(len(self.trainers), count) if i not in self._coming]
-        await asyncio.gather(*(self._bring_up(i) for i in indices))
-
-    async def _bring_up(self, index: int) -> None:
-        """Make (or find) the trainer and generator of GPU `index`; waits until Ray has placed them."""
-        self._coming.add(index)
-        try:
-            trainer, generator = self.transport.trainer(index), self.transport.generator(index)
-            await asyncio.gather(self.transport.locate(trainer), self.transport.locate(generator))
-            self.trainers.append(trainer)
-            self.generators.append(generator)
-            self.policy = policy.sharing_policy(
-                self.settings.gpu_sharing, [t.gpu_gib for t in self.trainers], self.settings.share_min_gpu_gib
-            )
-            await asyncio.gather(*(self.transport.configure(t, self.policy == "yield") for t in self.trainers))
-            log.info("GPU workers up: %s, %s", trainer.name, generator.name)
-        finally:
-            self._coming.discard(index)
-        self._wake.set()
+        await self.workers.discover(demand=bool(await self.store.in_state(JobState.QUEUED)))
 
     async def _reconcile(self) -> None:
         """After a restart: reattach to training that is still running, requeue what was lost."""
@@ -293,7 +271,7 @@ class JobRunner:
             await asyncio.sleep(COALESCE_S)  # a burst of submissions makes one pass, not one each
             self._wake.clear()
             try:
-                if time.monotonic() - self._discovered_at > DISCOVER_EVERY_S:
+                if self.workers.due:
                     await self._discover()
                 await self._dispatch()
             except Exception:
@@ -494,7 +472,7 @@ class JobRunner:
     async def _worker_lost(self, job_id: int, worker: Worker) -> None:
         """The worker died or restarted under the job: requeue it from its checkpoint, or give up."""
         worker.job_id = None
-        self._watch_return(worker)
+        self.workers.lost(worker)
         job = await self._job(job_id)
         if job.state.finished:  # stopped meanwhile (refuse_pictures_of): nothing to resume
             return
@@ -509,25 +487,6 @@ class JobRunner:
             await self.store.requeue(job_id, count_attempt=job_id not in self._forced)
             log.warning("job %s lost its worker; it resumes from step %s", job_id, job.checkpoint_step or 0)
             await self._announce(await self._job(job_id))
-
-    def _watch_return(self, worker: Worker) -> None:
-        """Take a lost worker out of dispatch until it answers again (Ray restarts it, on any node with room)."""
-        if not worker.ready:
-            return
-        worker.ready = False
-
-        async def relocate() -> None:
-            while True:
-                try:
-                    await self.transport.locate(worker)
-                    break
-                except WorkerLost:
-                    await asyncio.sleep(RELOCATE_EVERY_S)
-            worker.ready = True
-            log.info("%s is back", worker.name)
-            self._wake.set()
-
-        self._spawn(relocate())
 
     # ---- pictures ---------------------------------------------------------------------------
 

@@ -28,6 +28,15 @@ def start_local_ray() -> None:
     )
 
 
+def remove_actors(prefix: str) -> None:
+    """Kill every doppel actor named with `prefix`, located by a runner or still pending: one test's leftovers
+    must not hold the one logical GPU that the next test's workers wait for."""
+    for name in ray.util.list_named_actors():
+        if name.startswith(f"{prefix}-"):
+            with contextlib.suppress(ValueError):
+                ray.kill(ray.get_actor(name), no_restart=True)
+
+
 @pytest.fixture(scope="session")
 def local_ray(tiny_dir):
     # After tiny_dir: workers inherit MODEL_CACHE_DIR and HF_HUB_OFFLINE from this process.

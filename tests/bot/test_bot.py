@@ -10,7 +10,6 @@ from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
-import ray
 from PIL import Image
 
 from bot.app import DoppelBot
@@ -19,6 +18,7 @@ from bot.members.owner import Owner
 from bot.members.store import EVERYONE
 from bot.settings import BotSettings
 from contract import GenerateRequest, JobKind, JobState
+from tests.bot.conftest import remove_actors
 from tests.fake_discord.fixtures import fake_discord, running_bot  # noqa: F401  (fixture)
 from tests.photos import face, scene
 from trainer.generation.compare import LABEL_HEIGHT
@@ -47,9 +47,7 @@ def photo_options(count: int, first: int = 0) -> dict:
 def actors(local_ray):
     """The module's Ray workers, shared by its bots; removed when the module ends."""
     yield PREFIX
-    for role in ("trainer", "generator"):
-        with contextlib.suppress(ValueError):
-            ray.kill(ray.get_actor(f"{PREFIX}-{role}-0"), no_restart=True)
+    remove_actors(PREFIX)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import pytest_asyncio
 from bot.jobs.runner import JobRunner
 from bot.jobs.store import JobStore
 from bot.settings import BotSettings
+from tests.bot.conftest import remove_actors
 
 _prefixes = itertools.count()
 
@@ -39,9 +40,13 @@ async def make_runner(settings):
             await runner.start()
         return runner
 
-    yield make
-    for runner, store in made:
-        await runner.stop()
-        await store.close()
-    workers = [w for runner, _ in made for w in runner.trainers + runner.generators]
-    made[0][0].transport.remove(list({w.name: w for w in workers}.values())) if made else None
+    try:
+        yield make
+    finally:
+        try:
+            for runner, store in made:
+                await runner.stop()
+                await store.close()
+        finally:
+            for prefix in {runner.settings.ray_actor_prefix for runner, _ in made}:
+                remove_actors(prefix)
