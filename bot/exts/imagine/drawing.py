@@ -118,8 +118,12 @@ async def draw(bot: DoppelBot, interaction: discord.Interaction, owner: Owner, d
         return
     if time.monotonic() - started < TOKEN_LIFE_S:
         text, files, view = message(done)
-        # Recorded before it shows anyone, so that /forget deletes it (gone already if the job was forgotten).
-        if not await bot.record_posted(await interaction.original_response(), done, done.params.get("people", ())):
+        # Pictures are recorded before they show anyone, so that /forget deletes them (and they go at once if
+        # the job was forgotten meanwhile). A reply without pictures shows nobody: it only says why.
+        shows = done.pictures is not None and done.state is JobState.SUCCEEDED
+        if shows and not await bot.record_posted(
+            await interaction.original_response(), done, done.params.get("people", ())
+        ):
             return
         await interaction.edit_original_response(
             content=text, attachments=files, view=view, allowed_mentions=discord.AllowedMentions.none()
@@ -138,7 +142,7 @@ async def post(channel: discord.abc.Messageable, job: Job, bot: DoppelBot | None
     kwargs: dict[str, Any] = {"view": view} if view is not None else {}
     sent = await channel.send(f"<@{member.id}> {text}", files=files,
                               allowed_mentions=discord.AllowedMentions(users=[member]), **kwargs)
-    if bot is not None:
+    if bot is not None and job.pictures is not None and job.state is JobState.SUCCEEDED:
         await bot.record_posted(sent, job, job.params.get("people", ()))
 
 
