@@ -570,8 +570,9 @@ class JobRunner:
         job = await self.store.get(job_id)
         names = self.followups.names(job.kind) if job else ()
         if await self.store.finish(job_id, state, result=result, error=error, followups=names):
-            await self._tidy(await self._job(job_id))
-            await self._announce(await self._job(job_id))
+            finished = await self._job(job_id)
+            await self._tidy(finished)
+            await self._announce(finished)
             if state is JobState.SUCCEEDED:
                 await self.followups.run(job_id)
             return True

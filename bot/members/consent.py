@@ -15,7 +15,7 @@ from __future__ import annotations
 from bot.jobs.models import Job
 from bot.members.adapters import AdapterService
 from bot.members.owner import Owner, adapter_name
-from bot.members.store import MemberStore
+from bot.members.store import Adapter, MemberStore
 from contract import JobKind
 
 
@@ -42,13 +42,20 @@ class Consent:
                 return refusal
         return None
 
-    async def refusal_for(self, requester: Owner, person: Owner, identity: str) -> str | None:
-        """Whether `requester` may draw with `person`'s adapter `identity` now (None), or why not."""
+    async def usable(self, requester: Owner, person: Owner) -> Adapter | str:
+        """`person`'s adapter as it is now, its identity known, if `requester` may draw with it; else why not."""
         if not await self.members.may_use(requester, person):
             return f"<@{person.member_id}> has not shared their adapter with you"
         adapter = await self.adapters.current(person)
         if adapter is None or adapter.identity is None:
             return f"<@{person.member_id}> has no adapter now"
+        return adapter
+
+    async def refusal_for(self, requester: Owner, person: Owner, identity: str) -> str | None:
+        """Whether `requester` may draw with `person`'s adapter `identity` now (None), or why not."""
+        adapter = await self.usable(requester, person)
+        if isinstance(adapter, str):
+            return adapter
         if adapter.identity != identity:
             return f"<@{person.member_id}>'s adapter has changed since this was asked for; ask again"
         return None

@@ -46,11 +46,10 @@ async def adapters_of(bot: DoppelBot, requester: Owner, people: Sequence[Owner],
     """Each person's adapter as it is now, if the requester may use it."""
     refs, files = [], {}
     for person, weight in zip(people, weights, strict=True):
-        if not await bot.members.may_use(requester, person):
-            raise Refused(f"<@{person.member_id}> has not shared their adapter with you")
-        adapter = await bot.adapters.current(person)
-        if adapter is None or adapter.identity is None:
-            raise Refused(f"<@{person.member_id}> has no adapter now")
+        adapter = await bot.consent.usable(requester, person)
+        if isinstance(adapter, str):
+            raise Refused(adapter)
+        assert adapter.identity is not None  # usable() gives only adapters whose identity is known
         refs.append(AdapterRef(adapter_name(person), adapter.identity, weight))
         files[adapter.identity] = adapter.path
     return tuple(refs), files

@@ -15,15 +15,21 @@ from tests.bot.conftest import remove_actors
 _prefixes = itertools.count()
 
 
-@pytest.fixture
-def settings(tmp_path, local_ray) -> BotSettings:
+def runner_settings(tmp_path, prefix: str, **overrides) -> BotSettings:
+    """A runner's settings for tests: its own data folder and actor names, quick progress."""
     return BotSettings(
         data_dir=tmp_path / "data",
-        ray_actor_prefix=f"test{next(_prefixes)}",
+        ray_actor_prefix=f"{prefix}{next(_prefixes)}",
         gpu_sharing="share",
         progress_interval_s=0.2,
         generation_max_wait_s=5,
+        **overrides,
     )
+
+
+@pytest.fixture
+def settings(tmp_path, local_ray) -> BotSettings:
+    return runner_settings(tmp_path, "test")
 
 
 @pytest_asyncio.fixture

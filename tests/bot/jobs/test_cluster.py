@@ -9,7 +9,6 @@ GPU nodes it starts from. The session's local Ray is shut down meanwhile and sta
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 
 import pytest
@@ -22,6 +21,7 @@ from bot.jobs import transport
 from bot.settings import BotSettings
 from contract import JobState
 from tests.bot.conftest import away_from_local_ray
+from tests.bot.jobs.conftest import runner_settings
 from tests.bot.jobs.test_runner import ANN, BOB, Watch, past_step, training
 from tests.conftest import TOKEN
 from trainer.training.config import TrainConfig
@@ -37,7 +37,6 @@ FAST_HEALTH_CHECKS = {
     "health_check_timeout_ms": 500,
 }
 
-_prefixes = itertools.count()
 
 
 class GpuCluster:
@@ -94,14 +93,7 @@ def cluster(tiny_dir):
 @pytest.fixture
 def settings(tmp_path, cluster) -> BotSettings:
     """tests/bot/jobs/conftest.py's settings on the cluster; a lost worker is given up on after 5 s."""
-    return BotSettings(
-        data_dir=tmp_path / "data",
-        ray_actor_prefix=f"cluster{next(_prefixes)}",
-        gpu_sharing="share",
-        progress_interval_s=0.2,
-        generation_max_wait_s=5,
-        worker_patience_s=5,
-    )
+    return runner_settings(tmp_path, "cluster", worker_patience_s=5)
 
 
 class Timeline:
