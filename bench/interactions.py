@@ -33,8 +33,8 @@ async def burst(n: int, scratch: Path) -> list[float]:
     from bot.app import DoppelBot
     from bot.settings import BotSettings
     from contract import JobState
-    from tests.fake_discord.api import FakeDiscord
-    from tests.fake_discord.fixtures import running_bot
+    from fake_discord.api import FakeDiscord
+    from fake_discord.fixtures import running_bot
 
     with FakeDiscord() as fake:
         guild = fake.add_guild("Team")

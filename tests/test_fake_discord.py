@@ -1,4 +1,4 @@
-"""The Discord stand-in (tests/fake_discord) driving a throwaway discord.py bot end to end.
+"""The Discord stand-in (fake_discord) driving a throwaway discord.py bot end to end.
 
 The bot below is defined here on purpose: these tests check the stand-in, not doppel. Every
 outcome the bot sees is put on its `outcomes` queue, so the tests wait on events, never on sleeps.
@@ -17,9 +17,9 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from tests.fake_discord import Channel, CommandNotAvailable, FakeDiscord, Guild, InvalidInteraction, Member, running_bot
+from fake_discord import Channel, CommandNotAvailable, FakeDiscord, Guild, InvalidInteraction, Member, running_bot
 
-pytest_plugins = ["tests.fake_discord.fixtures"]  # the fake_discord fixture
+pytest_plugins = ["fake_discord.fixtures"]  # the fake_discord fixture
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 60  # enough of a JPEG for a bot that only looks at the bytes
 

@@ -18,8 +18,8 @@ from bot.members.owner import Owner
 from bot.members.store import EVERYONE
 from bot.settings import BotSettings
 from contract import GenerateRequest, JobKind, JobState
+from fake_discord.fixtures import fake_discord, running_bot  # noqa: F401  (fixture)
 from tests.bot.conftest import remove_actors
-from tests.fake_discord.fixtures import fake_discord, running_bot  # noqa: F401  (fixture)
 from tests.photos import face, scene
 from trainer.generation.compare import LABEL_HEIGHT
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from bot.members.owner import Owner
 from bot.settings import BotSettings
 from contract import JobState
+from fake_discord.fixtures import fake_discord  # noqa: F401  (fixture)
 from tests.bot.test_bot import actors, add_photos, rows_of, started, world  # noqa: F401  (fixtures)
-from tests.fake_discord.fixtures import fake_discord  # noqa: F401  (fixture)
 
 
 async def until(condition: Callable[[], bool], timeout: float = 30) -> None:

@@ -14,8 +14,8 @@ from bot.app import NOT_SERVED
 from bot.jobs.store import JobStore
 from bot.members import storage
 from contract import GenerateRequest, JobKind, JobState, RunLayout
+from fake_discord.fixtures import fake_discord  # noqa: F401  (fixture)
 from tests.bot.test_bot import actors, add_photos, jpeg, photo_options, rows_of, started, world  # noqa: F401
-from tests.fake_discord.fixtures import fake_discord  # noqa: F401  (fixture)
 from tests.photos import scene
 
 

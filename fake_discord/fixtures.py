@@ -2,11 +2,11 @@
 
 Register them in a test module (or a conftest) with
 
-    pytest_plugins = ["tests.fake_discord.fixtures"]
+    pytest_plugins = ["fake_discord.fixtures"]
 
 and use them like this:
 
-    from tests.fake_discord import running_bot
+    from fake_discord import running_bot
 
     async def test_hello(fake_discord):
         guild = fake_discord.add_guild("Team")             # build the world before the bot connects

@@ -34,7 +34,7 @@ class FakeDiscord:
     """A local Discord for one test: REST on /api/v10, the gateway on /gateway, files on /attachments.
 
     Usage: `fake = FakeDiscord().start()` ... `fake.close()`, or `with FakeDiscord() as fake:`;
-    the `fake_discord` fixture of tests/fake_discord/fixtures.py does this and checks errors.
+    the `fake_discord` fixture of fake_discord/fixtures.py does this and checks errors.
     """
 
     def __init__(self, *, token: str = "test-token", bot_name: str = "doppel", spec: OpenAPI | None = None) -> None:

@@ -39,7 +39,7 @@ from .errors import DiscordError, form_error
 
 # Discord's own file (discord/discord-api-spec), kept outside the repository in ../shared beside the
 # checkout (as CI lays it out); DISCORD_OPENAPI_SPEC points elsewhere.
-_BESIDE_THE_CHECKOUT = Path(__file__).resolve().parents[3] / "shared" / "discord-api-spec" / "openapi.json"
+_BESIDE_THE_CHECKOUT = Path(__file__).resolve().parents[2] / "shared" / "discord-api-spec" / "openapi.json"
 SPEC_PATH = Path(os.environ.get("DISCORD_OPENAPI_SPEC", _BESIDE_THE_CHECKOUT))
 API_PREFIX = "/api/v10"
 SPEC_URI = "urn:discord-openapi"

@@ -1,7 +1,7 @@
 """fake_discord: a local stand-in for Discord that an unmodified discord.py bot connects to.
 
 See README.md in this folder for the guide, fixtures.py for the pytest fixtures
-(register them with `pytest_plugins = ["tests.fake_discord.fixtures"]`).
+(register them with `pytest_plugins = ["fake_discord.fixtures"]`).
 """
 
 from .api import FakeDiscord
