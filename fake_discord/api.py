@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import discord
 import yarl
@@ -28,6 +28,8 @@ from .model import Attachment, Channel, Guild, Interaction, Member, Message, Use
 from .openapi import API_PREFIX, OpenAPI
 from .rest import RestAPI
 from .server import Bridge, ServerThread
+
+T = TypeVar("T")
 
 
 class FakeDiscord:
@@ -59,7 +61,7 @@ class FakeDiscord:
 
     # --- life cycle ----------------------------------------------------------------------------
 
-    def start(self) -> FakeDiscord:
+    def start(self) -> Self:
         self._server.start()
         self.world.base_url = self._server.base_url
         self.gateway.url = self.gateway_url
@@ -109,6 +111,11 @@ class FakeDiscord:
     @property
     def application_id(self) -> int:
         return self.world.application_id
+
+    async def read(self, view: Callable[[World], T]) -> T:
+        """`view(world)` run on the stand-in's loop, so it sees no change half made (for a viewer such as
+        the playground's page: the world's objects may be read safely only there)."""
+        return await self._bridge.call(view, self.world)
 
     def add_guild(self, name: str) -> Guild:
         return self._bridge.call_sync(self.world.add_guild, name)

@@ -149,7 +149,7 @@ class Gateway:
     async def _members_chunk(self, session: Session, data: dict[str, Any]) -> None:
         guild_ids = data.get("guild_id")
         for guild_id in guild_ids if isinstance(guild_ids, list) else [guild_ids]:
-            guild = self.world.guilds.get(int(guild_id))
+            guild = self.world.guilds.get(int(guild_id or 0))
             if guild is None:
                 continue
             wanted = [int(uid) for uid in data.get("user_ids") or []]

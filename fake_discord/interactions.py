@@ -407,7 +407,7 @@ def build_modal_submit(
     remaining = dict(values)
 
     def answer(field: dict) -> dict:
-        custom_id = field.get("custom_id")
+        custom_id = field["custom_id"]  # every modal component has one
         out: dict[str, Any] = {"type": field["type"], "custom_id": custom_id}
         if field.get("id") is not None:
             out["id"] = field["id"]

@@ -574,12 +574,16 @@ class World:
         # Registered application commands as the bot PUT them (with ids added); key None is global.
         self.commands: dict[int | None, list[dict]] = {}
         self.on_entity_added: Callable[[str, dict[str, Any]], None] | None = None  # set by the gateway
+        # Called (on the stand-in's loop) after every change: a viewer such as the playground's page.
+        self.observers: list[Callable[[], None]] = []
         self._waiters: list[tuple[Callable[[], Any], asyncio.Future]] = []
 
     # --- waiting -------------------------------------------------------------------------------
 
     def changed(self) -> None:
-        """Re-check every pending wait; called after each change of state."""
+        """Re-check every pending wait and tell the observers; called after each change of state."""
+        for observer in self.observers:
+            observer()
         for waiter in list(self._waiters):
             check, future = waiter
             if future.done():

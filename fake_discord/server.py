@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from aiohttp.web_urldispatcher import MatchInfoError
 
 from .errors import DiscordError, ErrorLog, RecordedError
@@ -36,7 +36,8 @@ MAX_REQUEST_BYTES = 64 * 1024 * 1024  # above any upload limit, so the 413 comes
 
 # Per-request values the middleware computes for the handlers.
 RECEIVED_AT = web.RequestKey("received_at", float)  # on the stand-in's clock
-BODY = web.RequestKey("body", object)  # the JSON body, or a multipart body's payload_json; None when absent
+# The JSON body, or a multipart body's payload_json; None when absent.
+BODY: web.RequestKey[Any] = web.RequestKey("body", object)
 FILES: web.RequestKey[list[UploadedFile]] = web.RequestKey("files", list)
 
 
@@ -195,6 +196,8 @@ class ServerThread:
         if request.content_type == "multipart/form-data":
             reader = await request.multipart()
             async for part in reader:
+                if not isinstance(part, BodyPartReader):  # a nested multipart: Discord takes none
+                    raise DiscordError(400, 50035, "Invalid Form Body")
                 name = part.name or ""
                 if name == "payload_json":
                     body = _parse_json(await part.text())
