@@ -55,3 +55,62 @@ def write_photos(folder: Path) -> Path:
     for stem, text in CAPTIONS.items():
         (folder / f"{stem}.txt").write_text(text)
     return folder
+
+
+# Real photographs for the face checks: they ship inside scikit-image's wheel (no download).
+
+
+def astronaut() -> Image.Image:
+    """One person (512 px, colour, facing the camera)."""
+    from skimage import data
+
+    return Image.fromarray(data.astronaut())
+
+
+def cameraman() -> Image.Image:
+    """Another person (512 px, grey, looking down: only the CNN is sure of him)."""
+    from skimage import data
+
+    return Image.fromarray(data.camera()).convert("RGB")
+
+
+def no_face() -> Image.Image:
+    """A cup of coffee."""
+    from skimage import data
+
+    return Image.fromarray(data.coffee())
+
+
+def jpeg(image: Image.Image, quality: int) -> Image.Image:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def variants(image: Image.Image) -> dict[str, Image.Image]:
+    """The same photo as a member might send it several times: cropped, mirrored, lit differently,
+    recompressed, enlarged. Each differs enough from the others not to count as a near duplicate."""
+    from PIL import ImageEnhance, ImageOps
+
+    return {
+        "crop": image.crop((96, 16, 416, 336)),
+        "mirror": ImageOps.mirror(image),
+        "bright": ImageEnhance.Brightness(image).enhance(1.4),
+        "dark": ImageEnhance.Brightness(image).enhance(0.6),
+        "jpeg": jpeg(image.crop((40, 0, 512, 472)), 20),
+        "large": image.crop((64, 0, 448, 384)).resize((1024, 1024), Image.Resampling.LANCZOS),
+    }
+
+
+def side_by_side(*images: Image.Image) -> Image.Image:
+    """A group picture: the photos next to each other, at the first one's height."""
+    height = images[0].height
+    scaled = [im.resize((round(im.width * height / im.height), height)) for im in images]
+    group = Image.new("RGB", (sum(im.width for im in scaled), height), (128, 128, 128))
+    left = 0
+    for im in scaled:
+        group.paste(im, (left, 0))
+        left += im.width
+    return group
