@@ -12,9 +12,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from contract import limits
+
+if TYPE_CHECKING:
+    from contract.group import GroupPlan
 
 MEMORY_MODES = ("auto", "fp32", "bf16", "fp8", "nf4")  # how lean the frozen base is kept while training
 
@@ -64,6 +67,8 @@ class TrainRequest(_Wire):
     # None: a quarter of the run, so every run shows five moments (its start and four more).
     checkpoint_every: int | None = None
     sample_every: int | None = None  # 0: no samples
+    # Florence-2 (Hub id, folder, or 'tiny') that writes captions for photos without one; '' writes none.
+    caption_model: str = ""
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -138,10 +143,15 @@ class GenerateRequest(_Wire):
     steps: int | None = None  # None: the base model's default
     compare: bool = False
     guidance: float | None = field(default=None)
+    group: GroupPlan | None = None  # several people: each face drawn with only its person's adapter
 
     def __post_init__(self) -> None:
+        from contract.group import GroupPlan
+
         adapters = tuple(a if isinstance(a, AdapterRef) else AdapterRef.from_data(a) for a in self.adapters)
         object.__setattr__(self, "adapters", adapters)
+        if isinstance(self.group, dict):
+            object.__setattr__(self, "group", GroupPlan.from_data(self.group))
         problems = self.problems()
         if problems:
             raise RequestError("; ".join(problems))
@@ -163,4 +173,8 @@ class GenerateRequest(_Wire):
         if self.compare and not self.adapters:
             found.append("a comparison needs an adapter to compare with the base model")
         found += [limits.STRENGTH.problem("adapter strength", a.weight) for a in self.adapters]
+        if self.group is not None:
+            found += self.group.problems(len(self.adapters))
+            if self.count != 1 or self.compare:
+                found.append("a group picture is one picture, without a comparison")
         return [p for p in found if p]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+PICTURE_BASE_HELP = "Hub id, diffusers folder, 'tiny' or 'tiny-klein' (default: GENERATION_MODEL, else BASE_MODEL)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,12 +41,23 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description="doppel's Flux LoRA trainer")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    tiny = commands.add_parser("make-tiny", help="write the tiny random Flux pipeline (images from it are noise)")
-    tiny.add_argument("directory", type=Path)
+    tiny = commands.add_parser("make-tiny", help="write a tiny random pipeline (images from it are noise)")
+    tiny.add_argument(
+        "directory",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="a new or empty folder, or an earlier tiny build to replace "
+        "(default: MODEL_CACHE_DIR's, where --base tiny or tiny-klein looks)",
+    )
+    tiny.add_argument("--family", choices=("flux1", "flux2-klein"), default="flux1", help="(default: %(default)s)")
+    tiny.add_argument("--distilled", action="store_true", help="flux2-klein: the step-distilled variant")
     tiny.set_defaults(run=_make_tiny)
 
     train = commands.add_parser("train", help="train a LoRA adapter from a folder of photos")
-    train.add_argument("--base", default=None, help="Hub id, diffusers folder or 'tiny' (default: BASE_MODEL)")
+    train.add_argument(
+        "--base", default=None, help="Hub id, diffusers folder, 'tiny' or 'tiny-klein' (default: BASE_MODEL)"
+    )
     train.add_argument("--images", type=Path, required=True, help="folder of images with same-named .txt captions")
     train.add_argument("--token", required=True, help="the trigger token, letters and digits, e.g. THGH96")
     train.add_argument("--out", type=Path, required=True, help="folder for the adapter, checkpoints and samples")
@@ -107,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
 
     generate = commands.add_parser("generate", help="make pictures with one or more adapters")
-    generate.add_argument("--base", default=None, help="Hub id, diffusers folder or 'tiny' (default: BASE_MODEL)")
+    generate.add_argument("--base", default=None, help=PICTURE_BASE_HELP)
     generate.add_argument("--lora", type=Path, action="append", default=[], help="an adapter file; repeat for more")
     generate.add_argument("--weight", type=float, action="append", default=[], help="strength of each --lora")
     generate.add_argument("--prompt", required=True)
@@ -119,13 +131,24 @@ def _parser() -> argparse.ArgumentParser:
     generate.set_defaults(run=_generate)
 
     compare = commands.add_parser("compare", help="the base model and an adapter side by side, same prompt and seed")
-    compare.add_argument("--base", default=None, help="Hub id, diffusers folder or 'tiny' (default: BASE_MODEL)")
+    compare.add_argument("--base", default=None, help=PICTURE_BASE_HELP)
     compare.add_argument("--lora", type=Path, required=True, help="the adapter file")
     compare.add_argument("--prompt", required=True)
     compare.add_argument("--seed", type=int, default=0)
     compare.add_argument("--steps", type=int, default=None)
     compare.add_argument("--out", type=Path, required=True, help="the PNG to write")
     compare.set_defaults(run=_compare)
+
+    group = commands.add_parser("group", help="several people in one picture, each face drawn with only its adapter")
+    group.add_argument("--base", default=None, help=PICTURE_BASE_HELP)
+    group.add_argument("--person", action="append", default=[], metavar="TOKEN=LORA",
+                       help="a person's token in the prompt and their adapter file; two or more, in prompt order")
+    group.add_argument("--prompt", required=True)
+    group.add_argument("--image", type=Path, default=None, help="a photo whose faces are the composition")
+    group.add_argument("--seed", type=int, default=None)
+    group.add_argument("--steps", type=int, default=None)
+    group.add_argument("--out", type=Path, required=True, help="folder for the PNG and its JSON of faces")
+    group.set_defaults(run=_group)
     return parser
 
 
@@ -147,14 +170,38 @@ def _base(args) -> str:
     return args.base or trainer_settings().base_model
 
 
+def _picture_base(args) -> str:
+    from trainer.settings import trainer_settings
+
+    return args.base or trainer_settings().picture_model
+
+
 def _make_tiny(args) -> int:
     from tqdm import tqdm
 
-    from trainer.models.tiny import NOISE_WARNING, write_pipeline
+    from trainer.atomic import check_replaceable
+    from trainer.models import tiny, tiny_klein
+    from trainer.models.base_model import TINY_FOLDERS
+    from trainer.settings import trainer_settings
 
+    klein = args.family == "flux2-klein"
+    shape = tiny_klein.TINY_KLEIN_DISTILLED if args.distilled else tiny_klein.TINY_KLEIN
+    name = ("tiny-klein-distilled" if args.distilled else "tiny-klein") if klein else "tiny"
+    cached = trainer_settings().model_cache_dir / TINY_FOLDERS[name]
+    directory = args.directory or cached
+    check_replaceable(directory, tiny.TINY_MARKER)  # before any work: a folder of photos is never replaced
     with tqdm(total=2, unit="stage", dynamic_ncols=True) as bar:
-        write_pipeline(args.directory, on_stage=lambda stage: (bar.set_description(stage), bar.update(1)))
-    print(f"wrote the tiny Flux pipeline to {args.directory} ({NOISE_WARNING})")
+        progress = lambda stage: (bar.set_description(stage), bar.update(1))  # noqa: E731
+        if klein:
+            tiny_klein.write_pipeline(directory, shape, on_stage=progress)
+        else:
+            tiny.write_pipeline(directory, on_stage=progress)
+    title = f"FLUX.2 [klein] ({'distilled' if args.distilled else 'base'})" if klein else "FLUX.1"
+    print(f"wrote the tiny {title} pipeline to {directory} ({tiny.NOISE_WARNING})")
+    if directory.resolve() == cached.resolve():
+        print(f"--base {name} uses it")
+    else:
+        print(f"use it with --base {directory} (--base {name} uses the one in {cached}, built when first needed)")
     return 0
 
 
@@ -250,7 +297,8 @@ def _picture_request(args, paths: list[Path], names: list[str], weights: list[fl
     refs = [AdapterRef(n, adapter_identity(p.read_bytes()), w) for n, p, w in zip(names, paths, weights, strict=True)]
     try:
         request = GenerateRequest(
-            base=_base(args), prompt=args.prompt, adapters=tuple(refs), seed=args.seed, steps=args.steps, **fields
+            base=_picture_base(args), prompt=args.prompt, adapters=tuple(refs), seed=args.seed, steps=args.steps,
+            **fields,
         )
     except RequestError as exc:
         raise DoppelError(str(exc)) from exc
@@ -269,4 +317,24 @@ def _compare(args) -> int:
     with tqdm(total=2 * (request.steps or generator.base.inference_steps), unit="step", dynamic_ncols=True) as bar:
         picture = compare_pictures(generator, request, files, on_step=lambda done, total: bar.update(done - bar.n))
     print(save_png(picture.image, args.out, picture.info))
+    return 0
+
+
+def _group(args) -> int:
+    from trainer.generation.generator import Generator
+    from trainer.generation.group import draw_group, group_request, parse_person, write_group
+
+    people = [parse_person(text) for text in args.person]
+    request, files = group_request(_picture_base(args), args.prompt, people, photo=args.image, seed=args.seed,
+                                   steps=args.steps)
+    picture = draw_group(Generator(request.base), request, files)
+    image, facts = write_group(picture, args.out)
+    print(image)
+    print(facts)
+    outcome = picture.outcome
+    if outcome.fallback:
+        print(f"note: {outcome.fallback}; the picture is the composition alone", file=sys.stderr)
+    for face in outcome.faces:
+        score = "not scored" if face.score is None else f"distance {face.score:.2f}"
+        print(f"{face.owner or '(kept)'} at {face.box}: {score}")
     return 0

@@ -297,7 +297,8 @@ class GeneratorWorker:
     def generate(self, request: GenerateRequest, blobs: list) -> PicturesMade:
         """`blobs`: each adapter's bytes as an ObjectRef, in the request's order; fetched only when not held here.
 
-        With `request.compare`: one picture, the base model beside the adapters, same seed.
+        With `request.compare`: one picture, the base model beside the adapters, same seed. With
+        `request.group`: one picture, each face drawn with only its person's adapter.
         """
         from trainer.generation.compare import compare_pictures
 
@@ -312,6 +313,10 @@ class GeneratorWorker:
                 self.offloaded = False
             if request.compare:
                 images = [compare_pictures(generator, request, files)]
+            elif request.group is not None:
+                from trainer.generation.group import draw_group
+
+                images = [draw_group(generator, request, files).generated]  # its PNG says who is where
             else:
                 images = generator.generate(request, files)
         except Exception as exc:

@@ -13,10 +13,12 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import torch
 from PIL import Image
@@ -122,6 +124,14 @@ class Generator:
         """Drop a member's adapter (they deleted it): unloaded, or its slot freed for the next."""
         with self._lock:
             self.adapters.forget(name)
+
+    @contextmanager
+    def using(self, uses: Sequence[Use]) -> Iterator[Any]:
+        """Exactly these adapters active, and the pipeline held for the block: for another pipeline on the
+        same modules (a group picture's inpainting), which no other request may switch under."""
+        with self._lock:
+            self.adapters.activate(uses)
+            yield self.pipe
 
     def generate(
         self,
