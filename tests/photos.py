@@ -75,10 +75,17 @@ def cameraman() -> Image.Image:
 
 
 def no_face() -> Image.Image:
-    """A cup of coffee."""
+    """A cup of coffee, small: the CNN looks at every picture without a face, and its time grows with pixels."""
     from skimage import data
 
-    return Image.fromarray(data.coffee())
+    return Image.fromarray(data.coffee()).resize((384, 256), Image.Resampling.LANCZOS)
+
+
+def tall_portrait() -> Image.Image:
+    """The astronaut's head at the top of a 1:3 portrait: a centred crop to a 1:2 bucket cuts her face off."""
+    portrait = Image.new("RGB", (320, 960), (128, 128, 128))
+    portrait.paste(astronaut().crop((96, 16, 416, 336)), (0, 0))
+    return portrait
 
 
 def jpeg(image: Image.Image, quality: int) -> Image.Image:

@@ -11,30 +11,33 @@ from tests.photos import astronaut
 
 
 def test_the_astronaut_is_found_in_every_variant_and_stays_herself(astronaut_set):
-    assert all(len(found) == 1 for found in astronaut_set.values()), {k: len(v) for k, v in astronaut_set.items()}
-    original = astronaut_set["original"][0]
+    assert all(len(found.faces) == 1 for found in astronaut_set.values()), {
+        k: len(v.faces) for k, v in astronaut_set.items()
+    }
+    original = astronaut_set["original"].faces[0]
     assert original.descriptor.shape == (128,)
     left, top, right, bottom = original.box
     assert 150 < left < right < 300 and 50 < top < bottom < 200  # her face, not the mission patch below it
-    for name, (face,) in astronaut_set.items():
-        assert distance(original.descriptor, face.descriptor) <= SAME_PERSON, name
+    for name, found in astronaut_set.items():
+        assert distance(original.descriptor, found.faces[0].descriptor) <= SAME_PERSON, name
 
 
-def test_the_cameraman_is_someone_else(astronaut_set, cameraman_faces):
-    (cameraman,) = cameraman_faces
-    assert distance(astronaut_set["original"][0].descriptor, cameraman.descriptor) > SAME_PERSON
+def test_the_cameraman_is_someone_else(astronaut_set, cameraman_look):
+    (cameraman,) = cameraman_look.faces
+    assert distance(astronaut_set["original"].faces[0].descriptor, cameraman.descriptor) > SAME_PERSON
 
 
-def test_two_people_side_by_side_are_two_faces_and_none_in_coffee(pair_faces, coffee_faces, astronaut_set):
-    assert len(pair_faces) == 2
-    nearest = min(pair_faces, key=lambda f: distance(f.descriptor, astronaut_set["original"][0].descriptor))
+def test_two_people_side_by_side_are_two_faces_and_none_in_coffee(pair_look, coffee_look, astronaut_set):
+    assert len(pair_look.faces) == 2
+    her = astronaut_set["original"].faces[0].descriptor
+    nearest = min(pair_look.faces, key=lambda f: distance(f.descriptor, her))
     assert nearest.box[2] <= 512  # the astronaut is the left one
-    assert coffee_faces == []
+    assert coffee_look.faces == ()
 
 
-def test_the_identity_is_the_medoid_and_a_stranger_does_not_move_it(astronaut_set, cameraman_faces):
-    descriptors = [found[0].descriptor for found in astronaut_set.values()]
-    identity = identity_of([*descriptors, cameraman_faces[0].descriptor])
+def test_the_identity_is_the_medoid_and_a_stranger_does_not_move_it(astronaut_set, cameraman_look):
+    descriptors = [found.faces[0].descriptor for found in astronaut_set.values()]
+    identity = identity_of([*descriptors, cameraman_look.faces[0].descriptor])
     assert any(np.array_equal(identity, d) for d in descriptors)
     with pytest.raises(ValueError):
         identity_of([])

@@ -3,12 +3,18 @@
 The convention is ai-toolkit's and kohya's: `me1.jpg` + `me1.txt`. Every file
 that is not a caption is taken for an image, so a stray or broken file is
 reported rather than silently skipped; all problems are reported at once.
+
+Each photo is looked at for faces (faces.verdict) and cropped to its bucket around the member's face: the
+face stays in the frame, and on a photo with several faces the others are cropped out where they can be.
+Photos with doubts (no face, someone else) are logged, not left out: the bot leaves out those its member did
+not keep, and `python -m trainer dataset check` reports them before a run from a folder.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -16,7 +22,12 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from faces.crops import crop_box
+from faces.verdict import Verdict, judge, look
 from trainer.errors import DatasetError, FileProblem
+from trainer.images import READABLE
+
+log = logging.getLogger(__name__)
 
 TRIGGER_PLACEHOLDER = re.compile(r"\[trigger\]", re.IGNORECASE)
 MAX_PIXELS = 50_000_000  # a 50-megapixel phone photo is fine; a decompression bomb is not
@@ -74,9 +85,13 @@ def nearest_bucket(width: int, height: int, buckets: list[tuple[int, int]]) -> t
     return min(buckets, key=lambda b: abs(math.log(b[0] / b[1]) - ratio))
 
 
-def fit_to_bucket(image: Image.Image, bucket: tuple[int, int]) -> Image.Image:
-    """Scale to cover the bucket, then crop the middle."""
-    return ImageOps.fit(image, bucket, method=Image.Resampling.LANCZOS, centering=(0.5, 0.5))
+def fit_to_bucket(image: Image.Image, bucket: tuple[int, int], verdict: Verdict | None = None) -> Image.Image:
+    """Cut the bucket's shape from the picture (around the member's face where the verdict knows it, without
+    the other faces where it can), then scale it to the bucket."""
+    if verdict is None or verdict.face is None:
+        return ImageOps.fit(image, bucket, method=Image.Resampling.LANCZOS, centering=(0.5, 0.5))
+    window = crop_box(image.size, bucket, verdict.face.box, verdict.others)
+    return image.resize(bucket, Image.Resampling.LANCZOS, box=window)
 
 
 def decode_image(data: bytes) -> Image.Image:
@@ -97,7 +112,7 @@ def decode_image(data: bytes) -> Image.Image:
             upright = ImageOps.exif_transpose(opened)
             return upright.convert("RGB")
     except UnidentifiedImageError:
-        raise ValueError("this is not an image doppel can read (JPEG, PNG, WebP, BMP or GIF)") from None
+        raise ValueError(f"this is not an image doppel can read ({READABLE})") from None
     except Image.DecompressionBombError:
         raise ValueError("the image has too many pixels to open safely") from None
     except OSError as exc:
@@ -113,13 +128,16 @@ def image_files(folder: Path) -> list[Path]:
     )
 
 
-def load_training_set(folder: Path, token: str, resolution: int) -> TrainingSet:
-    """Read, check and crop every image of a folder; raise DatasetError naming every bad file."""
+def load_training_set(folder: Path, token: str, resolution: int, faces: bool = True) -> TrainingSet:
+    """Read, check and crop every image of a folder; raise DatasetError naming every bad file.
+
+    `faces`: look for faces and crop around the member's (see the module's text); off, crops are centred."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DatasetError([], summary=f"the image folder '{folder}' does not exist")
+        what = "is a file, not a folder of photos" if folder.exists() else "does not exist"
+        raise DatasetError([], summary=f"the image folder '{folder}' {what}")
     buckets = buckets_for(resolution)
-    images, problems = [], []
+    read, problems = [], []
     digest = hashlib.sha256()
     for path in image_files(folder):
         data = path.read_bytes()
@@ -131,12 +149,21 @@ def load_training_set(folder: Path, token: str, resolution: int) -> TrainingSet:
         caption_file = path.with_suffix(".txt")
         caption = caption_file.read_text(encoding="utf-8", errors="replace") if caption_file.is_file() else None
         caption = caption_with_token(caption, token)
-        bucket = nearest_bucket(picture.width, picture.height, buckets)
-        images.append(TrainingImage(path.name, caption, fit_to_bucket(picture, bucket)))
+        # The bytes, not the picture, wait for the set's verdicts: decoding again is cheaper than holding
+        # forty decoded photos.
+        read.append((path.name, caption, data, look(picture) if faces else None))
         for part in (path.name.encode(), hashlib.sha256(data).digest(), caption.encode()):
             digest.update(len(part).to_bytes(8, "big") + part)
     if problems:
         raise DatasetError(problems)
-    if not images:
+    if not read:
         raise DatasetError([], summary=f"the image folder '{folder}' has no images")
+    verdicts = judge([found for *_, found in read])
+    images = []
+    for (name, caption, data, _), verdict in zip(read, verdicts, strict=True):
+        if verdict is not None and verdict.doubts:
+            log.info("%s: %s (trained on all the same)", name, "; ".join(verdict.doubts))
+        picture = decode_image(data)
+        bucket = nearest_bucket(picture.width, picture.height, buckets)
+        images.append(TrainingImage(name, caption, fit_to_bucket(picture, bucket, verdict)))
     return TrainingSet(images, digest.hexdigest())
