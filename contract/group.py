@@ -47,8 +47,8 @@ class GroupPlan(_Wire):
 
     def problems(self, people: int) -> list[str]:
         found = []
-        if len(self.tokens) != people or people < 2:
-            found.append("a group picture names two or more people, each with an adapter")
+        if len(self.tokens) != people or people < (1 if self.photo else 2):
+            found.append("a group picture names two or more people (one, in a photo), each with an adapter")
         if len(set(self.tokens)) != len(self.tokens) or not all(t and t.isalnum() for t in self.tokens):
             found.append("each person in a group picture is named once, by their token")
         if self.identities and len(self.identities) != people:

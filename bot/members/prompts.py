@@ -33,6 +33,7 @@ class ResolvedPrompt:
     owners: tuple[Owner, ...]  # whose adapters to use, in order of appearance
     weights: dict[Owner, float] = field(default_factory=dict)  # strengths written after names
     plain: bool = False  # the requester has no adapter yet: the base model alone
+    tokens: tuple[str, ...] = ()  # how the text names each of `owners`, in the same order
 
 
 async def resolve_prompt(prompt: str, requester: Owner, members: MemberStore) -> ResolvedPrompt:
@@ -64,10 +65,10 @@ async def resolve_prompt(prompt: str, requester: Owner, members: MemberStore) ->
         own = token_of.get(requester.member_id)
         if own is None or await members.adapter(requester) is None:
             return ResolvedPrompt(text, (), plain=True)
-        return ResolvedPrompt(f"{own}, {text}", (requester,))
+        return ResolvedPrompt(f"{own}, {text}", (requester,), tokens=(own,))
     for owner in owners:
         if not await members.may_use(requester, owner):
             raise PromptRefused(f"<@{owner.member_id}> has not shared their adapter with you")
         if await members.adapter(owner) is None:
             raise PromptRefused(f"<@{owner.member_id}> has not trained an adapter yet")
-    return ResolvedPrompt(text, owners, weights)
+    return ResolvedPrompt(text, owners, weights, tokens=tuple(token_of[o.member_id] for o in owners))

@@ -60,6 +60,7 @@ class Imagine(commands.Cog):
         seed="A seed, to make the same picture again",
         size="square, portrait (3:4) or landscape (4:3)",
         strength=f"How strongly the adapters act, {STRENGTH.low:g} (the base model) to {STRENGTH.high:g}; default 1",
+        image="A photo (say, of your team): its faces are redrawn as the people named, left to right",
     )
     @app_commands.choices(size=SIZE_CHOICES)
     @app_commands.guild_only()
@@ -71,10 +72,11 @@ class Imagine(commands.Cog):
         seed: app_commands.Range[int, SEED.low, SEED.high] | None = None,
         size: app_commands.Choice[str] | None = None,
         strength: app_commands.Range[float, STRENGTH.low, STRENGTH.high] = 1.0,
+        image: discord.Attachment | None = None,
     ) -> None:
         await interaction.response.defer(thinking=True)
         asked = await self._ask(interaction, prompt, strength=strength, count=count, seed=seed,
-                                size=size.value if size else "square")
+                                size=size.value if size else "square", photo=image)
         if asked is not None:
             await drawing.draw(self.bot, interaction, owner_of(interaction), asked)
 
@@ -94,7 +96,7 @@ class Imagine(commands.Cog):
         if asked.plain:
             await interaction.edit_original_response(content="You have no adapter to compare yet: /train makes one.")
             return
-        asked = replace(asked, request=replace(asked.request, compare=True))
+        asked = replace(asked, request=replace(asked.request, compare=True, group=None))  # one pass, side by side
         await drawing.draw(self.bot, interaction, owner_of(interaction), asked)
 
     async def _ask(self, interaction: discord.Interaction, prompt: str, *, strength: float,

@@ -55,15 +55,22 @@ async def adapters_of(bot: DoppelBot, requester: Owner, people: Sequence[Owner],
     return tuple(refs), files
 
 
-async def from_prompt(bot: DoppelBot, requester: Owner, prompt: str, *, strength: float, **options) -> Drawing:
-    """The prompt by the token rule (see bot.members.prompts), with the adapters of everyone it names."""
+async def from_prompt(bot: DoppelBot, requester: Owner, prompt: str, *, strength: float,
+                      photo: discord.Attachment | None = None, **options) -> Drawing:
+    """The prompt by the token rule (see bot.members.prompts), with the adapters of everyone it names; with
+    several people (or a photo), a group picture: each face drawn with only its person's adapter."""
+    from bot.exts.imagine import group
+
     try:
         resolved = await resolve_prompt(prompt, requester, bot.members)
     except PromptRefused as refusal:
         raise Refused(str(refusal)) from None
     weights = [resolved.weights.get(person, strength) for person in resolved.owners]
     refs, files = await adapters_of(bot, requester, resolved.owners, weights)
-    request = _request(base=bot.models.base_model, prompt=resolved.text, adapters=refs, **options)
+    plan = await group.plan(bot, resolved, photo)
+    if plan is not None:
+        options["count"] = 1  # a group picture is one picture
+    request = _request(base=bot.models.base_model, prompt=resolved.text, adapters=refs, group=plan, **options)
     return Drawing(request, resolved.owners, files, plain=resolved.plain)
 
 
@@ -78,7 +85,8 @@ async def again(bot: DoppelBot, presser: Owner, job: Job, **changes) -> Drawing:
         if person != presser and now.identity != was.identity:
             raise Refused(f"<@{person.member_id}>'s adapter has changed since these pictures were made; "
                           "ask anew with /imagine")
-    options = {"count": before.count, "seed": before.seed, "size": before.size, "compare": before.compare} | changes
+    options = {"count": before.count, "seed": before.seed, "size": before.size, "compare": before.compare,
+               "group": before.group} | changes
     request = _request(base=bot.models.base_model, prompt=before.prompt, adapters=refs, **options)
     return Drawing(request, people, files, plain=bool(job.params.get("plain")))
 
@@ -155,6 +163,7 @@ async def deliverable(bot: DoppelBot, job: Job) -> Job:
 
 def message(job: Job) -> tuple[str, list[discord.File], discord.ui.View | None]:
     """The pictures of a finished job as a message: text, files and buttons (or why there are none)."""
+    from bot.exts.imagine import group
     from bot.exts.imagine.buttons import CompareButton, RerollButton
 
     pictures = job.pictures
@@ -170,6 +179,7 @@ def message(job: Job) -> tuple[str, list[discord.File], discord.ui.View | None]:
     files = [discord.File(i.path, f"doppel-{i.seed}.png") for i in pictures.images]
     view = discord.ui.View(timeout=None)
     view.add_item(RerollButton(job.id))
-    if request.adapters and not request.compare:
+    if request.adapters and not request.compare and request.group is None:
         view.add_item(CompareButton(job.id))
+    text = group.add_to_message(job, text, view)  # who is where, for a group picture
     return text, files, view
