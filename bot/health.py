@@ -6,7 +6,10 @@ A file rather than a port, so the bot opens no listening socket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import tempfile
 import time
 
 from bot.settings import BotSettings
@@ -15,15 +18,28 @@ log = logging.getLogger(__name__)
 
 
 def beat(settings: BotSettings) -> None:
-    settings.heartbeat_file.parent.mkdir(parents=True, exist_ok=True)
-    settings.heartbeat_file.write_text(f"{time.time():.0f}\n")
+    """Replace the heartbeat atomically: a full disk leaves the last one whole (and stale), never empty."""
+    path = settings.heartbeat_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".heartbeat-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{time.time():.0f}\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 async def keep_beating(settings: BotSettings, is_ready) -> None:
     """Write the heartbeat while the bot is connected; stop writing when it is not."""
     while True:
         if is_ready():
-            await asyncio.to_thread(beat, settings)
+            try:
+                await asyncio.to_thread(beat, settings)
+            except OSError as exc:  # the check then fails for this reason, which the operator reads here
+                log.error("could not write the heartbeat %s: %s", settings.heartbeat_file, exc)
         await asyncio.sleep(settings.heartbeat_seconds)
 
 

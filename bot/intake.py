@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import io
+import logging
 import math
 import os
 import struct
@@ -28,6 +30,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from PIL import Image
+
+from bot.jobs.files import DISK_FULL
 
 try:  # colour management is optional in Pillow builds; without it profiles are dropped
     from PIL import ImageCms
@@ -43,6 +47,8 @@ try:  # HEIC is what iPhones take by default; without pillow-heif it is refused 
     HEIF_SUPPORTED = True
 except ImportError:  # pragma: no cover - pillow-heif is a dependency
     HEIF_SUPPORTED = False
+
+log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 ACCEPTED = "JPEG, PNG, WebP or HEIC"
@@ -270,8 +276,12 @@ def store_photo(photo: PreparedPhoto, root: Path) -> Path:
     path = Path(root) / sha[:2] / f"{sha}.jpg"
     if path.exists():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-", suffix=".tmp")
+    except OSError as exc:
+        _refuse_if_disk_full(exc, root)
+        raise
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(photo.data)
@@ -279,9 +289,11 @@ def store_photo(photo: PreparedPhoto, root: Path) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o600)  # a member's face: readable by the bot's user only
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            _refuse_if_disk_full(exc, root)
         raise
     with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -293,6 +305,13 @@ def store_photo(photo: PreparedPhoto, root: Path) -> Path:
 
 
 # ---- helpers ----
+
+def _refuse_if_disk_full(exc: OSError, root: Path) -> None:
+    """A full disk is said to the member as such (and to the operator at ERROR), not as a failure of the bot."""
+    if exc.errno == errno.ENOSPC:
+        log.error("a photo could not be stored: the disk of %s is full", root)
+        raise Rejected(f"{DISK_FULL}; the bot's operator has been told, try again later") from exc
+
 
 _DAMAGED = "the file is damaged or cut off, so the picture can't be read"
 

@@ -14,6 +14,20 @@ class MissingInput(Exception):
     """Something a job needs is not in the data folder."""
 
 
+DISK_FULL = "the server's disk is full"
+
+
+def too_full_to_train(folder: Path, min_free_mb: int) -> str | None:
+    """Why a training cannot start for the disk (its checkpoints need `min_free_mb` free), in a member's words;
+    None when there is room. The operator's part is logged by the caller."""
+    folder.mkdir(parents=True, exist_ok=True)
+    free_mb = shutil.disk_usage(folder).free / 2**20
+    if free_mb >= min_free_mb:
+        return None
+    return (f"Not now: {DISK_FULL} (a training needs {min_free_mb} MB free for its checkpoints, there are "
+            f"{free_mb:.0f}). The bot's operator has been told; try again later.")
+
+
 def prune_checkpoints(layout: RunLayout, keep_step: int | None = None) -> None:
     """Delete a run's checkpoints and step adapters, but the state of `keep_step`."""
     keep = layout.checkpoint(keep_step) if keep_step is not None else None

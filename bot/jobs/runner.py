@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.jobs import files, policy
-from bot.jobs.followups import FollowUps
+from bot.jobs.followups import RETRY_S, FollowUps
 from bot.jobs.models import Job, Progress, TrainingResult
 from bot.jobs.policy import Replica, Worker
 from bot.jobs.sink import ArtifactSink
@@ -78,6 +79,7 @@ class JobRunner:
         self._waiters: set[asyncio.Future] = set()  # callers of wait(), cancelled by stop()
         self._positions_told_at = 0.0
         self._loop_task: asyncio.Task | None = None
+        self._followups_tried_at = time.monotonic()
         self.timings: dict[int, dict[str, float]] = {}  # job id -> submitted, started, finished (monotonic)
         # Set by the bot: whether a picture job may still use the adapters it names (their people's consent).
         # Asked when the job starts and again before its pictures are kept; a refusal fails the job with why.
@@ -94,14 +96,18 @@ class JobRunner:
         await self.followups.run_pending()
         self._loop_task = asyncio.create_task(self._dispatch_loop())
 
-    async def stop(self) -> None:
+    async def stop(self, *, checkpoint_within: float | None = None) -> None:
         """Stop following jobs. Training continues on its detached workers; the next start reattaches.
 
         Whoever still waits for a job is cancelled: the job itself stays in the record and runs after a restart.
         """
         for waiter in list(self._waiters):
+        `checkpoint_within` (a local Ray, which ends with the bot): running trainings are asked to pause instead,
+        writing a checkpoint that the next start resumes from, and are waited for that long at most.
             waiter.cancel()
         tasks = [*self._tasks, *([self._loop_task] if self._loop_task else [])]
+        if checkpoint_within is not None:
+            await self._pause_all(checkpoint_within)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -111,6 +117,21 @@ class JobRunner:
     @property
     def trainers(self) -> list[Worker]:
         return self.workers.trainers
+    async def _pause_all(self, within: float) -> None:
+        """No new work; each running training checkpoints and goes back to the queue (the pause path)."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+        running = [t for t in self.trainers if t.job_id is not None]
+        for trainer in running:
+            log.info("stopping: job %s writes a checkpoint to resume from", trainer.job_id)
+            with contextlib.suppress(WorkerLost):
+                await self.transport.pause(trainer, trainer.job_id)  # type: ignore[arg-type]
+        if self._tasks:
+            _, late = await asyncio.wait(set(self._tasks), timeout=within)
+            if late:
+                log.warning("stopping: %d job(s) did not pause within %g s; they resume from an older checkpoint",
+                            len(late), within)
+
 
     @property
     def generators(self) -> list[Replica]:
@@ -138,13 +159,13 @@ class JobRunner:
             if worker is not None and current is not None and current[0] == job.id:
                 worker.job_id = job.id
                 reattached.add(job.id)
-                self._spawn(self._follow_training(job.id, worker))
+                self._spawn(self._follow_training(job.id, worker), job.id)
                 if job.cancel_requested:
                     await self.transport.cancel(worker, job.id)
                 log.info("reattached to job %s on %s", job.id, worker.name)
             else:
-                await self.store.requeue(job.id, count_attempt=False)
-                log.info("requeued job %s, lost while the bot was away", job.id)
+                await self._requeue(job.id, count_attempt=False)
+                log.info("job %s was lost while the bot was away: requeued, or cancelled as asked", job.id)
         for worker in self.trainers:  # work nobody is waiting for any more
             current = await self.transport.current(worker)
             if current is not None and current[0] not in reattached:
@@ -193,9 +214,13 @@ class JobRunner:
             if worker is not None:
                 with contextlib.suppress(WorkerLost):
                     await self.transport.cancel(worker, job_id)
+            followed = worker is not None or any(g.job_id == job_id for g in self.generators)
             # A picture takes seconds: it finishes, and is then not delivered.
         return state
 
+            elif not followed:  # nobody follows it (its follower died): nobody else would ever end it
+                await self._finish(job_id, JobState.CANCELLED, error="cancelled")
+                return (await self._job(job_id)).state
     async def refuse_pictures_of(
         self, person: Owner, reason: str, still_allowed: Callable[[Owner], Awaitable[bool]] | None = None,
     ) -> list[int]:
@@ -277,6 +302,9 @@ class JobRunner:
             except Exception:
                 log.exception("dispatching failed; trying again")
             with contextlib.suppress(TimeoutError):
+                if time.monotonic() - self._followups_tried_at > RETRY_S:
+                    self._followups_tried_at = time.monotonic()
+                    self._spawn(self.followups.run_pending())
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
 
     async def _dispatch(self) -> None:
@@ -299,7 +327,7 @@ class JobRunner:
             if await self.store.claim(job.id, replica.name):
                 replica.job_id = job.id
                 self._time(job.id, "started")
-                self._spawn(self._run_generation(job, replica))
+                self._spawn(self._run_generation(job, replica), job.id)
         for replica in decided.offload:
             with contextlib.suppress(WorkerLost):
                 await self.transport.offload(replica)
@@ -308,7 +336,7 @@ class JobRunner:
             if await self.store.claim(job.id, trainer.name):
                 trainer.job_id = job.id
                 self._time(job.id, "started")
-                self._spawn(self._run_training(job, trainer))
+                self._spawn(self._run_training(job, trainer), job.id)
         self._enforce_pauses()
         await self._announce_positions()
 
@@ -370,14 +398,39 @@ class JobRunner:
         for job_id in set(self._positions) - still_queued:
             del self._positions[job_id]
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coroutine)
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], job_id: int | None = None) -> None:
+        """Run in the background; an exception that escapes fails the job (`job_id`) with why: no job is left
+        running with nobody following it."""
+        task = asyncio.create_task(self._guarded(coroutine, job_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     # ---- training ---------------------------------------------------------------------------
 
     async def _run_training(self, job: Job, worker: Worker) -> None:
+    async def _guarded(self, coroutine: Coroutine[Any, Any, None], job_id: int | None) -> None:
+        try:
+            await coroutine
+        except Exception as exc:
+            if job_id is None:
+                log.exception("a background task of the runner failed")
+                return
+            await self._fail_following(job_id, exc)
+
+    async def _fail_following(self, job_id: int, exc: Exception) -> None:
+        """Following a job raised: the job fails with a reason its member can read. A full disk is the
+        operator's to fix, and said so at ERROR."""
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            log.error("job %s failed: the disk of %s is full (%s)", job_id, self.settings.data_dir, exc)
+            reason = files.DISK_FULL
+        else:
+            log.exception("following job %s failed", job_id, exc_info=exc)
+            reason = f"the bot could not follow this job ({type(exc).__name__}: {exc})"
+        try:
+            await self._finish(job_id, JobState.FAILED, error=reason)
+        except Exception:  # the record cannot be written either: the next start requeues the job
+            log.exception("job %s could not be marked failed", job_id)
+
         try:
             inputs = await self.sink.training_files(
                 job.id, job.params["images_dir"], job.checkpoint, job.params.get("start_from")
@@ -393,7 +446,7 @@ class JobRunner:
             return
         if not started:  # the worker is busy with something else: try again later
             worker.job_id = None
-            await self.store.requeue(job.id, count_attempt=False)
+            await self._requeue(job.id, count_attempt=False)
             self._wake.set()
             return
         await self._announce(await self._job(job.id))
@@ -421,14 +474,13 @@ class JobRunner:
                 elif report.status is RunStatus.CANCELLED:
                     await self._finish(job_id, JobState.CANCELLED, error="cancelled")
                 elif report.status is RunStatus.PAUSED:
-                    await self.store.requeue(job_id, count_attempt=False)
+                    await self._requeue(job_id, count_attempt=False)
                     await self._announce(await self._job(job_id))
                 else:
                     await self._finish(job_id, JobState.FAILED, error=report.error or "the trainer gave no result")
                 return
         except Exception as exc:  # a job must never be left running with nobody following it
-            log.exception("following job %s failed", job_id)
-            await self._finish(job_id, JobState.FAILED, error=f"the bot could not record this training ({exc})")
+            await self._fail_following(job_id, exc)
         finally:
             worker.job_id = None
             self._pausing.pop(job_id, None)
@@ -484,7 +536,7 @@ class JobRunner:
                 error=f"the GPU worker stopped {job.attempts} times while running this; giving up",
             )
         else:
-            await self.store.requeue(job_id, count_attempt=job_id not in self._forced)
+            await self._requeue(job_id, count_attempt=job_id not in self._forced)
             log.warning("job %s lost its worker; it resumes from step %s", job_id, job.checkpoint_step or 0)
             await self._announce(await self._job(job_id))
 
@@ -574,7 +626,7 @@ class JobRunner:
             await self._tidy(finished)
             await self._announce(finished)
             if state is JobState.SUCCEEDED:
-                await self.followups.run(job_id)
+                await self.followups.run(job_id, just_succeeded=True)
             return True
         return False
 
@@ -595,6 +647,15 @@ class JobRunner:
             if event is not None:
                 event.set()
         outcome = job.training_result
+    async def _requeue(self, job_id: int, *, count_attempt: bool) -> None:
+        """Back to the queue, to resume from its checkpoint; a job whose cancel was asked for is cancelled
+        instead (the request survives a restart in the record)."""
+        job = await self._job(job_id)
+        if job.cancel_requested:
+            await self._finish(job_id, JobState.CANCELLED, error="cancelled")
+        else:
+            await self.store.requeue(job_id, count_attempt=count_attempt)
+
         samples = outcome.samples[-2:] if outcome else ()
         await self.updates.publish(
             JobUpdate(job.id, job.state, job.progress, samples=samples, error=job.error, result=outcome), urgent=True

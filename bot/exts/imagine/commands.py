@@ -27,7 +27,10 @@ class Imagine(commands.Cog):
         self._posting: set[asyncio.Task] = set()
 
     async def cog_load(self) -> None:
-        """Pictures asked for before a restart are still made: post them in their channel when they are."""
+        """A picture job's success is delivered by its follow-up (recorded with the success, done after a restart
+        too); pictures asked for before a restart that fail are shown when they do."""
+        self.bot.runner.followups.register(JobKind.GENERATE, "deliver_pictures",
+                                           lambda job: drawing.deliver(self.bot, job))
         for job in await self.bot.jobs.in_state(JobState.QUEUED, JobState.RUNNING, kind=JobKind.GENERATE):
             if job.params.get("channel_id"):
                 task = asyncio.create_task(self._post_when_done(job))
@@ -46,8 +49,10 @@ class Imagine(commands.Cog):
             return
         except LookupError:  # deleted from the record meanwhile (someone in it was forgotten): nothing to post
             return
+        if done.state is JobState.SUCCEEDED:
+            return  # its follow-up delivers it
         try:
-            await drawing.post(self.bot.get_partial_messageable(job.params["channel_id"]), done, self.bot)
+            await drawing.show_outcome(self.bot, done)
         except discord.HTTPException:
             log.exception("could not post the pictures of job %s", job.id)
 

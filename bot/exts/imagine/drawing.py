@@ -7,6 +7,7 @@ or have shared with them, and has an adapter now, named by its identity (its con
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -21,6 +22,8 @@ from bot.jobs.updates import JobUpdate
 from bot.members.owner import Owner, adapter_name
 from bot.members.prompts import PromptRefused, resolve_prompt
 from contract import AdapterRef, GenerateRequest, JobState, RequestError
+
+log = logging.getLogger(__name__)
 
 TOKEN_LIFE_S = 14 * 60  # Discord's is 15 minutes; after that, answer in the channel instead
 RESULT_TIMEOUT_S = 30 * 60
@@ -99,14 +102,22 @@ def _request(**fields) -> GenerateRequest:
 
 
 async def draw(bot: DoppelBot, interaction: discord.Interaction, owner: Owner, drawing: Drawing) -> None:
-    """Queue the pictures, keep the reply up to date, then post them."""
+    """Queue the pictures and keep the reply up to date while they wait.
+
+    Showing the result is not this coroutine's job: a success's pictures are delivered by the job's follow-up
+    (`deliver`, recorded with the success, so a restart in between loses nothing), and a failure is shown by
+    `show_outcome` here, or after a restart by the cog that waits for jobs it found unfinished.
+    """
     started = time.monotonic()
     try:
         job = await bot.runner.submit_generation(
             owner, drawing.request, drawing.adapter_files,
             people=[p.member_id for p in drawing.people], plain=drawing.plain,
-            # Where to post if the bot restarts before the pictures are ready (the interaction is gone then).
+            # Where to show the result if the bot restarts before it is ready: the reply while its token lives
+            # (the token is Discord's for 15 minutes; it is useless after), else the channel.
             channel_id=interaction.channel_id,
+            reply={"application_id": interaction.application_id, "token": interaction.token,
+                   "expires_at": time.time() + TOKEN_LIFE_S},
         )
     except QueueFull as full:
         await interaction.edit_original_response(content=f"Not now: {full}.")
@@ -119,24 +130,70 @@ async def draw(bot: DoppelBot, interaction: discord.Interaction, owner: Owner, d
 
     bot.runner.subscribe(job.id, show)
     try:
-        done = await deliverable(bot, await bot.runner.wait(job.id, timeout=RESULT_TIMEOUT_S))
+        done = await bot.runner.wait(job.id, timeout=RESULT_TIMEOUT_S)
     except LookupError:  # deleted from the record: someone in it asked to be forgotten
         await interaction.edit_original_response(content="No picture this time: someone in it asked to be forgotten.")
         return
-    if time.monotonic() - started < TOKEN_LIFE_S:
-        text, files, view = message(done)
-        # Pictures are recorded before they show anyone, so that /forget deletes them (and they go at once if
-        # the job was forgotten meanwhile). A reply without pictures shows nobody: it only says why.
-        shows = done.pictures is not None and done.state is JobState.SUCCEEDED
-        if shows and not await bot.record_posted(
-            await interaction.original_response(), done, done.params.get("people", ())
-        ):
+    if done.state is not JobState.SUCCEEDED:
+        await show_outcome(bot, done)
+
+
+async def deliver(bot: DoppelBot, job: Job) -> None:
+    """A picture job's success follow-up: its pictures shown to the requester. At least once, idempotent."""
+    await show_outcome(bot, job)
+
+
+async def show_outcome(bot: DoppelBot, job: Job) -> None:
+    """A finished picture job shown where the requester sees it: their waiting reply while its token lives,
+    else their channel, else a DM. A deleted message or a lost channel changes where, never whether.
+
+    Idempotent: editing the reply again shows the same; a channel or DM post is made once per job (the
+    message is recorded, and a job with a recorded post is not posted again). Raises on what may pass (a
+    Discord outage), so that the follow-up is tried again.
+    """
+    reply = job.params.get("reply")
+    if reply and time.time() < reply["expires_at"] and await _edit_reply(bot, job, reply):
+        return
+    if await _posted_already(bot, job):
+        return
+    channel_id = job.params.get("channel_id")
+    places: list[discord.abc.Messageable] = [bot.get_partial_messageable(channel_id)] if channel_id else []
+    for place in places:
+        try:
+            await post(place, job, bot)
             return
-        await interaction.edit_original_response(
-            content=text, attachments=files, view=view, allowed_mentions=discord.AllowedMentions.none()
+        except (discord.NotFound, discord.Forbidden):
+            log.warning("job %s: its channel is gone or closed to me; sending the result by DM", job.id)
+    try:
+        await post(await bot.create_dm(discord.Object(job.owner.member_id)), job, bot)
+    except (discord.NotFound, discord.Forbidden):
+        log.error("job %s: its result could be shown nowhere (reply expired, channel gone, DMs closed)", job.id)
+
+
+async def _edit_reply(bot: DoppelBot, job: Job, reply: dict[str, Any]) -> bool:
+    """The result in the waiting reply; False when the reply is gone (deleted, or its token refused)."""
+    done = await deliverable(bot, job)
+    text, files, view = message(done)
+    hook = discord.Webhook.partial(reply["application_id"], reply["token"], client=bot)
+    try:
+        edited = await hook.edit_message(  # type: ignore[call-overload]  # "@original": an interaction's reply
+            "@original", content=text, attachments=files, view=view, allowed_mentions=discord.AllowedMentions.none(),
         )
-    else:  # the interaction token may have expired: say it in the channel
-        await post(interaction.channel, done, bot)  # type: ignore[arg-type]
+    except (discord.NotFound, discord.Forbidden):
+        return False
+    except discord.HTTPException as refused:
+        if refused.status == 401:  # the token is no longer valid
+            return False
+        raise
+    # Pictures are recorded as showing the people drawn (for /forget); a reply without pictures shows nobody.
+    # Recorded after the edit: a crash in between repeats the follow-up, which edits and records again.
+    if done.pictures is not None and done.state is JobState.SUCCEEDED:
+        await bot.record_posted(edited, done, done.params.get("people", ()))
+    return True
+
+
+async def _posted_already(bot: DoppelBot, job: Job) -> bool:
+    return await bot.db.fetchone("SELECT 1 FROM shown_messages WHERE job_id = ?", (job.id,)) is not None
 
 
 async def post(channel: discord.abc.Messageable, job: Job, bot: DoppelBot | None = None) -> None:

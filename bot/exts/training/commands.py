@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import time
@@ -16,6 +17,7 @@ from discord.ext import commands
 
 from bot.app import DoppelBot, owner_of
 from bot.exts.training.progress import ProgressMessage, announce
+from bot.jobs import files
 from bot.jobs.models import Job
 from bot.jobs.store import QueueFull
 from bot.jobs.updates import JobUpdate
@@ -24,6 +26,8 @@ from bot.members.owner import Owner
 from bot.ui.progress import render
 from contract import JobKind, JobState, RequestError, TrainRequest
 from contract.limits import MEMBER_STEPS, RESOLUTION
+
+log = logging.getLogger(__name__)
 
 DAY = 24 * 3600
 
@@ -191,7 +195,11 @@ async def _refusal(bot: DoppelBot, owner: Owner, steps: int | None) -> str | Non
     used = await bot.jobs.started_since(owner, JobKind.TRAIN, time.time() - DAY)
     if used >= settings.trainings_per_day:
         return f"You have started {used} trainings in the last 24 hours, the most allowed. Try again tomorrow."
-    return None
+    full = await asyncio.to_thread(files.too_full_to_train, settings.jobs_dir, settings.train_min_free_mb)
+    if full:
+        log.error("/train refused: %s has less than TRAIN_MIN_FREE_MB=%d MB free", settings.jobs_dir,
+                  settings.train_min_free_mb)
+    return full
 
 
 class NoRoom(Exception):
