@@ -78,8 +78,8 @@ class JobRunner:
         self._progress: dict[int, Progress] = {}  # the newest progress of each running training
         self._waiters: set[asyncio.Future] = set()  # callers of wait(), cancelled by stop()
         self._positions_told_at = 0.0
-        self._loop_task: asyncio.Task | None = None
         self._followups_tried_at = time.monotonic()
+        self._loop_task: asyncio.Task | None = None
         self.timings: dict[int, dict[str, float]] = {}  # job id -> submitted, started, finished (monotonic)
         # Set by the bot: whether a picture job may still use the adapters it names (their people's consent).
         # Asked when the job starts and again before its pictures are kept; a refusal fails the job with why.
@@ -99,24 +99,21 @@ class JobRunner:
     async def stop(self, *, checkpoint_within: float | None = None) -> None:
         """Stop following jobs. Training continues on its detached workers; the next start reattaches.
 
-        Whoever still waits for a job is cancelled: the job itself stays in the record and runs after a restart.
-        """
-        for waiter in list(self._waiters):
         `checkpoint_within` (a local Ray, which ends with the bot): running trainings are asked to pause instead,
         writing a checkpoint that the next start resumes from, and are waited for that long at most.
-            waiter.cancel()
-        tasks = [*self._tasks, *([self._loop_task] if self._loop_task else [])]
+        Whoever still waits for a job is cancelled: the job itself stays in the record and runs after a restart.
+        """
         if checkpoint_within is not None:
             await self._pause_all(checkpoint_within)
+        for waiter in list(self._waiters):
+            waiter.cancel()
+        tasks = [*self._tasks, *([self._loop_task] if self._loop_task else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
         await self.workers.stop()
 
-    @property
-    def trainers(self) -> list[Worker]:
-        return self.workers.trainers
     async def _pause_all(self, within: float) -> None:
         """No new work; each running training checkpoints and goes back to the queue (the pause path)."""
         if self._loop_task is not None:
@@ -132,6 +129,9 @@ class JobRunner:
                 log.warning("stopping: %d job(s) did not pause within %g s; they resume from an older checkpoint",
                             len(late), within)
 
+    @property
+    def trainers(self) -> list[Worker]:
+        return self.workers.trainers
 
     @property
     def generators(self) -> list[Replica]:
@@ -211,16 +211,16 @@ class JobRunner:
             await self._announce(await self._job(job_id))
         elif state is JobState.RUNNING:
             worker = next((t for t in self.trainers if t.job_id == job_id), None)
+            followed = worker is not None or any(g.job_id == job_id for g in self.generators)
             if worker is not None:
                 with contextlib.suppress(WorkerLost):
                     await self.transport.cancel(worker, job_id)
-            followed = worker is not None or any(g.job_id == job_id for g in self.generators)
-            # A picture takes seconds: it finishes, and is then not delivered.
-        return state
-
             elif not followed:  # nobody follows it (its follower died): nobody else would ever end it
                 await self._finish(job_id, JobState.CANCELLED, error="cancelled")
                 return (await self._job(job_id)).state
+            # A picture takes seconds: it finishes, and is then not delivered.
+        return state
+
     async def refuse_pictures_of(
         self, person: Owner, reason: str, still_allowed: Callable[[Owner], Awaitable[bool]] | None = None,
     ) -> list[int]:
@@ -299,12 +299,12 @@ class JobRunner:
                 if self.workers.due:
                     await self._discover()
                 await self._dispatch()
-            except Exception:
-                log.exception("dispatching failed; trying again")
-            with contextlib.suppress(TimeoutError):
                 if time.monotonic() - self._followups_tried_at > RETRY_S:
                     self._followups_tried_at = time.monotonic()
                     self._spawn(self.followups.run_pending())
+            except Exception:
+                log.exception("dispatching failed; trying again")
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
 
     async def _dispatch(self) -> None:
@@ -405,9 +405,6 @@ class JobRunner:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    # ---- training ---------------------------------------------------------------------------
-
-    async def _run_training(self, job: Job, worker: Worker) -> None:
     async def _guarded(self, coroutine: Coroutine[Any, Any, None], job_id: int | None) -> None:
         try:
             await coroutine
@@ -431,6 +428,9 @@ class JobRunner:
         except Exception:  # the record cannot be written either: the next start requeues the job
             log.exception("job %s could not be marked failed", job_id)
 
+    # ---- training ---------------------------------------------------------------------------
+
+    async def _run_training(self, job: Job, worker: Worker) -> None:
         try:
             inputs = await self.sink.training_files(
                 job.id, job.params["images_dir"], job.checkpoint, job.params.get("start_from")
@@ -630,6 +630,15 @@ class JobRunner:
             return True
         return False
 
+    async def _requeue(self, job_id: int, *, count_attempt: bool) -> None:
+        """Back to the queue, to resume from its checkpoint; a job whose cancel was asked for is cancelled
+        instead (the request survives a restart in the record)."""
+        job = await self._job(job_id)
+        if job.cancel_requested:
+            await self._finish(job_id, JobState.CANCELLED, error="cancelled")
+        else:
+            await self.store.requeue(job_id, count_attempt=count_attempt)
+
     async def _tidy(self, job: Job) -> None:
         """A training that ended keeps no copy of its photos, and, unless it succeeded, no checkpoints."""
         if job.kind is JobKind.TRAIN:
@@ -647,15 +656,6 @@ class JobRunner:
             if event is not None:
                 event.set()
         outcome = job.training_result
-    async def _requeue(self, job_id: int, *, count_attempt: bool) -> None:
-        """Back to the queue, to resume from its checkpoint; a job whose cancel was asked for is cancelled
-        instead (the request survives a restart in the record)."""
-        job = await self._job(job_id)
-        if job.cancel_requested:
-            await self._finish(job_id, JobState.CANCELLED, error="cancelled")
-        else:
-            await self.store.requeue(job_id, count_attempt=count_attempt)
-
         samples = outcome.samples[-2:] if outcome else ()
         await self.updates.publish(
             JobUpdate(job.id, job.state, job.progress, samples=samples, error=job.error, result=outcome), urgent=True
