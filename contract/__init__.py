@@ -13,6 +13,7 @@ Nothing here imports torch, diffusers, discord or ray: it must load in both proc
 """
 
 from contract.events import (
+    CaptionsWritten,
     CheckpointSaved,
     Event,
     JobKind,
@@ -40,6 +41,7 @@ from contract.requests import (
 __all__ = [
     "ADAPTER_FILENAME",
     "AdapterRef",
+    "CaptionsWritten",
     "CheckpointSaved",
     "Event",
     "GenerateRequest",

@@ -45,6 +45,7 @@ class PhaseName(StrEnum):
     READING = "reading"
     LOADING = "loading"
     CACHING = "caching"
+    CAPTIONING = "captioning"  # writing captions for the photos that have none
     RESUMING = "resuming"  # from this run's own checkpoint; `step` is the checkpoint's
     CONTINUING = "continuing"  # building on an earlier adapter; `step` is the adapter's
     TRAINING = "training"
@@ -71,12 +72,25 @@ class Step:
 
 @dataclass(frozen=True)
 class SampleTaken:
-    """The sample prompts drawn at a step, PNG bytes in prompt order."""
+    """The sample prompts drawn at a step, PNG bytes in prompt order, and how like the member each one is.
+
+    `likeness`, one per image when the run could score them (its photos showed the member's face):
+    1 - the face distance to the member's identity, higher is more alike; None where no face was found.
+    Empty when the run scored nothing.
+    """
 
     step: int
     total: int
     prompts: tuple[str, ...]
     images: tuple[bytes, ...]
+    likeness: tuple[float | None, ...] = ()
+
+
+@dataclass(frozen=True)
+class CaptionsWritten:
+    """Captions the worker wrote for photos that had none, by the photo's file name, before training on them."""
+
+    captions: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -97,9 +111,13 @@ class TrainingDone:
     facts: dict[str, str]
     timeline: bytes | None = None
     timeline_steps: tuple[int, ...] = ()  # the steps the timeline's columns show, first to last
+    # Per column of the timeline: its likeness (None: no likeness, a prompt drew no face); and the column
+    # recommended (most like the member while every prompt still drew a face), None when none is.
+    likeness: tuple[float | None, ...] = ()
+    recommended: int | None = None
 
 
-Event = Phase | Step | SampleTaken | CheckpointSaved | TrainingDone
+Event = Phase | Step | SampleTaken | CaptionsWritten | CheckpointSaved | TrainingDone
 
 
 @dataclass(frozen=True)

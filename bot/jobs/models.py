@@ -48,6 +48,7 @@ class TrainingResult:
     timeline: str | None = None
     choices: tuple[int, ...] = ()  # steps whose adapters the owner may choose instead of the last
     state: str | None = None  # the last step's checkpoint: what "Train more" builds on
+    recommended: int | None = None  # of `choices`, the step most like the member (trainer/training/likeness.py)
 
     @property
     def steps(self) -> int:
@@ -65,6 +66,7 @@ class TrainingResult:
             timeline=data.get("timeline"),
             choices=tuple(data.get("choices", ())),
             state=data.get("state"),
+            recommended=data.get("recommended"),
         )
 
 

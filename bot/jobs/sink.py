@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bot.jobs import files
 from bot.jobs.models import PicturesResult, SavedPicture, TrainingResult
-from contract import CheckpointSaved, PicturesMade, RunLayout, SampleTaken, TrainingDone, TrainingFiles
+from contract import CaptionsWritten, CheckpointSaved, PicturesMade, RunLayout, SampleTaken, TrainingDone, TrainingFiles
 
 
 class ArtifactSink:
@@ -41,6 +41,17 @@ class ArtifactSink:
 
     # ---- out --------------------------------------------------------------------------------
 
+    async def captions(self, images_dir: str, event: CaptionsWritten) -> None:
+        """Captions a worker wrote, beside their photos in a run's copy, where the copy has none."""
+
+        def write() -> None:
+            for name, caption in event.captions.items():
+                path = (Path(images_dir) / Path(name).name).with_suffix(".txt")
+                if not path.is_file() or not path.read_text(encoding="utf-8", errors="replace").strip():
+                    files.write(path, caption.encode("utf-8"))
+
+        await asyncio.to_thread(write)
+
     async def checkpoint(self, job_id: int, event: CheckpointSaved) -> Path:
         layout = self.layout(job_id)
         path = await asyncio.to_thread(files.write, layout.checkpoint(event.step), event.state)
@@ -64,6 +75,7 @@ class ArtifactSink:
             timeline = files.write(layout.timeline, done.timeline) if done.timeline else None
             # The timeline's columns after the first (that is where the run started), where its adapter was kept.
             choices = tuple(s for s in done.timeline_steps[1:] if layout.step_adapter(s).is_file())
+            recommended = done.recommended if done.recommended in choices else None
             return TrainingResult(
                 adapter=str(adapter),
                 facts=done.facts,
@@ -71,6 +83,7 @@ class ArtifactSink:
                 timeline=str(timeline) if timeline else None,
                 choices=choices,
                 state=str(layout.checkpoint(steps)),
+                recommended=recommended,
             )
 
         return await asyncio.to_thread(write)

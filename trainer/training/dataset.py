@@ -20,10 +20,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from faces.crops import crop_box
-from faces.verdict import Verdict, judge, look
+from faces.verdict import Verdict, identity, judge, look
 from trainer.errors import DatasetError, FileProblem
 from trainer.images import READABLE
 
@@ -52,6 +53,7 @@ class TrainingImage:
 class TrainingSet:
     images: list[TrainingImage]
     sha256: str  # of names, bytes and captions: says which data an adapter came from
+    identity: np.ndarray | None = None  # the member's face (faces.verdict.identity): samples are scored against it
 
 
 def caption_with_token(caption: str | None, token: str) -> str:
@@ -166,4 +168,4 @@ def load_training_set(folder: Path, token: str, resolution: int, faces: bool = T
         picture = decode_image(data)
         bucket = nearest_bucket(picture.width, picture.height, buckets)
         images.append(TrainingImage(name, caption, fit_to_bucket(picture, bucket, verdict)))
-    return TrainingSet(images, digest.hexdigest())
+    return TrainingSet(images, digest.hexdigest(), identity([found for *_, found in read]))

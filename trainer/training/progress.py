@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from contract import Phase, PhaseName, Step
+from contract import CaptionsWritten, Phase, PhaseName, Step
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class CheckpointEvent:
     adapter: Path | None = None  # the adapter as it is at this step
 
 
-Event = Phase | Step | SampleEvent | CheckpointEvent
+Event = Phase | Step | SampleEvent | CheckpointEvent | CaptionsWritten
 
 __all__ = ["CancelToken", "CheckpointEvent", "Event", "Phase", "PhaseName", "SampleEvent", "Step"]
 

@@ -21,11 +21,14 @@ from contract.limits import MEMBER_STEPS
 CHOSEN_MARK = "✅"
 
 
-def choice_view(job_id: int, choices: Sequence[int] = (), last_step: int | None = None) -> discord.ui.View:
-    """The buttons under a training's announcement: one per step to choose, then "Train more"."""
+def choice_view(
+    job_id: int, choices: Sequence[int] = (), last_step: int | None = None, recommended: int | None = None
+) -> discord.ui.View:
+    """The buttons under a training's announcement: one per step to choose, the recommended one first (the
+    step most like its owner that still follows the prompts), then "Train more"."""
     view = discord.ui.View(timeout=None)
-    for step in choices:
-        view.add_item(UseStepButton(job_id, step, last=step == last_step))
+    for step in sorted(choices, key=lambda s: s != recommended):  # stable: the rest stay in step order
+        view.add_item(UseStepButton(job_id, step, last=step == last_step, recommended=step == recommended))
     view.add_item(TrainMoreButton(job_id))
     return view
 
@@ -51,9 +54,11 @@ class _RunButton(discord.ui.DynamicItem[discord.ui.Button], template=r"doppel:(?
 class UseStepButton(_RunButton, template=r"doppel:use:(?P<job_id>\d+):(?P<step>\d+)"):
     """Make a step of the run the owner's adapter."""
 
-    def __init__(self, job_id: int, step: int, last: bool = False):
-        label = f"Keep step {step} (last)" if last else f"Use step {step}"
-        style = discord.ButtonStyle.primary if last else discord.ButtonStyle.secondary
+    def __init__(self, job_id: int, step: int, last: bool = False, recommended: bool = False):
+        label = f"Keep step {step}" if last else f"Use step {step}"
+        notes = [word for word, said in (("recommended", recommended), ("last", last)) if said]
+        label += f" ({', '.join(notes)})" if notes else ""
+        style = discord.ButtonStyle.primary if recommended or last else discord.ButtonStyle.secondary
         super().__init__(discord.ui.Button(label=label, style=style, custom_id=f"doppel:use:{job_id}:{step}"))
         self.job_id, self.step = job_id, step
 

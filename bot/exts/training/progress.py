@@ -84,10 +84,15 @@ async def announce(bot: DoppelBot, job: Job) -> None:
             " Likeness often peaks before the last step: the buttons make an earlier step your adapter "
             "(the other steps are deleted then)."
         )
+    if result.recommended is not None:
+        text += (
+            f" Step {result.recommended} looks most like you in the samples while still drawing every prompt: "
+            "it is recommended (its button comes first; the scores are under the timeline)."
+        )
     message = await bot.get_partial_messageable(ids[0]).send(
         text,
         files=files,
-        view=choice_view(job.id, result.choices, result.steps),
+        view=choice_view(job.id, result.choices, result.steps, result.recommended),
         allowed_mentions=discord.AllowedMentions(users=[discord.Object(owner.member_id)]),
     )
     await bot.record_posted(message, job)  # /forget deletes it
