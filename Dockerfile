@@ -1,6 +1,7 @@
 # doppel on one NVIDIA GPU: the bot, a local Ray instance and the trainer in one container.
 #   docker build -t doppel .
-#   docker run --gpus all --env-file .env -v doppel-data:/data -v doppel-models:/models doppel
+#   docker run --gpus all --shm-size=8g --env-file .env -v doppel-data:/data -v doppel-models:/models doppel
+# (--shm-size: Ray keeps its object store in /dev/shm, which Docker otherwise caps at 64 MB.)
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 
 ENV DEBIAN_FRONTEND=noninteractive \

@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from trainer.errors import DoppelError
+
 
 def atomic_write(path: Path | str, write: Callable[[Path], object], mode: int = 0o600) -> Path:
     """Call `write(tmp)` on a temporary file beside `path`, then rename it into place with `mode`
@@ -29,16 +31,48 @@ def atomic_write(path: Path | str, write: Callable[[Path], object], mode: int = 
     return path
 
 
-@contextlib.contextmanager
-def atomic_directory(path: Path) -> Iterator[Path]:
-    """Fill a staging folder beside `path`; it replaces `path` only if the block succeeds."""
+class FolderNotOurs(DoppelError):
+    """A folder that holds what doppel did not write there: it is never replaced (nor is a file)."""
+
+
+def check_replaceable(path: Path, marker: str | None = None) -> None:
+    """Raise FolderNotOurs unless `path` is absent, an empty folder, or a folder with `marker` in it
+    (a file doppel writes into what it builds, so that a later build may replace that build, and only that)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file() or (path.exists() and not path.is_dir()):
+        raise FolderNotOurs(f"'{path}' is a file, not a folder: nothing was changed; name a new or empty folder")
+    if not path.is_dir() or (marker and (path / marker).is_file()):
+        return
+    if any(path.iterdir()):
+        raise FolderNotOurs(
+            f"'{path}' already holds files that doppel did not write there, so it is left as it is; "
+            "name a new or empty folder"
+        )
+
+
+@contextlib.contextmanager
+def atomic_directory(path: Path, marker: str | None = None) -> Iterator[Path]:
+    """Fill a staging folder beside `path`; it replaces `path` only if the block succeeds.
+
+    What is at `path` is replaced only when `check_replaceable(path, marker)` allows it: a folder
+    holding anything else (photos, say) is refused before any work starts, and again before the swap.
+    """
+    path = Path(path)
+    check_replaceable(path, marker)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FolderNotOurs(f"cannot make the folder '{path}': {exc.strerror or exc}") from None
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield staging
-        if path.exists():
-            shutil.rmtree(path)
+        check_replaceable(path, marker)
+        old = None
+        if path.exists():  # moved aside, not deleted, until the new folder is in place
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.rename(path, old / path.name)
         os.rename(staging, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

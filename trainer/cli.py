@@ -19,13 +19,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    _quiet_libraries()
+    from contract.library_warnings import quiet_library_warnings
+
+    quiet_library_warnings()  # before torch and its kin are imported
     from trainer.errors import DoppelError
 
     try:
         return args.run(args)
     except DoppelError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}{_hub_hint(exc, args)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
@@ -122,20 +124,20 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--base", default=None, help=PICTURE_BASE_HELP)
     generate.add_argument("--lora", type=Path, action="append", default=[], help="an adapter file; repeat for more")
     generate.add_argument("--weight", type=float, action="append", default=[], help="strength of each --lora")
-    generate.add_argument("--prompt", required=True)
-    generate.add_argument("--seed", type=int, default=None)
+    generate.add_argument("--prompt", required=True, help="what to draw; name the person by their adapter's token")
+    generate.add_argument("--seed", type=int, default=None, help="picture k gets seed + k (default: a random seed)")
     generate.add_argument("--count", type=int, default=1, help=f"{limits.IMAGE_COUNT.low} to {limits.IMAGE_COUNT.high}")
-    generate.add_argument("--steps", type=int, default=None)
-    generate.add_argument("--size", choices=tuple(limits.SIZES), default="square")
+    generate.add_argument("--steps", type=int, default=None, help="inference steps (default: the base model's)")
+    generate.add_argument("--size", choices=tuple(limits.SIZES), default="square", help="the picture's shape")
     generate.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
     generate.set_defaults(run=_generate)
 
     compare = commands.add_parser("compare", help="the base model and an adapter side by side, same prompt and seed")
     compare.add_argument("--base", default=None, help=PICTURE_BASE_HELP)
     compare.add_argument("--lora", type=Path, required=True, help="the adapter file")
-    compare.add_argument("--prompt", required=True)
-    compare.add_argument("--seed", type=int, default=0)
-    compare.add_argument("--steps", type=int, default=None)
+    compare.add_argument("--prompt", required=True, help="what to draw; name the person by their adapter's token")
+    compare.add_argument("--seed", type=int, default=0, help="the seed of both halves")
+    compare.add_argument("--steps", type=int, default=None, help="inference steps (default: the base model's)")
     compare.add_argument("--out", type=Path, required=True, help="the PNG to write")
     compare.set_defaults(run=_compare)
 
@@ -149,19 +151,37 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--steps", type=int, default=None)
     group.add_argument("--out", type=Path, required=True, help="folder for the PNG and its JSON of faces")
     group.set_defaults(run=_group)
+    for command in commands.choices.values():
+        command.formatter_class = _DefaultsHelp
     return parser
 
 
-def _quiet_libraries() -> None:
-    import os
-    import warnings
+class _DefaultsHelp(argparse.HelpFormatter):
+    """Each option's default after its help, unless the help speaks of it already or there is none to show."""
 
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    warnings.filterwarnings("ignore", message=".*torchvision.*")
-    for name in ("diffusers", "transformers", "peft"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        nothing = action.default is None or action.default is False or action.default == [] or not action.option_strings
+        if nothing or "default" in text or action.default == argparse.SUPPRESS:
+            return text
+        return f"{text} (default: %(default)s)".lstrip()
+
+
+def _hub_hint(exc: Exception, args) -> str:
+    """What to do when a base model from the Hub could not be had: most often FLUX.1-dev, gated, not yet cached."""
+    from trainer.errors import BaseModelError
+    from trainer.models.base_model import TINY_FOLDERS
+
+    if not isinstance(exc, BaseModelError) or not hasattr(args, "base"):
+        return ""
+    name = args.base or (_base(args) if args.run is _train else _picture_base(args))
+    if name in TINY_FOLDERS or Path(name).expanduser().exists():
+        return ""
+    return (
+        f"; '{name}' is downloaded from the Hugging Face Hub on first use; a gated model such as FLUX.1-dev needs its "
+        "licence accepted on the Hub and HF_TOKEN set (in .env). To try doppel offline, use --base tiny "
+        "(its pictures are noise)"
+    )
 
 
 def _base(args) -> str:
@@ -231,6 +251,7 @@ def _train(args) -> int:
         gradient_checkpointing=args.gradient_checkpointing,
         memory_mode=args.memory_mode,
     )
+    _check_token(config)
     bar = None
 
     def show(event) -> None:
@@ -261,6 +282,24 @@ def _train(args) -> int:
     if config.base == "tiny":
         print("note: trained on the tiny random model, so its pictures are noise")
     return 0
+
+
+def _check_token(config) -> None:
+    """The rule the bot's made-up tokens follow (contract/tokens.py), applied to the one given."""
+    from contract.tokens import TokenChecker
+    from trainer.errors import ConfigError
+    from trainer.models.base_model import resolve_base
+    from trainer.settings import trainer_settings
+
+    settings = trainer_settings()
+    base = resolve_base(config.base, settings)
+    hf_token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    checker = TokenChecker.for_base(  # tokenizers out of reach: loading the model will say why
+        base.location, settings.model_cache_dir, hf_token, warn=False, folders=base.family.tokenizer_folders
+    )
+    problem = checker.problem(config.token)
+    if problem:
+        raise ConfigError(problem)
 
 
 def _generate(args) -> int:

@@ -10,6 +10,17 @@ from PIL.PngImagePlugin import PngInfo
 
 from trainer.atomic import atomic_write
 
+try:  # HEIC, the iPhone's default; AVIF Pillow reads itself (when built with libavif, as its wheels are)
+    import pillow_heif
+
+    pillow_heif.register_heif_opener(thumbnails=False)
+except ImportError:  # pragma: no cover - pillow-heif is a dependency
+    pass
+
+# What a training folder's photos may be. A JPEG carrying a second picture (MPO: the gain map of an
+# Ultra HDR photo, a depth map, a stereo pair) opens as its first picture, the photo itself.
+READABLE = "JPEG (Ultra HDR and MPO too), PNG, WebP, HEIC, AVIF, BMP or GIF"
+
 
 def png_bytes(image: Image.Image, info: dict) -> bytes:
     text = PngInfo()

@@ -21,7 +21,7 @@ from contract import GenerateRequest, JobKind, JobState
 from fake_discord.fixtures import fake_discord, running_bot  # noqa: F401  (fixture)
 from tests.bot.conftest import remove_actors
 from tests.photos import face, scene
-from trainer.generation.compare import LABEL_HEIGHT
+from trainer.generation.compare import halves
 
 PREFIX = "e2e"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -138,8 +138,7 @@ async def test_photos_train_progress_announce_and_imagine(world, trained):
         compared = await w.fake.slash(w.ann, w.general, "compare", options={"prompt": "as a knight", "seed": 7})
         shown = await w.fake.wait_for_edit(await compared.original(), lambda m: m.attachments, timeout=60)
         with Image.open(io.BytesIO(shown.attachments[0].data)) as sheet:
-            base = sheet.convert("RGB").crop((0, LABEL_HEIGHT, 64, LABEL_HEIGHT + 64)).tobytes()
-            tuned = sheet.convert("RGB").crop((64, LABEL_HEIGHT, 128, LABEL_HEIGHT + 64)).tobytes()
+            base, tuned = (half.tobytes() for half in halves(sheet.convert("RGB"), (64, 64)))
         assert base == pixels(unadapted.attachments[0].data) and tuned == pixels(pictures.attachments[0].data)
 
 

@@ -8,7 +8,7 @@ from safetensors.torch import load_file, save_file
 from contract import AdapterRef, GenerateRequest, RequestError, adapter_identity
 from tests.conftest import TOKEN
 from trainer.errors import DoppelError
-from trainer.generation.compare import LABEL_HEIGHT, compare_pictures
+from trainer.generation.compare import compare_pictures, halves
 from trainer.generation.generator import Generator, preset_size
 
 PROMPT = f"photo of {TOKEN} on a beach"
@@ -169,9 +169,9 @@ def test_compare_puts_the_base_model_beside_the_adapter_with_one_seed(generator,
     steps = generator.base.inference_steps
     assert progress == [(k, 2 * steps) for k in range(1, 2 * steps + 1)]
     assert picture.info["compare"] == "base | adapter" and picture.info["seed"] == picture.seed
-    sheet = np.asarray(picture.image.convert("RGB"), dtype=np.int16)[LABEL_HEIGHT:]
-    assert np.array_equal(sheet[:, :64], _one(generator, seed=picture.seed))
-    assert np.array_equal(sheet[:, 64:], _one(generator, use, seed=picture.seed))
+    base, tuned = (np.asarray(half, dtype=np.int16) for half in halves(picture.image, (64, 64)))
+    assert np.array_equal(base, _one(generator, seed=picture.seed))
+    assert np.array_equal(tuned, _one(generator, use, seed=picture.seed))
 
 
 def test_a_file_that_is_not_an_adapter_is_refused_and_nothing_breaks(generator, tmp_path):
