@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contract.limits import MIN_PHOTOS_TO_TRAIN
+
 
 class BotSettings(BaseSettings):
     # An empty `KEY=` in .env means "use the default", as .env.example is written.
@@ -50,7 +52,8 @@ class BotSettings(BaseSettings):
     )
     attachment_schemes: list[str] = Field(["https"], description="URL schemes photos may be downloaded over.")
     max_photos: int = Field(40, ge=1, le=200, description="Photos one member may keep.")
-    min_photos_to_train: int = Field(10, ge=1, description="Photos needed before /train.")
+    min_photos_to_train: int = Field(MIN_PHOTOS_TO_TRAIN, ge=1, description="Photos needed before /train.")
+    face_checks: bool = Field(True, description="Look for the member's face in each photo (dlib, on the CPU).")
     min_photo_side: int = Field(512, ge=16, description="Shortest side, in pixels, a training photo may have.")
     max_upload_mb: int = Field(20, ge=1, le=100, description="Largest photo file accepted, in MB.")
     trainings_per_day: int = Field(3, ge=1, description="Trainings one member may start in 24 hours.")

@@ -49,6 +49,9 @@ class FloatRange:
 
 
 # Training
+# Usable photos (of the member's face) a likeness needs: the bot's MIN_PHOTOS_TO_TRAIN default, and what
+# `python -m trainer dataset check` holds a folder to.
+MIN_PHOTOS_TO_TRAIN = 10
 STEPS = IntRange(1, 10_000)  # per run; "train more" adds a run's steps to its adapter's
 # What a member may ask for in chat: fewer steps teach nothing and still load the model. TRAIN_MAX_STEPS narrows it.
 MEMBER_STEPS = IntRange(10, STEPS.high)

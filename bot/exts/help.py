@@ -1,4 +1,4 @@
-"""/help: what doppel does, its commands, and the rule for whose face a prompt draws."""
+"""/help: what doppel does, its commands, the rule for whose face a prompt draws, and group pictures."""
 
 from __future__ import annotations
 
@@ -29,12 +29,21 @@ and a re-roll button. `strength` (0 to 1.5) sets how strongly adapters act; 0 is
 `/compare prompt` (or the button under your pictures) puts the base model beside your adapter, same seed.
 **Whose face:** a prompt that names no one gets your token in front: `/imagine as a knight` draws \
 `YOURTOKEN, as a knight`. A prompt that names someone (their token or an @mention) is left as it is and uses \
-their adapter, if they shared it with you (`/share`). Several people in one prompt: `@ann:0.7` sets one's strength; \
-their adapters all act on the whole picture, so faces can blend into one another.
+their adapter, if they shared it with you (`/share`). Several people: `@ann:0.7` sets one's strength, and each \
+face gets only its person's adapter, so faces do not blend (below).
 
 **Your likeness is yours**
 `/share @member` or `/share @everyone` lends your adapter, `/unshare` takes it back. `/forget` deletes your \
 photos, adapters, checkpoints, jobs and records after you confirm.
+"""
+
+GROUP_HELP = """\
+**Group pictures**
+Name two or more people (`/imagine @ann and @bob playing poker`): I draw the scene with neutral people first, then \
+redraw each face with only that person's adapter. Give a photo as `image` (say, of your team) and its faces are \
+redrawn instead, left to right in the order you named the people. The message says who is where and how closely each \
+face matches the faces in their photos. If I find fewer faces than people, I show what I have and offer a one-pass \
+picture with a button (there, faces can blend).
 """
 
 
@@ -50,6 +59,7 @@ class Help(commands.Cog):
             f"{settings.max_active_jobs_per_member} requests waiting at a time."
         )
         await interaction.response.send_message(HELP + limits, ephemeral=True)
+        await interaction.followup.send(GROUP_HELP, ephemeral=True)  # one message holds 2000 characters
 
 
 async def setup(bot: DoppelBot) -> None:

@@ -35,6 +35,8 @@ class Photo:
     width: int
     height: int
     source_sha256: str | None = None  # of the file as uploaded; None for photos from before it was kept
+    look: str | None = None  # what its face check saw (faces.verdict.Look as JSON); None: not looked at
+    kept: bool = False  # the member keeps it although the checks doubt it is a photo of them
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ class MemberStore:
 
     async def add_photo(
         self, owner: Owner, *, sha256: str, phash: int, path: Path, caption: str, shown_name: str,
-        width: int, height: int, max_photos: int, source_sha256: str | None = None,
+        width: int, height: int, max_photos: int, source_sha256: str | None = None, look: str | None = None,
     ) -> int:
         """The new photo's number. Raises PhotoLimit at the cap."""
         async with self.db.transaction() as tx:
@@ -131,9 +133,9 @@ class MemberStore:
                 raise PhotoLimit(f"you have {count} photos, the most you can keep; remove some with /dataset remove")
             await tx.execute(
                 "INSERT INTO photos (guild_id, member_id, sha256, phash, path, caption, shown_name, width, height, "
-                "added_at, source_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "added_at, source_sha256, look) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (owner.guild_id, owner.member_id, sha256, _signed(phash), str(path), caption, shown_name, width,
-                 height, time.time(), source_sha256),
+                 height, time.time(), source_sha256, look),
             )
         return count + 1
 
@@ -146,6 +148,23 @@ class MemberStore:
         if photo is not None:
             await self.db.execute("UPDATE photos SET caption = ? WHERE id = ?", (caption, photo.id))
         return photo
+
+    async def set_look(self, photo_id: int, look: str) -> None:
+        """Record what a photo's face check saw (for photos from before the checks)."""
+        await self.db.execute("UPDATE photos SET look = ? WHERE id = ?", (look, photo_id))
+
+    async def keep_photo(self, member_id: int, photo_id: int) -> tuple[Owner, int] | None:
+        """The member keeps a photo the checks doubted. Only the photo's own member can: returns its owner and
+        number, or None when it is not theirs or no longer exists."""
+        row = await self.db.fetchone(
+            "SELECT guild_id FROM photos WHERE id = ? AND member_id = ?", (photo_id, member_id)
+        )
+        if row is None:
+            return None
+        owner = Owner(row[0], member_id)
+        await self.db.execute("UPDATE photos SET kept = 1 WHERE id = ?", (photo_id,))
+        number = next((p.number for p in await self.photos(owner) if p.id == photo_id), None)
+        return (owner, number) if number is not None else None
 
     async def remove_photo(self, owner: Owner, number: int) -> Photo | None:
         photo = await self.photo(owner, number)
@@ -315,4 +334,6 @@ def _photo(row, number: int) -> Photo:
         width=row["width"],
         height=row["height"],
         source_sha256=row["source_sha256"],
+        look=row["look"],
+        kept=bool(row["kept"]),
     )

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import io
 import textwrap
+from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 THUMB = 160
 CAPTION_LINES = 3
 COLUMNS = 5
+AMBER = (250, 166, 26)
 
 
-def contact_sheet(photos: list[tuple[int, str, str]]) -> bytes:
-    """photos: (number, path, caption). Returns a PNG. Blocking: call in a thread."""
+def contact_sheet(photos: list[tuple[int, str, str]], marks: Sequence[tuple[str, bool]] = ()) -> bytes:
+    """photos: (number, path, caption); marks: for each photo, its face check's verdict in a few words and
+    whether training leaves it out (drawn in amber, with an amber frame). Returns a PNG. Blocking: call in a
+    thread."""
     font = ImageFont.load_default()
     line_height = 12
-    cell_w, cell_h = THUMB + 16, THUMB + 24 + CAPTION_LINES * line_height
+    verdict_lines = 1 if marks else 0
+    cell_w, cell_h = THUMB + 16, THUMB + 24 + (CAPTION_LINES + verdict_lines) * line_height
     columns = min(COLUMNS, max(1, len(photos)))
     rows = (len(photos) + columns - 1) // columns
     sheet = Image.new("RGB", (columns * cell_w, max(1, rows) * cell_h), (32, 34, 37))
@@ -28,9 +33,17 @@ def contact_sheet(photos: list[tuple[int, str, str]]) -> bytes:
         sheet.paste(thumb, (x + (THUMB - thumb.width) // 2, y))
         draw.rectangle((x, y, x + 26, y + 16), fill=(88, 101, 242))
         draw.text((x + 4, y + 2), str(number), fill="white", font=font)
+        top = y + THUMB + 6
+        if marks:
+            verdict, left_out = marks[index]
+            colour = AMBER if left_out else (150, 200, 150)
+            if left_out:
+                draw.rectangle((x - 3, y - 3, x + THUMB + 2, y + THUMB + 2), outline=AMBER, width=2)
+            draw.text((x, top), textwrap.shorten(verdict, width=28, placeholder="…"), fill=colour, font=font)
+            top += line_height
         wrapped = textwrap.wrap(caption or "(no caption)", width=26)[:CAPTION_LINES]
         for line_number, line in enumerate(wrapped):
-            draw.text((x, y + THUMB + 6 + line_number * line_height), line, fill=(220, 221, 222), font=font)
+            draw.text((x, top + line_number * line_height), line, fill=(220, 221, 222), font=font)
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
     return buffer.getvalue()

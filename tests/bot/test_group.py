@@ -68,3 +68,7 @@ async def test_imagine_with_two_people_draws_each_face_with_its_own_adapter(worl
         pressed = await w.fake.click(w.ann, fallback, single)
         one_pass = await w.fake.wait_for_edit(await pressed.original(), lambda m: m.attachments, timeout=90)
         assert "From the left" not in one_pass.content and "no face" not in one_pass.content
+
+        told = await w.fake.slash(w.bob, w.general, "help")
+        more = await told.wait_followup(lambda m: "Group pictures" in m.content)
+        assert more.ephemeral and "only that person's adapter" in more.content

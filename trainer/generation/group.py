@@ -80,9 +80,13 @@ def inpainting_pipeline(generator: Generator) -> Any:
     pipe = generator.pipe
     inpaint = _inpainters.get(pipe)
     if inpaint is None:
-        from diffusers import FluxInpaintPipeline
+        family = getattr(generator.base, "family", None)  # the model family says which inpainting pipeline
+        if family is not None:
+            inpaint = family.inpaint_pipeline(pipe)
+        else:
+            from diffusers import FluxInpaintPipeline
 
-        inpaint = FluxInpaintPipeline.from_pipe(pipe)
+            inpaint = FluxInpaintPipeline.from_pipe(pipe)
         inpaint.set_progress_bar_config(disable=True)
         _inpainters[pipe] = inpaint
     return inpaint

@@ -21,7 +21,7 @@ from bot.jobs import files
 from bot.jobs.models import Job
 from bot.jobs.store import QueueFull
 from bot.jobs.updates import JobUpdate
-from bot.members import storage
+from bot.members import photo_checks, storage
 from bot.members.owner import Owner
 from bot.ui.progress import render
 from contract import JobKind, JobState, RequestError, TrainRequest
@@ -173,18 +173,22 @@ async def start_training(
     await bot.members.set_progress_message(job.id, message.channel.id, message.id)
     cog.watch(job, message.channel.id, message.id)
     building = f", building on your adapter's {adapter.steps} steps (fresh:True starts from zero)" if adapter else ""
+    left = photo_checks.lines(photo_checks.left_out(await bot.members.photos(owner)))
+    leaving = "\n".join(["", "Left out (/dataset list has buttons to keep them):", *left]) if left else ""
     await interaction.followup.send(
-        f"Training queued with `{token}` as your trigger token{building}. Progress: {message.jump_url}",
+        f"Training queued with `{token}` as your trigger token{building}. Progress: {message.jump_url}" + leaving,
         ephemeral=True,
     )
 
 
 async def _refusal(bot: DoppelBot, owner: Owner, steps: int | None) -> str | None:
     settings = bot.settings
-    photos = len(await bot.members.photos(owner))
+    every = await bot.members.photos(owner)
+    photos = len(photo_checks.training_photos(every))
     if photos < settings.min_photos_to_train:
+        usable = f" ({len(every) - photos} more are left out: /dataset list says why)" if photos < len(every) else ""
         return (
-            f"You have {photos} photo{'s' if photos != 1 else ''}; training needs at least "
+            f"You have {photos} photo{'s' if photos != 1 else ''}{usable}; training needs at least "
             f"{settings.min_photos_to_train}. Add more with /dataset add."
         )
     if steps is not None and steps > settings.train_max_steps:
@@ -211,7 +215,7 @@ async def _snapshot(bot: DoppelBot, owner: Owner) -> Path:
 
     The copy counts towards the member's disk (MEMBER_DISK_MB) until the run ends and deletes it; one that
     does not fit is not begun, and one that fails half way is removed whole. Raises NoRoom."""
-    photos = await bot.members.photos(owner)
+    photos = photo_checks.training_photos(await bot.members.photos(owner))  # those left out are not copied
     folder = bot.members.folder(owner) / "runs" / uuid.uuid4().hex
     size = await asyncio.to_thread(lambda: sum(Path(p.path).stat().st_size for p in photos))
     used = await storage.disk_used(bot.members, bot.jobs, bot.settings.jobs_dir, owner)
