@@ -31,7 +31,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
-from PIL import Image
+from PIL import Image, features
 
 from bot.jobs.files import DISK_FULL
 from faces.duplicates import NEAR_DUPLICATE, hamming, perceptual_hash
@@ -55,7 +55,9 @@ except ImportError:  # pragma: no cover - pillow-heif is a dependency
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
-ACCEPTED = "JPEG, PNG, WebP or HEIC"
+# AVIF (newer Android cameras, web exports): Pillow reads it when built with libavif, as its wheels are.
+AVIF_SUPPORTED = features.check("avif")
+ACCEPTED = "JPEG, PNG, WebP, HEIC or AVIF" if AVIF_SUPPORTED else "JPEG, PNG, WebP or HEIC"
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ class PreparedPhoto:
     width: int
     height: int
     phash: int
-    source_format: str  # JPEG, PNG, WEBP or HEIF, as judged from the content
+    source_format: str  # JPEG, PNG, WEBP, HEIF or AVIF, as judged from the content
 
 
 def source_sha256(data: bytes, known: Mapping[str, int]) -> str:
@@ -167,7 +169,7 @@ def prepare(data: bytes, limits: IntakeLimits = IntakeLimits()) -> PreparedPhoto
 
     Rules:
     - The type comes from the content (magic bytes); names and declared types are ignored.
-      JPEG, PNG, WebP and HEIC/HEIF are accepted; everything else, GIF included, is refused.
+      JPEG, PNG, WebP, HEIC/HEIF and AVIF are accepted; everything else, GIF included, is refused.
     - Animated images (APNG, animated WebP) are refused rather than cut to one frame: which frame is
       "the photo" is a guess, and animations are stickers and screen captures, not photos of a person.
       A HEIF file holding several pictures is a collection, not an animation: its primary picture,
@@ -200,7 +202,9 @@ def prepare(data: bytes, limits: IntakeLimits = IntakeLimits()) -> PreparedPhoto
     with image:
         _check_pixels(image.size, cap)
         frames = getattr(image, "n_frames", 1)
-        if frames > 1 and kind != "HEIF":
+        # A JPEG with several pictures is an MPO (an Ultra HDR photo's gain map, a depth map, a stereo
+        # pair): the first picture is the photo, and the one decoded.
+        if frames > 1 and kind not in ("HEIF", "JPEG"):
             raise Rejected(f"this is an animation ({frames} frames); please send a still photo")
         orientation = _orientation(image)
         width, height = image.size[::-1] if orientation in (5, 6, 7, 8) else image.size
@@ -350,7 +354,9 @@ def _sniff(data: bytes) -> str:
                 raise Rejected("this is an HEIC photo, which this server can't read; please send it as a JPEG or PNG")
             return "HEIF"
         if brands & {b"avif", b"avis"}:
-            raise Rejected(f"AVIF pictures aren't accepted; please send the photo as {ACCEPTED}")
+            if not AVIF_SUPPORTED:
+                raise Rejected(f"this server's image library can't read AVIF; please send the photo as {ACCEPTED}")
+            return "AVIF"
         raise Rejected("this is a video, not a photo")
     for magic, offset, what, is_picture in _OTHERS:
         if data[offset : offset + len(magic)] == magic:

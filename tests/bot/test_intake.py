@@ -135,7 +135,7 @@ HOSTILE = [
     ("animated GIF", lambda: animated("GIF"), SMALL, "GIF pictures aren't accepted; please send the photo as JPEG"),
     ("animated PNG", lambda: animated("PNG"), SMALL, "this is an animation (2 frames); please send a still photo"),
     ("animated WebP", lambda: animated("WEBP"), SMALL, "this is an animation (2 frames); please send a still photo"),
-    ("AVIF", lambda: b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf", SMALL, "AVIF pictures aren't accepted"),
+    ("AVIF header alone", lambda: b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf", SMALL, "damaged or cut off"),
     ("BMP", lambda: encode(scene(5), "BMP"), SMALL, "BMP pictures aren't accepted"),
 ]
 
