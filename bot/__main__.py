@@ -7,9 +7,11 @@ import sys
 
 from bot import health
 from bot.settings import BotSettings
+from contract.library_warnings import quiet_library_warnings
 
 
 def main(argv: list[str]) -> int:
+    quiet_library_warnings()  # PyNaCl's, and the GPU libraries' of a local Ray's workers
     settings = BotSettings()
     if argv[:1] == ["healthcheck"]:
         return health.check(settings)

@@ -36,6 +36,7 @@ from contract import (
     TrainingFiles,
     TrainRequest,
 )
+from contract.library_warnings import quiet_library_warnings
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ class TrainerWorker:
 
     def __init__(self, offload_between_jobs: bool = False):
         share_cpu_politely()
+        quiet_library_warnings()
         self.offload_between_jobs = offload_between_jobs
         self._changed = threading.Condition()
         self._run: _Run | None = None
@@ -274,6 +276,7 @@ class GeneratorWorker:
                  offload: bool | str = False, preload: str | None = None):
         """`preload`: a base to load now, so the first picture does not wait for it."""
         share_cpu_politely()
+        quiet_library_warnings()
         self.generator_options: dict[str, Any] = {
             "max_adapters": max_adapters, "hotswap": hotswap, "compile": compile, "fp8": fp8, "offload": offload,
         }
