@@ -239,7 +239,7 @@ def write_pipeline(directory: Path, shape: FluxShape = TINY, on_stage=None) -> P
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     directory = Path(directory)
-    with atomic_directory(directory) as staging:
+    with atomic_directory(directory, marker=TINY_MARKER) as staging:
         pipeline = build_pipeline(shape)
         if on_stage:
             on_stage("built")
