@@ -157,3 +157,25 @@ def test_the_command_line_writes_the_picture_and_who_is_where(people, tmp_path, 
     assert facts["people"] == ["ANN", "BOB"] and (tmp_path / "group-3.png").is_file()
 
     assert main(["group", "--base", "tiny", persons[0], "--prompt", PROMPT, "--out", str(tmp_path)]) == 2
+
+
+def test_a_face_that_does_not_pass_is_redrawn_with_other_seeds_and_scored(generator, people, tmp_path):
+    """The tiny model redraws noise, so a known identity never passes: every try is made, each its own seed."""
+    import faces
+    from skimage import data
+
+    one = Image.fromarray(data.astronaut())
+    (astronaut,) = faces.find_faces(one)
+    photo = tmp_path / "one.png"
+    one.save(photo)
+    ann = AdapterRef("ANN", adapter_identity(people["ANN"].read_bytes()))
+    plan = GroupPlan(tokens=("ANN",), photo=GroupPlan.encode_photo(photo.read_bytes()), retries=1,
+                     identities=(tuple(astronaut.descriptor.tolist()),))
+    request = GenerateRequest(base="tiny", prompt="ANN in space", adapters=(ann,), seed=5, steps=2, group=plan)
+    seeds: list[int] = []
+    picture = group.draw_group(generator, request, {ann.identity: people["ANN"]},
+                               on_face=lambda name, acting: seeds.append(len(seeds)))
+    (face,) = picture.outcome.faces
+    assert face.owner == "ANN" and face.tries == 2 and not face.passed and face.score is None
+    assert len(seeds) == 2 and group.face_seed_for(5, 0, 0) != group.face_seed_for(5, 0, 1)
+    assert picture.outcome.threshold == faces.SAME_PERSON
