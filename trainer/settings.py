@@ -15,13 +15,25 @@ class TrainerSettings(BaseSettings):
 
     base_model: str = Field(
         "black-forest-labs/FLUX.1-dev",
-        description="Hub id, local diffusers folder, or 'tiny' for the offline random model.",
+        description="Hub id (FLUX.2-klein-base-4B or FLUX.1-dev ...), local diffusers folder, or 'tiny' / "
+        "'tiny-klein' for an offline random model.",
+    )
+    generation_model: str | None = Field(
+        None,
+        description="What pictures are drawn with, if not BASE_MODEL: a step-distilled model of the same family "
+        "and size, e.g. black-forest-labs/FLUX.2-klein-4B for adapters trained on FLUX.2-klein-base-4B.",
     )
     model_cache_dir: Path = Field(
         Path("~/.cache/doppel").expanduser(),
         description="Where doppel keeps models it builds itself (the tiny model).",
     )
     hf_token: SecretStr | None = Field(None, description="Hugging Face token for gated models such as FLUX.1-dev.")
+    caption_model: str = Field(
+        "florence-community/Florence-2-base",
+        description="Florence-2 that writes captions for photos without one when training starts (a Hub id, a "
+        "folder, or 'tiny' for the offline random one); 'off' writes none. An empty value is the default, as "
+        "for every setting, hence 'off'.",
+    )
     generator_max_adapters: int = Field(8, ge=4, le=64, description="Adapters kept loaded before the least used goes.")
     lora_hotswap: bool = Field(False, description="Swap adapters in place (for a compiled pipeline).")
     memory_mode: Literal["auto", "fp32", "bf16", "fp8", "nf4"] = Field(
@@ -42,6 +54,16 @@ class TrainerSettings(BaseSettings):
         description="Keep the generator's models in CPU memory and move each to the GPU only while it runs "
         "(slower); auto does so on GPUs too small for the whole pipeline.",
     )
+
+    @field_validator("caption_model")
+    @classmethod
+    def _off_is_empty(cls, value: str) -> str:
+        return "" if value.strip().lower() == "off" else value.strip()
+
+    @property
+    def picture_model(self) -> str:
+        """The base pictures are drawn with: GENERATION_MODEL, else BASE_MODEL."""
+        return self.generation_model or self.base_model
 
     @field_validator("model_cache_dir")
     @classmethod

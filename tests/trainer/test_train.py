@@ -43,7 +43,9 @@ def _fresh_pipeline(tiny_dir):
 def _held_out_loss(pipe, photos) -> float:
     """Loss on fixed noise and fixed noise levels: the per-step loss is too noisy to judge by."""
     base = resolve_base("tiny")
-    examples, _ = cache_training_set(pipe, load_training_set(photos, TOKEN, 64), "cpu", base.max_sequence_length, [])
+    examples, _ = cache_training_set(
+        base.family, pipe, load_training_set(photos, TOKEN, 64), "cpu", base.max_sequence_length, []
+    )
     generator = torch.Generator().manual_seed(1234)
     losses = []
     with torch.no_grad():
@@ -51,13 +53,7 @@ def _held_out_loss(pipe, photos) -> float:
             for sigma in (0.25, 0.5, 0.75):
                 noise = torch.randn(example.latents.shape, generator=generator)
                 loss = flow_matching_loss(
-                    pipe.transformer,
-                    example.latents,
-                    example.prompt.sequence,
-                    example.prompt.pooled,
-                    noise,
-                    torch.tensor([sigma]),
-                    guidance=1.0,
+                    base.family, pipe.transformer, example.latents, [example.prompt], noise, torch.tensor([sigma]), 1.0
                 )
                 losses.append(loss.item())
     return float(np.mean(losses))
@@ -135,12 +131,13 @@ def test_samples_and_checkpoints_are_written(trained):
 def test_the_timeline_shows_the_prompts_through_the_run(trained):
     from PIL import Image
 
-    from trainer.training.timeline import LABEL_HEIGHT, columns
+    from trainer.training.timeline import CELL, columns
 
     assert columns([0, 15, 30], 30) == [0, 15, 30]  # fewer samples than fractions: each once
     assert columns([0, 5, 10, 15, 20], 20) == [0, 5, 10, 15, 20]
     with Image.open(trained.timeline) as picture:
-        assert picture.size == (3 * 64, LABEL_HEIGHT + 2 * 64)  # steps 0, 15, 30; two prompts
+        # Steps 0, 15, 30 by two prompts, the 64 px samples enlarged to cells of CELL px; labels beside them.
+        assert picture.width > 3 * CELL and 2 * CELL < picture.height < 3 * CELL
 
 
 def test_the_same_seed_gives_the_same_adapter(photos, tmp_path):
@@ -151,8 +148,9 @@ def test_the_same_seed_gives_the_same_adapter(photos, tmp_path):
     assert not all(torch.equal(first[k], other[k]) for k in first)
 
 
-def test_a_resumed_run_ends_where_an_uninterrupted_one_does(photos, tmp_path):
-    whole = _lora(train_lora(_config(photos, tmp_path / "whole", batch_size=2)).lora_path)
+@pytest.mark.parametrize("base", ["tiny", "tiny-klein"])
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(photos, tmp_path, base):
+    whole = _lora(train_lora(_config(photos, tmp_path / "whole", batch_size=2, base=base)).lora_path)
 
     cancel = CancelToken()
 
@@ -162,12 +160,13 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(photos, tmp_path):
 
     with pytest.raises(TrainingCancelled):
         train_lora(
-            _config(photos, tmp_path / "parts", batch_size=2), on_event=stop_after_first_checkpoint, cancel=cancel
+            _config(photos, tmp_path / "parts", batch_size=2, base=base), on_event=stop_after_first_checkpoint,
+            cancel=cancel,
         )
     checkpoint = RunLayout(tmp_path / "parts").checkpoint(3)
     steps = []
     resumed = train_lora(
-        _config(photos, tmp_path / "parts", batch_size=2, resume=checkpoint),
+        _config(photos, tmp_path / "parts", batch_size=2, base=base, resume=checkpoint),
         on_event=lambda e: steps.append(e.step) if isinstance(e, Step) else None,
     )
     assert steps == [4, 5, 6]

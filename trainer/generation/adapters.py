@@ -32,7 +32,7 @@ import torch
 from contract import AdapterRef, limits
 from trainer.errors import DoppelError
 from trainer.models import memory
-from trainer.training.config import FLUX_LORA_TARGETS
+from trainer.models.families import FAMILIES, Family, family_of_pipeline
 
 
 class Use(NamedTuple):
@@ -60,11 +60,30 @@ class AdapterStrategy(Protocol):
         """Drop `name`'s adapter, leaving no trace of it in the weights."""
 
 
-def _file(use: Use) -> Path:
+def _file(use: Use, family: Family) -> Path:
+    """The adapter's file, once it is known to be one for `family` (the generator's base's)."""
     if use.path is None or not Path(use.path).is_file():
         shown = f" ({Path(use.path).name})" if use.path is not None else ""
         raise DoppelError(f"the adapter file for '{use.ref.name}' is missing{shown}")
+    _check_family(Path(use.path), use.ref.name, family)
     return Path(use.path)
+
+
+def _check_family(path: Path, name: str, family: Family) -> None:
+    """Refuse an adapter trained on another model family: its layers are not this transformer's."""
+    from trainer.training.lora_file import read_facts
+
+    try:
+        facts = read_facts(path)
+    except Exception:  # not a safetensors file: loading it says why
+        return
+    theirs = facts.get("family", "flux1")  # adapters from before families were recorded are FLUX.1's
+    if theirs != family.name:
+        title = FAMILIES[theirs].title if theirs in FAMILIES else theirs
+        raise DoppelError(
+            f"the adapter '{name}' was trained on {title} ({facts.get('base_model', 'another base')}) and cannot "
+            f"be used with {family.title}: train it again on this base model"
+        )
 
 
 def _unloadable(name: str, exc: Exception) -> DoppelError:
@@ -84,6 +103,7 @@ class NamedAdapters:
 
     def __init__(self, pipe, max_adapters: int, hotswap: bool = False, hotswap_rank: int = 16):
         self.pipe = pipe
+        self.family = family_of_pipeline(pipe)
         self.max_adapters = max_adapters
         self.hotswap = hotswap
         self._slots: OrderedDict[str, _Slot] = OrderedDict()  # adapter name -> slot, oldest first
@@ -135,7 +155,7 @@ class NamedAdapters:
         if slot is not None and slot.identity == use.ref.identity:
             self._slots.move_to_end(name)
             return slot
-        path = _file(use)
+        path = _file(use, self.family)
         if slot is not None:  # retrained: same name, new weights, same slot
             del self._slots[name]
             reuse = slot.name
@@ -172,6 +192,7 @@ class CompiledSlots:
 
     def __init__(self, pipe, device, max_adapters: int, hotswap_rank: int = 16):
         self.pipe = pipe
+        self.family = family_of_pipeline(pipe)
         self.device = device
         self.max_adapters = max_adapters
         self.hotswap_rank = hotswap_rank
@@ -216,7 +237,7 @@ class CompiledSlots:
         for index in range(limits.ADAPTERS_PER_PICTURE):
             # init_lora_weights=True makes B zero: an empty slot changes nothing.
             config = LoraConfig(
-                r=self.hotswap_rank, lora_alpha=self.hotswap_rank, target_modules=list(FLUX_LORA_TARGETS)
+                r=self.hotswap_rank, lora_alpha=self.hotswap_rank, target_modules=list(self.family.lora_targets)
             )
             with memory.quiet_torchao_lora():
                 transformer.add_adapter(config, adapter_name=_fixed_slot(index))
@@ -235,9 +256,9 @@ class CompiledSlots:
         name = use.ref.name
         held = self._held.get(name)
         if held is None or held.identity != use.ref.identity:
-            path = _file(use)
+            path = _file(use, self.family)
             try:
-                held = _Held.read(path, use.ref.identity, self.device, self.pipe.transformer.dtype)
+                held = _Held.read(self.family, path, use.ref.identity, self.device, self.pipe.transformer.dtype)
             except Exception as exc:
                 raise _unloadable(name, exc) from exc
             self._held[name] = held
@@ -270,10 +291,8 @@ class _Held:
     state: dict[str, torch.Tensor]
 
     @classmethod
-    def read(cls, path: Path, identity: str, device, dtype) -> _Held:
-        from diffusers import FluxPipeline
-
-        state, metadata = FluxPipeline.lora_state_dict(str(path), return_lora_metadata=True)
+    def read(cls, family: Family, path: Path, identity: str, device, dtype) -> _Held:
+        state, metadata = family.lora_state_dict(path)
         if not state or not all(".lora_A." in k or ".lora_B." in k for k in state):
             raise DoppelError("it is not a LoRA adapter for the transformer")
         # diffusers keeps the adapter's LoraConfig in the header, its keys prefixed "transformer.".

@@ -1,25 +1,31 @@
-"""Which Flux base model to use, and loading it.
+"""Which base model to use, and loading it.
 
-A base is a Hub id, a local diffusers folder, or `tiny`. All three load through
-the same `FluxPipeline.from_pretrained` call; `tiny` is first written to the
-model cache by `trainer.models.tiny`, so tests exercise the code that serves FLUX.1-dev.
+A base is a Hub id, a local diffusers folder, or a tiny model's name (`tiny`: FLUX.1;
+`tiny-klein` and `tiny-klein-distilled`: FLUX.2 [klein]). All load through their
+family's `from_pretrained`; a tiny model is first written to the model cache
+(`trainer.models.tiny`, `trainer.models.tiny_klein`), so tests exercise the code that
+serves the real models. The family is read from the folder's model_index.json.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from trainer.errors import BaseModelError
-from trainer.models import tiny
+from trainer.models import tiny, tiny_klein
+from trainer.models.families import FLUX1, Family, family_of_folder, family_of_hub_id
 from trainer.settings import TrainerSettings, trainer_settings
 
 log = logging.getLogger(__name__)
 
 FLUX_DEV = "black-forest-labs/FLUX.1-dev"
 FLUX_SCHNELL = "black-forest-labs/FLUX.1-schnell"
+KLEIN_BASE_4B = "black-forest-labs/FLUX.2-klein-base-4B"
+KLEIN_4B = "black-forest-labs/FLUX.2-klein-4B"
+TINY_FOLDERS = {"tiny": "tiny-flux", "tiny-klein": "tiny-klein", "tiny-klein-distilled": "tiny-klein-distilled"}
 
 
 @dataclass(frozen=True)
@@ -34,54 +40,55 @@ class BaseModel:
     inference_steps: int = 28
     guidance: float = 3.5  # dev is guidance-distilled; schnell ignores it
     max_sequence_length: int = 512
+    family: Family = FLUX1
 
 
-def _dev_like(name: str, location: str) -> BaseModel:
-    return BaseModel(name, location)
-
-
-def _schnell_like(name: str, location: str) -> BaseModel:
-    return BaseModel(name, location, inference_steps=4, guidance=0.0, max_sequence_length=256)
+def _with_defaults(name: str, location: str, family: Family, transformer_config: dict, index: dict) -> BaseModel:
+    d = family.defaults(transformer_config, index)
+    return BaseModel(name, location, False, d.train_resolution, d.image_resolution, d.inference_steps, d.guidance,
+                     d.max_sequence_length, family)
 
 
 def resolve_base(name: str, settings: TrainerSettings | None = None) -> BaseModel:
     """Turn what a person typed into a BaseModel, building the tiny model if needed."""
     settings = settings or trainer_settings()
-    if name == "tiny":
-        folder = settings.model_cache_dir / "tiny-flux"
-        if tiny.read_marker(folder) is None:
-            log.info("building the tiny random Flux model in %s", folder)
-            tiny.write_pipeline(folder)
+    if name in TINY_FOLDERS:
+        folder = settings.model_cache_dir / TINY_FOLDERS[name]
+        if not (folder / tiny.TINY_MARKER).is_file():
+            log.info("building the tiny random model %s in %s", name, folder)
+            if name == "tiny":
+                tiny.write_pipeline(folder)
+            else:
+                tiny_klein.write_pipeline(folder, tiny_klein.SHAPES[name])
         return _from_folder(name, folder)
     folder = Path(name).expanduser()
     if folder.is_dir():
         return _from_folder(name, folder)
     if name.startswith((".", "/", "~")) or name.count("/") != 1:
-        raise BaseModelError(f"base model '{name}' is neither a folder that exists nor a Hub id like {FLUX_DEV}")
-    if "schnell" in name.lower():
-        return _schnell_like(name, name)
-    return _dev_like(name, name)
+        raise BaseModelError(
+            f"base model '{name}' is neither a folder that exists nor a Hub id like {KLEIN_BASE_4B} or {FLUX_DEV}"
+        )
+    # Not downloaded yet: the family and its variant from the id; loading reads the real model_index.json.
+    lowered = name.lower()
+    return _with_defaults(name, name, family_of_hub_id(name), {"guidance_embeds": "schnell" not in lowered},
+                          {"is_distilled": "base" not in lowered})
 
 
 def _from_folder(name: str, folder: Path) -> BaseModel:
-    if not (folder / "model_index.json").is_file():
+    index = folder / "model_index.json"
+    if not index.is_file():
         raise BaseModelError(f"'{folder}' is not a diffusers pipeline folder (it has no model_index.json)")
-    shape = tiny.read_marker(folder)
-    if shape is not None:
-        return BaseModel(
-            name,
-            str(folder),
-            is_tiny=True,
-            train_resolution=shape.resolution,
-            image_resolution=shape.resolution,
-            inference_steps=shape.inference_steps,
-            max_sequence_length=shape.max_sequence_length,
-        )
+    family = family_of_folder(folder)
     config_file = folder / "transformer" / "config.json"
-    guidance_embeds = True
-    if config_file.is_file():
-        guidance_embeds = json.loads(config_file.read_text()).get("guidance_embeds", True)
-    return _dev_like(name, str(folder)) if guidance_embeds else _schnell_like(name, str(folder))
+    transformer_config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    base = _with_defaults(name, str(folder), family, transformer_config, json.loads(index.read_text()))
+    marker = folder / tiny.TINY_MARKER
+    if marker.is_file():  # a tiny model: it runs at the size and step count it was built for
+        shape = json.loads(marker.read_text())
+        resolution = shape["resolution"]
+        return replace(base, is_tiny=True, train_resolution=resolution, image_resolution=resolution,
+                       inference_steps=shape["inference_steps"], max_sequence_length=shape["max_sequence_length"])
+    return base
 
 
 def pick_device(device: str | None = None):
@@ -100,9 +107,8 @@ def pick_dtype(device):
 
 
 def load_pipeline(base: BaseModel, dtype=None, settings: TrainerSettings | None = None):
-    """Load the whole FluxPipeline on the CPU; callers move the parts they need."""
+    """Load the whole pipeline of the base's family on the CPU; callers move the parts they need."""
     import torch
-    from diffusers import FluxPipeline
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
@@ -111,7 +117,7 @@ def load_pipeline(base: BaseModel, dtype=None, settings: TrainerSettings | None 
     settings = settings or trainer_settings()
     token = settings.hf_token.get_secret_value() if settings.hf_token else None
     try:
-        pipe = FluxPipeline.from_pretrained(base.location, dtype=dtype or torch.float32, token=token)
+        pipe = base.family.pipeline_class().from_pretrained(base.location, dtype=dtype or torch.float32, token=token)
     except (OSError, ValueError) as exc:
         raise BaseModelError(f"could not load base model '{base.name}': {_first_line(exc)}") from exc
     pipe.set_progress_bar_config(disable=True)
@@ -121,12 +127,11 @@ def load_pipeline(base: BaseModel, dtype=None, settings: TrainerSettings | None 
 def load_transformer(base: BaseModel, dtype=None, settings: TrainerSettings | None = None):
     """A fresh copy of the base's transformer alone, on the CPU (to replace one quantized for another mode)."""
     import torch
-    from diffusers import FluxTransformer2DModel
 
     settings = settings or trainer_settings()
     token = settings.hf_token.get_secret_value() if settings.hf_token else None
     try:
-        return FluxTransformer2DModel.from_pretrained(
+        return base.family.transformer_class().from_pretrained(
             base.location, subfolder="transformer", dtype=dtype or torch.float32, token=token
         )
     except (OSError, ValueError) as exc:

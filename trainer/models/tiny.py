@@ -233,6 +233,11 @@ def _build_models(shape: FluxShape, clip_tokenizer, t5_tokenizer):
 
 def write_pipeline(directory: Path, shape: FluxShape = TINY, on_stage=None) -> Path:
     """Build the pipeline and save it with `save_pretrained`, atomically."""
+    return save_built(directory, lambda: build_pipeline(shape), asdict(shape), on_stage)
+
+
+def save_built(directory: Path, build, marker: dict, on_stage=None) -> Path:
+    """`build()` a tiny pipeline and save it with `save_pretrained`, atomically, with its marker (its shape)."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
@@ -240,13 +245,13 @@ def write_pipeline(directory: Path, shape: FluxShape = TINY, on_stage=None) -> P
     transformers_logging.disable_progress_bar()
     directory = Path(directory)
     with atomic_directory(directory, marker=TINY_MARKER) as staging:
-        pipeline = build_pipeline(shape)
+        pipeline = build()
         if on_stage:
             on_stage("built")
         pipeline.save_pretrained(staging)
         if on_stage:
             on_stage("written")
-        (staging / TINY_MARKER).write_text(json.dumps(asdict(shape), indent=2) + "\n")
+        (staging / TINY_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     return directory
 
 

@@ -8,19 +8,16 @@ import numpy as np
 import torch
 
 from trainer.models import memory
+from trainer.models.families import Family, PromptEmbedding
 from trainer.training.dataset import TrainingSet
 
-
-@dataclass
-class PromptEmbedding:
-    sequence: torch.Tensor  # T5, (1, L, D)
-    pooled: torch.Tensor  # CLIP, (1, P)
+__all__ = ["CachedExample", "PromptEmbedding", "cache_training_set", "release_encoders"]
 
 
 @dataclass
 class CachedExample:
     name: str
-    latents: torch.Tensor  # (1, 16, H/8, W/8), already shifted and scaled
+    latents: torch.Tensor  # (1, C, h, w), as the family's transformer denoises them (`Family.encode_latents`)
     prompt: PromptEmbedding
 
     @property
@@ -35,44 +32,45 @@ def pixels(image) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_prompts(pipe, prompts: list[str], device, max_sequence_length: int) -> dict[str, PromptEmbedding]:
-    pipe.text_encoder.to(device)
-    pipe.text_encoder_2.to(device)
-    cache = {}
-    for prompt in dict.fromkeys(prompts):
-        sequence, pooled, _ = pipe.encode_prompt(
-            prompt=prompt, prompt_2=None, device=device, max_sequence_length=max_sequence_length
-        )
-        cache[prompt] = PromptEmbedding(sequence, pooled)
-    return cache
+def encode_prompts(
+    family: Family, pipe, prompts: list[str], device, max_sequence_length: int
+) -> dict[str, PromptEmbedding]:
+    for encoder in family.text_encoders(pipe):
+        encoder.to(device)
+    unique = dict.fromkeys(prompts)
+    return {prompt: family.encode_prompt(pipe, prompt, device, max_sequence_length) for prompt in unique}
 
 
 @torch.no_grad()
-def encode_latents(vae, image, device) -> torch.Tensor:
+def encode_latents(family: Family, vae, image, device) -> torch.Tensor:
     vae.to(device)
-    distribution = vae.encode(pixels(image).to(device, vae.dtype)).latent_dist
-    # The mean, not a draw: Flux's VAE variance is tiny and a fixed latent keeps runs repeatable.
-    return (distribution.mode() - vae.config.shift_factor) * vae.config.scaling_factor
+    return family.encode_latents(vae, pixels(image))
 
 
 def cache_training_set(
-    pipe, training_set: TrainingSet, device, max_sequence_length: int, extra_prompts: list[str], text_device=None
+    family: Family,
+    pipe,
+    training_set: TrainingSet,
+    device,
+    max_sequence_length: int,
+    extra_prompts: list[str],
+    text_device=None,
 ) -> tuple[list[CachedExample], dict[str, PromptEmbedding]]:
     """Latents for every image; embeddings for every caption and every extra prompt.
 
-    `text_device`: where the text encoders run, if not on `device` (the CPU, on a GPU too small for T5).
+    `text_device`: where the text encoders run, if not on `device` (the CPU, on a GPU too small for them).
     """
     captions = [item.caption for item in training_set.images]
-    prompts = encode_prompts(pipe, captions + extra_prompts, text_device or device, max_sequence_length)
+    prompts = encode_prompts(family, pipe, captions + extra_prompts, text_device or device, max_sequence_length)
     examples = [
-        CachedExample(item.name, encode_latents(pipe.vae, item.image, device), prompts[item.caption])
+        CachedExample(item.name, encode_latents(family, pipe.vae, item.image, device), prompts[item.caption])
         for item in training_set.images
     ]
     return examples, prompts
 
 
-def release_encoders(pipe) -> None:
-    """Move the VAE and both text encoders off the accelerator; training needs neither."""
-    for module in (pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
+def release_encoders(family: Family, pipe) -> None:
+    """Move the VAE and the text encoders off the accelerator; training needs none of them."""
+    for module in (pipe.vae, *family.text_encoders(pipe)):
         module.to("cpu")
     memory.free_memory()

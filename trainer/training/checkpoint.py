@@ -67,7 +67,7 @@ def load_checkpoint(path: Path, record: dict | None = None) -> Checkpoint:
 
 
 # What an adapter must share with a run to be built on: the LoRA's shape and what it was trained against.
-COMPATIBLE = ("base", "rank", "alpha", "target_modules")
+COMPATIBLE = ("family", "base", "rank", "alpha", "target_modules")
 
 
 @dataclass
@@ -89,7 +89,10 @@ def load_start(path: Path, record: dict) -> Start:
         if not path.is_file():
             raise CheckpointError(f"there is no adapter at '{path}'")
         facts = read_facts(path)
-        theirs = {"rank": _int(facts.get("rank")), "alpha": _int(facts.get("alpha"))}
+        theirs = {
+            "rank": _int(facts.get("rank")), "alpha": _int(facts.get("alpha")), "base": facts.get("base_model"),
+            "family": facts.get("family"),
+        }
         _check_fits(path, theirs, record)
         return Start(step=_int(facts.get("steps")) or 0, lora=load_lora_state(path))
     checkpoint = load_checkpoint(path)
@@ -98,7 +101,7 @@ def load_start(path: Path, record: dict) -> Start:
 
 
 def _check_fits(path: Path, theirs: dict, record: dict) -> None:
-    different = [k for k in COMPATIBLE if theirs.get(k) is not None and theirs[k] != record[k]]
+    different = [k for k in COMPATIBLE if theirs.get(k) is not None and theirs[k] != record.get(k)]
     if different:
         was = " and ".join(f"{k} {theirs[k]}" for k in different)
         now = " and ".join(f"{k} {record[k]}" for k in different)

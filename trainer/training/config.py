@@ -7,23 +7,7 @@ from pathlib import Path
 
 from contract import RequestError, TrainRequest, limits
 from trainer.errors import ConfigError
-
-# diffusers' examples/dreambooth/train_dreambooth_lora_flux.py. Every adapter uses
-# the same modules and rank, so one compiled pipeline can hotswap between them.
-FLUX_LORA_TARGETS = (
-    "attn.to_k",
-    "attn.to_q",
-    "attn.to_v",
-    "attn.to_out.0",
-    "attn.add_k_proj",
-    "attn.add_q_proj",
-    "attn.add_v_proj",
-    "attn.to_add_out",
-    "ff.net.0.proj",
-    "ff.net.2",
-    "ff_context.net.0.proj",
-    "ff_context.net.2",
-)
+from trainer.models.families.flux1 import LORA_TARGETS as FLUX_LORA_TARGETS  # noqa: F401  (tests, benches)
 
 DEFAULT_SAMPLE_PROMPTS = (
     "photo of [trigger], portrait, natural light",
@@ -49,10 +33,12 @@ class TrainConfig:
     lr_schedule: str = "constant"
     warmup_steps: int = 0
     batch_size: int = 1
-    resolution: int | None = None  # None: the base model's (512 for Flux, 64 for tiny)
+    resolution: int | None = None  # None: the base model's (512 for Flux, 64 for the tiny models)
     seed: int = 0
     caption_dropout: float = 0.05
-    target_modules: tuple[str, ...] = FLUX_LORA_TARGETS
+    # Empty: the base family's (`Family.lora_targets`). Every adapter of a family trains the same modules at
+    # the same rank, so one compiled pipeline can hotswap between them.
+    target_modules: tuple[str, ...] = ()
     guidance: float = 1.0  # dev's guidance embedding during training, as ai-toolkit
     max_grad_norm: float = 1.0
     # How lean the frozen base is (trainer/models/memory.py): None takes the MEMORY_MODE setting,
@@ -65,6 +51,7 @@ class TrainConfig:
     sample_every: int | None = None  # None: a quarter of the run; 0: no samples
     sample_prompts: tuple[str, ...] = DEFAULT_SAMPLE_PROMPTS
     sample_seed: int = 42
+    caption_model: str = ""  # writes captions for photos without one first ('' writes none): trainer/captioning.py
     resume: Path | None = None  # a checkpoint of this run, to continue it exactly
     # An earlier adapter (its checkpoint, or its .safetensors file) to build on: this run's `steps`
     # are added to its steps. How "train more" and retraining after adding photos avoid starting from zero.
@@ -141,7 +128,8 @@ class TrainConfig:
         # the memory is saved: a paused run may resume on another card, whose plan differs. The
         # LoRA and its optimizer state carry over; only the base's rounding (fp8, nf4) changes.
         for key in ("images", "out", "resume", "start_from", "device", "time_steps", "checkpoint_every", "sample_every",
-                    "sample_prompts", "sample_seed", "memory_mode", "gradient_checkpointing", "eight_bit_adam"):
+                    "sample_prompts", "sample_seed", "memory_mode", "gradient_checkpointing", "eight_bit_adam",
+                    "caption_model"):  # the captions it wrote are in the data's SHA-256
             record.pop(key)
         record["target_modules"] = list(self.target_modules)
         return record

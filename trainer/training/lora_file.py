@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
@@ -13,26 +14,27 @@ from safetensors.torch import load_file, save_file
 from contract import ADAPTER_FILENAME
 from trainer.atomic import atomic_write
 
+if TYPE_CHECKING:
+    from trainer.training.timeline import Shown
+
 METADATA_PREFIX = "doppel."
 
 
 def save_lora(
     out_dir: Path, lora_state: dict[str, torch.Tensor], lora_config: dict, facts: dict, filename: str = ADAPTER_FILENAME
 ) -> Path:
-    """Write the adapter the way `FluxPipeline.save_lora_weights` does, plus `doppel.*` metadata.
+    """Write the adapter the way the family's `save_lora_weights` does, plus `doppel.*` metadata.
 
     diffusers writes the file (key names, its own adapter metadata); we then add
-    our header entries and move it into place in one rename.
+    our header entries and move it into place in one rename. `facts["family"]` names the family.
     """
-    from diffusers import FluxPipeline
+    from trainer.models.families import family_named
 
     path = Path(out_dir) / filename
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as staging:
-        FluxPipeline.save_lora_weights(
-            staging,
-            transformer_lora_layers={k: v.detach().cpu().contiguous() for k, v in lora_state.items()},
-            transformer_lora_adapter_metadata=lora_config,
+        family_named(facts.get("family", "flux1")).save_lora_weights(
+            staging, {k: v.detach().cpu().contiguous() for k, v in lora_state.items()}, lora_config
         )
         written = Path(staging) / ADAPTER_FILENAME
         with safe_open(written, framework="pt") as handle:
@@ -41,6 +43,16 @@ def save_lora(
         tensors = load_file(written)
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     return path
+
+
+def likeness_facts(shown: Shown) -> dict[str, str]:
+    """The header entries of a run's likeness: {"likeness": {step: score or null}, "recommended_step"}, when scored."""
+    if not shown.scores:
+        return {}
+    facts = {"likeness": json.dumps({str(step): score for step, score in sorted(shown.scores.items())})}
+    if shown.recommended is not None:
+        facts["recommended_step"] = str(shown.recommended)
+    return facts
 
 
 def load_lora_state(path: Path) -> dict[str, torch.Tensor]:

@@ -1,8 +1,10 @@
-"""Train a person's LoRA for Flux: one loop, readable top to bottom.
+"""Train a person's LoRA for a Flux-family base: one loop, readable top to bottom.
 
-The shape follows diffusers' examples/dreambooth/train_dreambooth_lora_flux.py:
+The shape follows diffusers' examples/dreambooth/train_dreambooth_lora_flux.py (and _flux2_klein.py):
 cache latents and text embeddings, add a peft LoRA to the frozen transformer,
-and regress Flux's velocity at logit-normal, resolution-shifted noise levels.
+and regress the velocity at logit-normal noise levels. What differs between FLUX.1 and
+FLUX.2 [klein] (prompts, latents, the transformer's call, the LoRA's modules) is asked of
+the base's family (`trainer.models.families`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,8 +22,10 @@ import torch
 from diffusers.optimization import get_scheduler
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+from PIL import Image
 
 from contract import Phase, PhaseName, RunLayout, Step
+from trainer.captioning import caption_missing_photos
 from trainer.errors import CheckpointError, TrainingCancelled, TrainingPaused
 from trainer.images import save_png
 from trainer.models import memory
@@ -30,11 +35,13 @@ from trainer.training.caching import CachedExample, PromptEmbedding, cache_train
 from trainer.training.checkpoint import Checkpoint, load_checkpoint, load_start, save_checkpoint
 from trainer.training.config import TrainConfig
 from trainer.training.dataset import load_training_set
-from trainer.training.flow import flow_matching_loss, sample_sigmas
-from trainer.training.lora_file import lora_config_dict, save_lora
+from trainer.training.flow import flow_matching_loss
+from trainer.training.likeness import Score
+from trainer.training.lora_file import likeness_facts, lora_config_dict, save_lora
 from trainer.training.progress import CancelToken, CheckpointEvent, Event, SampleEvent
-from trainer.training.sampling import render_samples
-from trainer.training.timeline import columns, timeline
+from trainer.training.sampling import draw_samples, write_samples
+from trainer.training.scoring import SampleScorer
+from trainer.training.timeline import choose_columns, timeline
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +60,8 @@ class TrainResult:
     memory: memory.MemoryPlan | None = None  # how the base was made to fit
     timeline: Path | None = None  # samples through the run, side by side: every attempt's
     timeline_steps: tuple[int, ...] = ()  # the steps the timeline's columns show, first to last
+    likeness: tuple[float | None, ...] = ()  # per column: its likeness (trainer/training/likeness.py)
+    recommended: int | None = None  # the column most like the member that still follows the prompts
     start_step: int = 0  # the steps the adapter it built on already had (`start_from`)
 
 
@@ -67,7 +76,7 @@ def train_lora(
     checkpoints with their step adapters, the samples, and a timeline of every sample there.
 
     `pipeline` (and its `base`) let a long-lived worker or a benchmark pass the
-    FluxPipeline it already holds; the adapter is removed from it again when
+    pipeline it already holds; the adapter is removed from it again when
     training ends, however it ends. Its text encoders and VAE are left on the CPU, and its
     transformer in the memory mode this run used (quantization cannot be undone in place; a
     later run that needs another mode loads a fresh transformer into it).
@@ -82,16 +91,23 @@ def train_lora(
     started = time.monotonic()
     request = config.request  # the shared options, intervals resolved, the memory mode named
     base = base or resolve_base(config.base)
+    family = base.family
     resolution = config.resolution or base.train_resolution
     device = pick_device(config.device)
     dtype = pick_dtype(device)  # what the pipeline is loaded in; the memory mode may change the transformer's
     plan = memory.plan_memory(memory.gpu_gib(device), resolution, request.memory_mode, batch_size=config.batch_size)
     emit(Phase(PhaseName.PLANNING, plan.reason))
 
-    # 1. Read and check every photo before loading anything heavy: bad files fail fast.
+    # 1. Captions for the photos that have none (a member's own always win), then read and check every
+    # photo before loading anything heavy: bad files fail fast.
+    caption_missing_photos(config.images, config.token, config.caption_model, emit)
     emit(Phase(PhaseName.READING, str(config.images)))
     training_set = load_training_set(config.images, config.token, resolution)
-    record = config.to_record() | {"resolution": resolution, "dataset_sha256": training_set.sha256}
+    targets = list(config.target_modules or family.lora_targets)
+    record = config.to_record() | {
+        "resolution": resolution, "dataset_sha256": training_set.sha256, "target_modules": targets,
+        "family": family.name,
+    }
     if config.resume:
         # The run's own checkpoint holds everything, the step it started from included.
         resumed, start = load_checkpoint(config.resume, record), None
@@ -106,6 +122,9 @@ def train_lora(
     # 2. The base model. On a GPU in bf16; the LoRA's own weights stay in fp32.
     emit(Phase(PhaseName.LOADING, base.name))
     pipe = pipeline if pipeline is not None else load_pipeline(base, dtype)
+    # Samples are scored against the member's face (when their photos show it) in processes beside the loop.
+    sampled = bool(request.sample_interval)
+    scorer = SampleScorer(training_set.identity) if sampled and training_set.identity is not None else None
     try:
         layout = RunLayout(config.out)
         layout.root.mkdir(parents=True, exist_ok=True)
@@ -119,6 +138,7 @@ def train_lora(
             memory.free_memory()
         sample_prompts = config.sample_prompts_for_token() if request.sample_interval else []
         examples, prompts = cache_training_set(
+            family,
             pipe,
             training_set,
             device,
@@ -127,7 +147,7 @@ def train_lora(
             text_device=torch.device("cpu") if plan.encoders_on_cpu else None,
         )
         empty_prompt = prompts[""]
-        release_encoders(pipe)
+        release_encoders(family, pipe)
 
         # 4. The frozen base in the planned memory mode, then a LoRA on it. Seeded, so the same seed
         # gives the same adapter.
@@ -147,7 +167,7 @@ def train_lora(
             r=config.rank,
             lora_alpha=config.alpha if config.alpha is not None else config.rank,  # set in __post_init__
             init_lora_weights="gaussian",
-            target_modules=list(config.target_modules),
+            target_modules=targets,
         )
         torch.manual_seed(config.seed)
         with memory.quiet_torchao_lora():
@@ -194,6 +214,7 @@ def train_lora(
             noise_rng=noise_rng,
             sample_embeddings={p: prompts[p] for p in sample_prompts},
             result=result,
+            scorer=scorer,
         )
         first_step = start_step + 1
         # Resuming continues this run exactly; a start continues an earlier one's adapter under this run's
@@ -222,26 +243,23 @@ def train_lora(
                 raise TrainingCancelled(step - 1)
             if cancel is not None and cancel.paused:
                 done_step = step - 1
+                run.collect_samples(wait=True)  # the samples so far reach the bot before the GPU is given up
                 if done_step == start_step:
                     raise TrainingPaused(done_step, None)
                 saved = layout.checkpoint(done_step)
                 raise TrainingPaused(done_step, saved if saved in result.checkpoints else run.save_state(done_step))
             step_started = time.monotonic()
+            run.collect_samples(wait=False)
             batch = order.batch(step)
 
             latents = torch.cat([example.latents for example in batch]).to(device, dtype)
             dropped = torch.rand(len(batch), generator=noise_rng) < config.caption_dropout
             captions = [empty_prompt if drop else example.prompt for example, drop in zip(batch, dropped, strict=True)]
-            prompt_embeds = torch.cat([c.sequence for c in captions]).to(device)
-            pooled_embeds = torch.cat([c.pooled for c in captions]).to(device)
             noise = torch.randn(latents.shape, generator=noise_rng).to(device, dtype)
-            image_tokens = latents.shape[-2] * latents.shape[-1] // 4
-            sigmas = sample_sigmas(len(batch), image_tokens, scheduler_config, noise_rng)
+            sigmas = family.sample_sigmas(len(batch), family.image_tokens(latents), scheduler_config, noise_rng)
 
             model_started = _clock(device, config.time_steps)
-            loss = flow_matching_loss(
-                transformer, latents, prompt_embeds, pooled_embeds, noise, sigmas, config.guidance, dtype
-            )
+            loss = flow_matching_loss(family, transformer, latents, captions, noise, sigmas, config.guidance, dtype)
             loss.backward()
             model_seconds = _clock(device, config.time_steps) - model_started if config.time_steps else None
 
@@ -276,16 +294,20 @@ def train_lora(
         # 6. The adapter, in diffusers' format, with what it is in its header; and the timeline, from
         # every sample in the run's folder (an earlier attempt's too, put there before resuming).
         emit(Phase(PhaseName.SAVING, str(config.out)))
+        run.collect_samples(wait=True)
         result.lora_path = run.write_adapter(layout.adapter, last_step)
         samples = layout.sample_files()
-        shown = columns(sorted(samples), last_step)
-        if shown:
+        shown = choose_columns(samples, last_step)
+        if shown.steps:
             note = NOISE_WARNING if base.is_tiny else ""
             result.timeline = save_png(timeline(samples, shown), layout.timeline, {"note": note})
-            result.timeline_steps = tuple(shown)
+            result.timeline_steps = tuple(shown.steps)
+            result.likeness, result.recommended = shown.likeness, shown.recommended
         result.seconds = time.monotonic() - started
         return result
     finally:
+        if scorer is not None:
+            scorer.close()
         if pipeline is not None:
             _remove_adapter(pipe.transformer)
 
@@ -309,6 +331,9 @@ class _Run:
     noise_rng: torch.Generator
     sample_embeddings: dict[str, PromptEmbedding]
     result: TrainResult
+    scorer: SampleScorer | None = None  # samples' likeness; None: the photos gave no face to compare with
+    # Samples drawn but not yet scored, in step order: (step, images, their scores to come).
+    unscored: list[tuple[int, list[Image.Image], list[Future[Score]]]] = field(default_factory=list)
 
     def restore(self, lora: dict, optimizer_state: dict | None, rng: dict | None) -> None:
         """Put a checkpoint's (or an adapter's) LoRA, optimizer moments and random state in place."""
@@ -332,6 +357,7 @@ class _Run:
         written = {
             "token": self.config.token,
             "base_model": self.base.name,
+            "family": self.base.family.name,
             "rank": self.config.rank,
             "alpha": self.config.alpha,
             "steps": step,
@@ -343,7 +369,7 @@ class _Run:
             written["started_from_step"] = start_step
         if self.base.is_tiny:
             written["warning"] = NOISE_WARNING
-        return written
+        return written | likeness_facts(choose_columns(self.layout.sample_files(), step))
 
     def write_adapter(self, path: Path, step: int, lora: dict | None = None) -> Path:
         """The LoRA as it is now, in diffusers' format with doppel's facts in its header."""
@@ -372,7 +398,8 @@ class _Run:
         return path
 
     def take_samples(self, step: int) -> None:
-        paths = render_samples(
+        """Draw the samples; they are written and reported once scored (`collect_samples`), at once unscored."""
+        images = draw_samples(
             self.pipe,
             self.sample_embeddings,
             seed=self.config.sample_seed,
@@ -380,9 +407,27 @@ class _Run:
             steps=self.base.inference_steps,
             guidance=self.base.guidance,
             device=self.device,
+        )
+        if self.scorer is None:
+            self._write_samples(step, images, None)
+        else:
+            self.unscored.append((step, images, [self.scorer.submit(image) for image in images]))
+
+    def collect_samples(self, wait: bool) -> None:
+        """Write and report the samples whose scores are in (with `wait`, all of them, waiting for their scores)."""
+        while self.unscored and self.scorer is not None and (wait or all(f.done() for f in self.unscored[0][2])):
+            step, images, futures = self.unscored.pop(0)
+            self._write_samples(step, images, [self.scorer.result(f) for f in futures])
+
+    def _write_samples(self, step: int, images: list[Image.Image], scores: list[tuple[bool, Score]] | None) -> None:
+        paths = write_samples(
+            images,
+            list(self.sample_embeddings),
+            seed=self.config.sample_seed,
             layout=self.layout,
             step=step,
             note=NOISE_WARNING if self.base.is_tiny else "",
+            scores=scores,
         )
         self.result.samples.extend(paths)
         self.emit(SampleEvent(step, self.last_step, tuple(self.sample_embeddings), tuple(paths)))

@@ -1,0 +1,102 @@
+"""FLUX.2 [klein] beside FLUX.1: the tiny klein, its adapters in plain diffusers, on the distilled model, and
+refused by a generator of the other family. (Resuming on klein: test_train.py, parametrised over both.)"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from contract import AdapterRef, GenerateRequest, adapter_identity
+from tests.conftest import TOKEN
+from trainer.errors import DoppelError
+from trainer.generation.generator import Generator
+from trainer.models.base_model import resolve_base
+from trainer.models.families import FLUX1, FLUX2_KLEIN
+from trainer.training.config import TrainConfig
+from trainer.training.lora_file import read_facts
+from trainer.training.train import train_lora
+
+
+@pytest.fixture(scope="module")
+def klein_trained(model_cache, photos, tmp_path_factory):
+    """A short klein run with a high learning rate (the random tiny klein needs 5e-2 to show learning in 6 steps)."""
+    out = tmp_path_factory.mktemp("klein-trained")
+    config = TrainConfig(base="tiny-klein", images=photos, token=TOKEN, out=out, steps=6, lr=5e-2, sample_every=0)
+    return train_lora(config)
+
+
+@pytest.fixture(scope="module")
+def distilled(model_cache):
+    return Generator("tiny-klein-distilled", max_adapters=4)
+
+
+def _picture(pipe, steps=4, guidance=1.0):
+    image = pipe(
+        prompt=f"photo of {TOKEN}",  # by keyword: klein's first positional argument is an image
+        height=64,
+        width=64,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        max_sequence_length=64,
+        generator=torch.Generator().manual_seed(7),
+    ).images[0]
+    return np.asarray(image, dtype=np.int16)
+
+
+def test_tiny_klein_is_a_klein_pipeline_recognised_from_its_model_index(model_cache):
+    base, fast = resolve_base("tiny-klein"), resolve_base("tiny-klein-distilled")
+    assert base.family is FLUX2_KLEIN and fast.family is FLUX2_KLEIN and resolve_base("tiny").family is FLUX1
+    index = json.loads((Path(base.location) / "model_index.json").read_text())
+    assert index["_class_name"] == "Flux2KleinPipeline" and index["tokenizer"] == ["transformers", "Qwen2Tokenizer"]
+    assert (index["is_distilled"], base.guidance) == (False, 4.0)  # a base: classifier-free guidance
+    assert json.loads((Path(fast.location) / "model_index.json").read_text())["is_distilled"]
+    assert (fast.guidance, fast.inference_steps, fast.image_resolution) == (1.0, 4, 64)
+    hub = resolve_base("black-forest-labs/FLUX.2-klein-base-4B"), resolve_base("black-forest-labs/FLUX.2-klein-4B")
+    assert [(b.family, b.inference_steps, b.guidance) for b in hub] == [(FLUX2_KLEIN, 50, 4.0), (FLUX2_KLEIN, 4, 1.0)]
+
+
+def test_a_klein_adapter_loads_in_a_plain_flux2_klein_pipeline_and_changes_the_picture(klein_trained, model_cache):
+    from diffusers import Flux2KleinPipeline
+
+    facts = read_facts(klein_trained.lora_path)
+    assert (facts["family"], facts["base_model"]) == ("flux2-klein", "tiny-klein")
+    pipe = Flux2KleinPipeline.from_pretrained(resolve_base("tiny-klein").location, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    before = _picture(pipe)
+    pipe.load_lora_weights(klein_trained.lora_path.parent, adapter_name="me")
+    assert np.abs(_picture(pipe) - before).mean() > 1.0
+
+
+def test_an_adapter_trained_on_the_base_acts_on_the_distilled_model(klein_trained, distilled):
+    ref = AdapterRef("me", adapter_identity(klein_trained.lora_path.read_bytes()))
+
+    def draw(*refs):
+        request = GenerateRequest(base="tiny-klein-distilled", prompt=f"photo of {TOKEN}", adapters=refs, seed=3)
+        return np.asarray(distilled.generate(request, {ref.identity: klein_trained.lora_path})[0].image, np.int16)
+
+    assert distilled.base.inference_steps == 4
+    assert np.abs(draw(ref) - draw()).mean() > 1.0
+
+
+def test_a_flux1_adapter_is_refused_by_a_klein_generator_with_its_reason(trained, distilled):
+    ref = AdapterRef("them", adapter_identity(trained.lora_path.read_bytes()))
+    request = GenerateRequest(base="tiny-klein-distilled", prompt="photo", adapters=(ref,), seed=1)
+    with pytest.raises(DoppelError, match=r"trained on FLUX\.1 \(tiny\) and cannot be used with FLUX\.2 \[klein\]"):
+        distilled.generate(request, {ref.identity: trained.lora_path})
+    assert "them" not in distilled.loaded_adapters
+    assert distilled.generate(GenerateRequest(base="tiny-klein-distilled", prompt="photo", seed=1))  # still draws
+
+
+def test_the_cli_generates_on_the_distilled_klein_with_a_base_trained_adapter(klein_trained, tmp_path, capsys):
+    from trainer.cli import main
+
+    code = main(["generate", "--base", "tiny-klein-distilled", "--lora", str(klein_trained.lora_path),
+                 "--prompt", f"photo of {TOKEN}", "--seed", "5", "--out", str(tmp_path)])
+    assert code == 0 and (tmp_path / "seed-5.png").is_file()
+
+
+def test_the_inpainting_pipeline_shares_the_models(distilled):
+    inpaint = distilled.base.family.inpaint_pipeline(distilled.pipe)
+    assert type(inpaint).__name__ == "Flux2KleinInpaintPipeline" and inpaint.transformer is distilled.pipe.transformer

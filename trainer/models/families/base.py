@@ -1,0 +1,111 @@
+"""What a model family must say about itself; FLUX.1 and FLUX.2 [klein] each answer it in their own module."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass
+class PromptEmbedding:
+    """A prompt as the transformer reads it: the text encoder's sequence, and a pooled vector where the
+    family has one (FLUX.1's CLIP; FLUX.2 [klein] has none)."""
+
+    sequence: torch.Tensor  # (1, L, D)
+    pooled: torch.Tensor | None = None  # (1, P)
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """How a base model of the family is run unless told otherwise."""
+
+    train_resolution: int
+    image_resolution: int
+    inference_steps: int
+    guidance: float
+    max_sequence_length: int
+
+
+class Family(ABC):
+    name: str  # what an adapter's header records ('flux1', 'flux2-klein')
+    title: str  # in words, for people
+    pipeline_class_names: tuple[str, ...]  # model_index.json `_class_name`s of the family
+    hub_id_hints: tuple[str, ...]  # lower-case parts of a Hub id that name the family
+    lora_targets: tuple[str, ...]  # the transformer's modules every adapter of the family trains
+    tokenizer_folders: tuple[str, ...]  # the tokenizers a trigger token must be checked against
+    text_encoder_names: tuple[str, ...]  # the pipeline's text encoders, moved off the GPU after caching
+
+    transformer_class_name: str  # diffusers' class of the family's transformer
+    inpaint_class_name: str  # diffusers' inpainting pipeline of the family
+
+    # --- loading ---------------------------------------------------------------------------
+    def pipeline_class(self) -> Any:
+        return _diffusers(self.pipeline_class_names[0])
+
+    def transformer_class(self) -> Any:
+        return _diffusers(self.transformer_class_name)
+
+    def inpaint_pipeline(self, pipe) -> Any:
+        """An inpainting pipeline sharing `pipe`'s models (`from_pipe`: no second copy of the weights)."""
+        return _diffusers(self.inpaint_class_name).from_pipe(pipe)
+
+    @abstractmethod
+    def defaults(self, transformer_config: dict, pipeline_config: dict) -> Defaults:
+        """How to run a base of this family, from its transformer's config and its model_index.json."""
+
+    def text_encoders(self, pipe) -> list[torch.nn.Module]:
+        return [getattr(pipe, name) for name in self.text_encoder_names]
+
+    # --- prompts and latents ---------------------------------------------------------------
+    @abstractmethod
+    def encode_prompt(self, pipe, prompt: str, device, max_sequence_length: int) -> PromptEmbedding: ...
+
+    @abstractmethod
+    def prompt_arguments(self, embedding: PromptEmbedding, device, dtype) -> dict[str, torch.Tensor]:
+        """The pipeline call's keyword arguments for an already encoded prompt."""
+
+    @abstractmethod
+    def encode_latents(self, vae, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) pixels in [-1, 1] to the latents the transformer denoises, unpacked (B, C, h, w)."""
+
+    @abstractmethod
+    def pack(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) latents to the transformer's (B, tokens, channels) sequence."""
+
+    def image_tokens(self, latents: torch.Tensor) -> int:
+        return self.pack(latents[:1, :, :, :]).shape[1]
+
+    # --- the training objective --------------------------------------------------------------
+    @abstractmethod
+    def sample_sigmas(self, batch: int, image_tokens: int, scheduler_config, generator: torch.Generator):
+        """Noise levels in (0, 1) for a training step: logit-normal, shifted as the family's trainer does."""
+
+    @abstractmethod
+    def predict(
+        self, transformer, noisy: torch.Tensor, sigmas: torch.Tensor, prompts: list[PromptEmbedding],
+        guidance: float, dtype: torch.dtype,
+    ) -> torch.Tensor:
+        """The transformer's packed velocity prediction for noisy (B, C, h, w) latents."""
+
+    # --- adapters ------------------------------------------------------------------------------
+    def save_lora_weights(self, directory, layers: dict[str, torch.Tensor], metadata: dict) -> None:
+        """Write an adapter in diffusers' format (`pytorch_lora_weights.safetensors`, keys `transformer.*`)."""
+        self.pipeline_class().save_lora_weights(
+            directory, transformer_lora_layers=layers, transformer_lora_adapter_metadata=metadata
+        )
+
+    def lora_state_dict(self, path) -> tuple[dict[str, torch.Tensor], dict | None]:
+        """An adapter file's weights as the family's `load_lora_weights` names them, and its LoRA config."""
+        return self.pipeline_class().lora_state_dict(str(path), return_lora_metadata=True)
+
+    def __repr__(self) -> str:
+        return f"<family {self.name}>"
+
+
+def _diffusers(name: str) -> Any:
+    import diffusers
+
+    return getattr(diffusers, name)
