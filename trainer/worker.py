@@ -91,7 +91,11 @@ def _to_wire(event: Any) -> Event:
     from trainer.training.progress import CheckpointEvent, SampleEvent
 
     if isinstance(event, SampleEvent):
-        return SampleTaken(event.step, event.total, tuple(event.prompts), tuple(p.read_bytes() for p in event.paths))
+        from trainer.training.likeness import read_score
+
+        scores = [read_score(p) for p in event.paths]
+        return SampleTaken(event.step, event.total, tuple(event.prompts), tuple(p.read_bytes() for p in event.paths),
+                           tuple(score for _, score in scores) if all(scored for scored, _ in scores) else ())
     if isinstance(event, CheckpointEvent):
         adapter = event.adapter.read_bytes() if event.adapter else None
         return CheckpointSaved(event.step, event.total, event.path.read_bytes(), adapter)
@@ -254,7 +258,7 @@ class TrainerWorker:
                     return
                 timeline = result.timeline.read_bytes() if result.timeline else None
                 run.add(TrainingDone(result.lora_path.read_bytes(), read_facts(result.lora_path), timeline,
-                                     tuple(result.timeline_steps)))
+                                     tuple(result.timeline_steps), result.likeness, result.recommended))
                 run.end(RunStatus.SUCCEEDED)
         except Exception as exc:  # the job fails; the worker lives on for the next one
             log.exception("training job %s failed", run.job_id)

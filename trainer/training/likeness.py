@@ -17,7 +17,7 @@ steps to overfit. The first column (where the run started, before it met the mem
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,6 @@ NO_FACE = "none"  # its value when no face was found
 TIE = 0.02  # likenesses closer than this are a tie: the earlier step wins
 
 Score = float | None  # None: no face found
-Scorer = Callable[[Image.Image], Score]
 
 
 def likeness(image: Image.Image, identity: np.ndarray) -> Score:
@@ -39,13 +38,6 @@ def likeness(image: Image.Image, identity: np.ndarray) -> Score:
     if not found:
         return None
     return round(max(0.0, 1.0 - min(distance(face.descriptor, identity) for face in found)), 3)
-
-
-def scorer(identity: np.ndarray | None) -> Scorer | None:
-    """What scores a run's samples: None when the photos gave no identity (then nothing is scored)."""
-    if identity is None:
-        return None
-    return lambda image: likeness(image, identity)
 
 
 def as_text(score: Score) -> str:
