@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
 
 import discord
 from discord.ext import commands
@@ -99,6 +100,13 @@ class DoppelBot(commands.Bot):
         self.on_jobs_forgotten: list[Callable[[Sequence[int]], Awaitable[None]]] = []
 
     async def setup_hook(self) -> None:
+    async def _captions_written(self, job: Job, captions: dict[str, str]) -> None:
+        """A training's worker captioned photos that had none: the member's photos get them (see and edit them)."""
+        # A run's copy names each photo by its number (bot/exts/training/commands.py, `_snapshot`); numbers hold
+        # still while a training of the member's is queued or running (/dataset remove and clear wait for it).
+        by_number = {int(Path(name).stem): text for name, text in captions.items() if Path(name).stem.isdigit()}
+        await self.members.fill_captions(job.owner, by_number)
+
         self.db = await Database.open(self.settings.database_file)
         self.jobs = JobStore(self.db)
         self.members = MemberStore(self.db, self.settings.data_dir)
@@ -107,6 +115,7 @@ class DoppelBot(commands.Bot):
         self.consent = Consent(self.members, self.adapters)
         self.runner.consent = self.consent.refusal  # checked as each picture starts, and before it is kept
         # First among a training's follow-ups: the announcement (a cog's) shows an adapter that is theirs.
+        self.runner.captions_written = self._captions_written
         self.runner.followups.register(JobKind.TRAIN, "adopt_adapter", self.adapters.adopt)
         self.models = TrainerSettings()
         hf_token = self.models.hf_token.get_secret_value() if self.models.hf_token else None

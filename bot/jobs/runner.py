@@ -36,6 +36,7 @@ from bot.jobs.workers import WorkerPool
 from bot.members.owner import Owner
 from bot.settings import BotSettings
 from contract import (
+    CaptionsWritten,
     CheckpointSaved,
     GenerateRequest,
     JobKind,
@@ -84,6 +85,8 @@ class JobRunner:
         # Set by the bot: whether a picture job may still use the adapters it names (their people's consent).
         # Asked when the job starts and again before its pictures are kept; a refusal fails the job with why.
         self.consent: ConsentCheck | None = None
+        # Set by the bot: give captions a training's worker wrote to the member's photos that have none.
+        self.captions_written: Callable[[Job, dict[str, str]], Awaitable[None]] | None = None
 
     # ---- life cycle -------------------------------------------------------------------------
 
@@ -501,6 +504,9 @@ class JobRunner:
         elif isinstance(event, CheckpointSaved | SampleTaken | TrainingDone):
             # Files: never for a job that is no longer in the record (its member was forgotten), and removed
             # again when it went while they were being written.
+        elif isinstance(event, CaptionsWritten):
+            await self._captions_written(job_id, event)
+            return None
             if await self._forgotten(job_id):
                 return None
             if isinstance(event, CheckpointSaved):
@@ -524,6 +530,17 @@ class JobRunner:
     async def _worker_lost(self, job_id: int, worker: Worker) -> None:
         """The worker died or restarted under the job: requeue it from its checkpoint, or give up."""
         worker.job_id = None
+    async def _captions_written(self, job_id: int, event: CaptionsWritten) -> None:
+        """Into the run's own copy of the photos, so a resumed attempt trains on the same captions; then to the
+        bot, which gives them to the member's photos that still have none, for the member to see and edit."""
+        if await self._forgotten(job_id):
+            return
+        job = await self._job(job_id)
+        if job.params.get("snapshot"):  # never write into a folder the bot did not make for this run
+            await self.sink.captions(job.params["images_dir"], event)
+        if self.captions_written is not None:
+            await self.captions_written(job, event.captions)
+
         self.workers.lost(worker)
         job = await self._job(job_id)
         if job.state.finished:  # stopped meanwhile (refuse_pictures_of): nothing to resume

@@ -149,6 +149,22 @@ class MemberStore:
             await self.db.execute("UPDATE photos SET caption = ? WHERE id = ?", (caption, photo.id))
         return photo
 
+    async def fill_captions(self, owner: Owner, captions: dict[int, str]) -> list[int]:
+        """Captions for the photos (by number) that have none; a caption the member wrote, even meanwhile,
+        stays. Returns the numbers filled."""
+        filled = []
+        photos = await self.photos(owner)
+        async with self.db.transaction() as tx:
+            for photo in photos:
+                caption = captions.get(photo.number, "").strip()
+                if caption:
+                    cursor = await tx.execute(
+                        "UPDATE photos SET caption = ? WHERE id = ? AND trim(caption) = ''", (caption, photo.id)
+                    )
+                    if cursor.rowcount:
+                        filled.append(photo.number)
+        return filled
+
     async def set_look(self, photo_id: int, look: str) -> None:
         """Record what a photo's face check saw (for photos from before the checks)."""
         await self.db.execute("UPDATE photos SET look = ? WHERE id = ?", (look, photo_id))

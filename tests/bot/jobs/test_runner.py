@@ -65,11 +65,18 @@ def past_step(n):
 
 async def test_a_training_job_reports_progress_and_delivers_its_adapter(make_runner, photos):
     runner = await make_runner()
-    job = await runner.submit_training(ANN, **training(photos))
+    captioned: dict[str, str] = {}
+
+    async def captions_written(job, captions):  # what the bot gives the member's photos that had none
+        captioned.update(captions)
+
+    runner.captions_written = captions_written
+    job = await runner.submit_training(ANN, **training(photos, caption_model="tiny"))
     watch = Watch(runner, job.id)
     done = await runner.wait(job.id, timeout=120)
 
     assert done.state is JobState.SUCCEEDED, done.error
+    assert len(captioned) == 2 and all(c.startswith(f"photo of {TOKEN}") for c in captioned.values())
     assert read_facts(done.training_result.adapter)["token"] == TOKEN
     assert len(done.training_result.samples) == 6  # two prompts at steps 0, 20 and 40
     assert Path(done.training_result.timeline).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
