@@ -1,23 +1,26 @@
-"""`python -m bot` runs the bot; `python -m bot healthcheck` is the container's health check."""
+"""`python -m bot` runs the bot; `python -m bot healthcheck` is the container's health check; `python -m bot
+playground` tries it in a browser (bot/playground). The command line is in bot/cli.py."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-from bot import health
+from bot import cli, health
 from bot.settings import BotSettings
 from contract.library_warnings import quiet_library_warnings
 
 
 def main(argv: list[str]) -> int:
     quiet_library_warnings()  # PyNaCl's, and the GPU libraries' of a local Ray's workers
+    args = cli.parse(argv)
     settings = BotSettings()
-    if argv[:1] == ["healthcheck"]:
+    if args.command == "playground":
+        from bot.playground import run
+
+        return run.main(args.port, args.base, args.gpus, args.data_dir, settings.log_level)
+    if args.command == "healthcheck":
         return health.check(settings)
-    if argv:
-        print("usage: python -m bot [healthcheck]", file=sys.stderr)
-        return 2
     if settings.discord_token is None:
         print(
             "error: DISCORD_TOKEN is not set. Create a bot at https://discord.com/developers/applications, "

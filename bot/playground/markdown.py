@@ -1,0 +1,76 @@
+"""The part of Discord's markdown the bot writes, as HTML: bold, italics, code, quotes, small text, links,
+mentions and timestamps. Everything is escaped first, so a message can never inject markup."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+_INLINE: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"\*\*(.+?)\*\*"), r"<strong>\1</strong>"),
+    (re.compile(r"__(.+?)__"), r"<u>\1</u>"),
+    (re.compile(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])"), r"<em>\1</em>"),
+    (re.compile(r"(?<!\w)_(?!\s)(.+?)(?<!\s)_(?!\w)"), r"<em>\1</em>"),
+    (re.compile(r"~~(.+?)~~"), r"<s>\1</s>"),
+    (re.compile(r"\[([^\]]+)\]\((https?://[^)\s]+)\)"), r'<a href="\2" target="_blank" rel="noopener">\1</a>'),
+]
+_CODE = re.compile(r"`([^`]+)`")
+_BLOCK = re.compile(r"```(?:\w*\n)?(.*?)```", re.S)
+_MENTION = re.compile(r"&lt;@!?(\d+)&gt;")
+_TIME = re.compile(r"&lt;t:(\d+)(?::([tTdDfFR]))?&gt;")
+_EMOJI = re.compile(r"&lt;a?:(\w+):\d+&gt;")
+
+
+def to_html(text: str, name_of: Callable[[int], str | None]) -> str:
+    """`name_of(user id)` names mentioned members (None: unknown)."""
+    parts = _BLOCK.split(html.escape(text, quote=False))
+    out = []
+    for index, part in enumerate(parts):
+        if index % 2:  # inside ``` ```: as typed
+            out.append(f"<pre>{part}</pre>")
+        else:
+            out.append(_lines(part, name_of))
+    return "".join(out)
+
+
+def _lines(text: str, name_of: Callable[[int], str | None]) -> str:
+    rendered = []
+    for line in text.split("\n"):
+        css = ""
+        if line.startswith("-# "):
+            line, css = line[3:], "small"
+        elif line.startswith("&gt; "):
+            line, css = line[5:], "quote"
+        elif re.match(r"#{1,3} ", line):
+            line, css = line.lstrip("#").lstrip(), "heading"
+        line = _inline(line, name_of)
+        rendered.append(f'<span class="{css}">{line}</span>' if css else line)
+    return "<br>".join(rendered)
+
+
+def _inline(line: str, name_of: Callable[[int], str | None]) -> str:
+    codes = _CODE.split(line)
+    for index in range(0, len(codes), 2):  # not inside `code`
+        piece = codes[index]
+        for pattern, replacement in _INLINE:
+            piece = pattern.sub(replacement, piece)
+        piece = _MENTION.sub(lambda m: f'<span class="mention">@{name_of(int(m[1])) or "unknown"}</span>', piece)
+        piece = _TIME.sub(lambda m: _when(int(m[1]), m[2] or "f"), piece)
+        codes[index] = _EMOJI.sub(r":\1:", piece)
+    for index in range(1, len(codes), 2):
+        codes[index] = f"<code>{codes[index]}</code>"
+    return "".join(codes)
+
+
+def _when(unix: int, style: str) -> str:
+    moment = datetime.fromtimestamp(unix, UTC)
+    if style == "R":
+        seconds = int(moment.timestamp() - datetime.now(UTC).timestamp())
+        minutes = abs(seconds) // 60
+        amount = f"{minutes} min" if minutes else f"{abs(seconds)} s"
+        text = f"in {amount}" if seconds > 0 else f"{amount} ago"
+    else:
+        text = moment.strftime("%H:%M UTC" if style in "tT" else "%d %b %Y %H:%M UTC")
+    return f'<time datetime="{moment.isoformat()}">{text}</time>'

@@ -1,0 +1,43 @@
+"""The bot's settings in the playground: the user's own (.env, the environment), except what must point at
+the local stand-in and a Ray of its own."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from bot.settings import BotSettings
+from fake_discord import FakeDiscord
+
+ACTOR_PREFIX = "playground"
+
+# A short first training on the tiny model: its pictures are noise whatever the steps, so a newcomer waits
+# seconds, not minutes, for the timeline. Said by BASE_MODEL=tiny only; TRAIN_DEFAULT_STEPS still wins.
+TINY_DEFAULTS = {"train_default_steps": 40}
+
+
+def use_base(base: str) -> None:
+    """Name the base model for the bot and its Ray workers (they inherit this process's environment)."""
+    os.environ["BASE_MODEL"] = base
+    if base == "tiny":
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tiny model is built offline: nothing to fetch
+
+
+def bot_settings(fake: FakeDiscord, data_dir: Path, gpus: float | None, **overrides: Any) -> BotSettings:
+    defaults = TINY_DEFAULTS if os.environ.get("BASE_MODEL") == "tiny" else {}
+    told = BotSettings().model_fields_set  # what the environment or .env says
+    given = {name: value for name, value in defaults.items() if name not in told}
+    fixed: dict[str, Any] = {
+        "discord_token": fake.token,
+        "data_dir": data_dir,
+        "ray_address": None,  # a local Ray of its own, never the user's cluster
+        "ray_num_gpus": gpus,
+        "ray_actor_prefix": ACTOR_PREFIX,
+        "allowed_guilds": [],  # the stand-in's server, whatever ALLOWED_GUILDS says for the real one
+        "discord_guild_id": None,
+        "attachment_hosts": [urlsplit(fake.base_url).netloc],  # photos are fetched from the stand-in's CDN
+        "attachment_schemes": ["http"],
+    }
+    return BotSettings(**{**given, **fixed, **overrides})
