@@ -134,7 +134,7 @@ def test_make_tiny_never_replaces_what_it_did_not_make(tmp_path, capsys):
 
 
 def test_compare_writes_one_labelled_picture_whose_halves_differ(tmp_path, trained, model_cache, capsys):
-    from trainer.generation.compare import MIN_CELL, halves
+    from trainer.generation.compare import GAP, MIN_CELL, halves
 
     # The adapter in a folder named "me": the label comes from the adapter's token, not the folder.
     (tmp_path / "me").mkdir()
@@ -145,6 +145,6 @@ def test_compare_writes_one_labelled_picture_whose_halves_differ(tmp_path, train
     assert code == 0, err
     with Image.open(tmp_path / "compare.png") as picture:
         assert picture.text["doppel:labels"] == f"base model | with {TOKEN}"
-        assert picture.width == 2 * MIN_CELL  # the tiny model's 64 px, enlarged four times
+        assert picture.width == 2 * MIN_CELL + GAP  # the tiny model's 64 px, enlarged four times
         left, right = (np.asarray(half, dtype=np.int16) for half in halves(picture.convert("RGB"), (64, 64)))
     assert np.abs(left - right).mean() > 1

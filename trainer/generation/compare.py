@@ -27,6 +27,7 @@ LABEL_HEIGHT = 28  # the band of the halves' labels, above the pictures
 MIN_CELL = 256  # the shorter side of each half at least, in pixels
 FONT_SIZE = 16
 PROMPT_LINES = 3  # the prompt under the pictures, wrapped, cut after this many lines
+GAP = 4  # between the halves, so two noisy pictures do not run into one
 BACKGROUND = (32, 34, 37)
 
 
@@ -44,7 +45,7 @@ def side_by_side(left: Image.Image, right: Image.Image, labels: tuple[str, str],
     cells = [image.convert("RGB").resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
              for image in (left, right)]
     font = _font()
-    width = cells[0].width + cells[1].width
+    width = cells[0].width + GAP + cells[1].width
     lines = _wrapped(prompt, font, width - 8) if prompt else []
     line_height = FONT_SIZE + 4
     pictures_height = max(cell.height for cell in cells)
@@ -56,7 +57,7 @@ def side_by_side(left: Image.Image, right: Image.Image, labels: tuple[str, str],
         sheet.paste(cell, (x, LABEL_HEIGHT))
         draw.text((x + 6, (LABEL_HEIGHT - FONT_SIZE) // 2), _fit(label, font, cell.width - 12), fill="white",
                   font=font)
-        x += cell.width
+        x += cell.width + GAP
     for k, line in enumerate(lines):
         draw.text((4, LABEL_HEIGHT + pictures_height + 3 + k * line_height), line, fill=(200, 200, 200), font=font)
     return sheet
@@ -67,7 +68,7 @@ def halves(sheet: Image.Image, size: tuple[int, int]) -> tuple[Image.Image, Imag
     factor = enlargement(size)
     width, height = size[0] * factor, size[1] * factor
     found = []
-    for x in (0, width):
+    for x in (0, width + GAP):
         cell = sheet.crop((x, LABEL_HEIGHT, x + width, LABEL_HEIGHT + height))
         found.append(cell.resize(size, Image.Resampling.NEAREST))  # picks one pixel of each block: exact
     return found[0], found[1]
