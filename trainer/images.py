@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, features
 from PIL.PngImagePlugin import PngInfo
 
 from trainer.atomic import atomic_write
@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - pillow-heif is a dependency
 
 # What a training folder's photos may be. A JPEG carrying a second picture (MPO: the gain map of an
 # Ultra HDR photo, a depth map, a stereo pair) opens as its first picture, the photo itself.
-READABLE = "JPEG (Ultra HDR and MPO too), PNG, WebP, HEIC, AVIF, BMP or GIF"
+READABLE = f"JPEG (Ultra HDR and MPO too), PNG, WebP, HEIC, {'AVIF, ' if features.check('avif') else ''}BMP or GIF"
 
 
 def png_bytes(image: Image.Image, info: dict) -> bytes:
