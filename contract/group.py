@@ -119,7 +119,8 @@ class GroupOutcome(_Wire):
         return cls.from_data(data)
 
 
-def fewer_faces(found: int, people: int) -> str:
-    """The fallback's reason, for the member."""
+def fewer_faces(found: int, people: int, where: str = "composition") -> str:
+    """The fallback's reason, for the member. `where`: the composition, or the photo they gave."""
     faces = "no face" if found == 0 else f"only {found} face{'s' if found > 1 else ''}"
-    return f"I found {faces} for {people} people in the composition"
+    persons = "1 person" if people == 1 else f"{people} people"
+    return f"I found {faces} for {persons} in the {where}"

@@ -147,6 +147,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="a person's token in the prompt and their adapter file; two or more, in prompt order")
     group.add_argument("--prompt", required=True)
     group.add_argument("--image", type=Path, default=None, help="a photo whose faces are the composition")
+    group.add_argument("--photos", action="append", default=[], metavar="TOKEN=DIR",
+                       help="a folder of that person's photos: their faces are matched and scored against it")
     group.add_argument("--seed", type=int, default=None)
     group.add_argument("--steps", type=int, default=None)
     group.add_argument("--out", type=Path, required=True, help="folder for the PNG and its JSON of faces")
@@ -361,18 +363,26 @@ def _compare(args) -> int:
 
 def _group(args) -> int:
     from trainer.generation.generator import Generator
-    from trainer.generation.group import draw_group, group_request, parse_person, write_group
+    from trainer.generation.group import (
+        draw_group,
+        group_request,
+        identity_from_photos,
+        parse_person,
+        write_group,
+    )
 
     people = [parse_person(text) for text in args.person]
+    folders = [parse_person(text, "PHOTO_FOLDER") for text in args.photos]
+    identities = {token: identity_from_photos(folder) for token, folder in folders}
     request, files = group_request(_picture_base(args), args.prompt, people, photo=args.image, seed=args.seed,
-                                   steps=args.steps)
+                                   steps=args.steps, identities=identities)
     picture = draw_group(Generator(request.base), request, files)
     image, facts = write_group(picture, args.out)
     print(image)
     print(facts)
     outcome = picture.outcome
     if outcome.fallback:
-        print(f"note: {outcome.fallback}; the picture is the composition alone", file=sys.stderr)
+        print(f"note: {outcome.fallback}, so nobody was redrawn", file=sys.stderr)
     for face in outcome.faces:
         score = "not scored" if face.score is None else f"distance {face.score:.2f}"
         print(f"{face.owner or '(kept)'} at {face.box}: {score}")

@@ -157,6 +157,8 @@ def test_the_command_line_writes_the_picture_and_who_is_where(people, tmp_path, 
     assert facts["people"] == ["ANN", "BOB"] and (tmp_path / "group-3.png").is_file()
 
     assert main(["group", "--base", "tiny", persons[0], "--prompt", PROMPT, "--out", str(tmp_path)]) == 2
+    assert main(["group", "--base", "tiny", *persons, "--photos", f"ANN={tmp_path / 'none'}", "--prompt", PROMPT,
+                 "--out", str(tmp_path)]) == 2
 
 
 def test_a_face_that_does_not_pass_is_redrawn_with_other_seeds_and_scored(generator, people, tmp_path):

@@ -225,7 +225,8 @@ def draw_group(
     people = tuple(a.name for a in request.adapters)
     if len(found) < len(people):
         outcome = GroupOutcome(people, tuple(PlacedFace(f.box) for f in found),
-                               fewer_faces(len(found), len(people)), face_tools.SAME_PERSON)
+                               fewer_faces(len(found), len(people), "photo" if plan.photo else "composition"),
+                               face_tools.SAME_PERSON)
         return GroupPicture(composition, seed, outcome, composition, info)
 
     identities = [None if i is None else np.asarray(i) for i in (plan.identities or [None] * len(people))]
@@ -345,8 +346,10 @@ def read_photo(data: bytes) -> Image.Image:
 
 def group_request(base: str, prompt: str, people: Sequence[tuple[str, Path]], *, photo: Path | None = None,
                   seed: int | None = None, steps: int | None = None, weight: float = 1.0,
+                  identities: Mapping[str, tuple[float, ...] | None] | None = None,
                   ) -> tuple[GenerateRequest, dict[str, Path]]:
-    """The contract's group request for `TOKEN=adapter file` pairs, and its identity -> file map."""
+    """The contract's group request for `TOKEN=adapter file` pairs, and its identity -> file map.
+    `identities`: a face identity by token, for those whose faces are to be matched and scored."""
     from contract import RequestError, adapter_identity
 
     for token, path in people:
@@ -357,7 +360,9 @@ def group_request(base: str, prompt: str, people: Sequence[tuple[str, Path]], *,
     refs = tuple(AdapterRef(token, adapter_identity(Path(path).read_bytes()), weight) for token, path in people)
     photo_text = GroupPlan.encode_photo(photo.read_bytes()) if photo is not None else None
     try:
-        plan = GroupPlan(tokens=tuple(token for token, _ in people), photo=photo_text)
+        known = tuple((identities or {}).get(token) for token, _ in people)
+        plan = GroupPlan(tokens=tuple(token for token, _ in people), photo=photo_text,
+                         identities=known if any(i is not None for i in known) else ())
         request = GenerateRequest(base=base, prompt=prompt, adapters=refs, seed=seed, steps=steps, group=plan)
     except RequestError as exc:
         raise DoppelError(str(exc)) from exc
@@ -376,8 +381,19 @@ def write_group(picture: GroupPicture, out: Path) -> tuple[Path, Path]:
     return image, atomic_write(out / f"group-{picture.seed}.json", lambda tmp: tmp.write_text(facts + "\n"))
 
 
-def parse_person(text: str) -> tuple[str, Path]:
+def parse_person(text: str, what: str = "ADAPTER_FILE") -> tuple[str, Path]:
     token, sep, path = text.partition("=")
     if not sep or not token or not path:
-        raise DoppelError(f"give each person as TOKEN=ADAPTER_FILE, not '{text}'")
+        raise DoppelError(f"give each person as TOKEN={what}, not '{text}'")
     return token, Path(path)
+
+
+def identity_from_photos(folder: Path) -> tuple[float, ...] | None:
+    """The face identity of a folder of someone's photos, as the photo checks work it out (None: too few faces)."""
+    from faces.verdict import identity, look_at_file
+
+    if not folder.is_dir():
+        raise DoppelError(f"there is no folder of photos at '{folder}'")
+    pictures = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+    found = identity([look_at_file(p.read_bytes()) for p in pictures])
+    return None if found is None else tuple(float(x) for x in found)

@@ -2,7 +2,7 @@
 its person's adapter (see contract.group and trainer.generation.group).
 
 Here: the plan a request carries (the tokens, the team photo after the photo intake's checks, each
-person's identity from their photos when it can be told), the lines saying who is where with their
+person's identity as the photo checks keep it), the lines saying who is where with their
 scores, and the button that offers the single-pass picture when the faces could not be placed.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 
 import discord
 from PIL import Image
@@ -27,7 +26,6 @@ from contract.group import OUTCOME_KEY, GroupOutcome, GroupPlan
 log = logging.getLogger(__name__)
 
 PHOTO_SIDE = 1536  # the team photo as it travels: faces stay large, the request stays small
-_identities: dict[tuple[Owner, tuple[str, ...]], tuple[float, ...] | None] = {}  # by the photos they come from
 
 
 async def plan(bot: DoppelBot, resolved: ResolvedPrompt, photo: discord.Attachment | None) -> GroupPlan | None:
@@ -67,31 +65,14 @@ async def read_photo(bot: DoppelBot, photo: discord.Attachment) -> bytes:
 
 
 async def identity(bot: DoppelBot, person: Owner) -> tuple[float, ...] | None:
-    """A person's face identity (the medoid of the faces in their photos), to score their redrawn face;
-    None without photos that show a face. Worked out off the event loop, once per set of photos."""
-    photos = await bot.members.photos(person)
-    key = (person, tuple(p.sha256 for p in photos))
-    if key not in _identities:
-        paths = [p.path for p in photos]
-        _identities[key] = await asyncio.to_thread(_identity_of, paths)
-    return _identities[key]
+    """A person's face identity, to match and score their redrawn face: their photo set's, as the photo checks
+    keep it (faces.verdict.identity, from the faces stored with each photo); None until their photos tell it."""
+    from faces.verdict import Look
+    from faces.verdict import identity as set_identity
 
-
-def _identity_of(paths: Sequence[str]) -> tuple[float, ...] | None:
-    import faces
-
-    descriptors = []
-    for path in paths:
-        try:
-            with Image.open(path) as opened:
-                found = faces.find_faces(opened.convert("RGB"))
-        except OSError:
-            continue  # deleted meanwhile: the rest still tell
-        if found:
-            descriptors.append(found[0].descriptor)  # the largest face: the member's, in their own photos
-    if not descriptors:
-        return None
-    return tuple(float(x) for x in faces.identity_of(descriptors))
+    looks = [Look.from_json(p.look) if p.look else None for p in await bot.members.photos(person)]
+    found = set_identity(looks)
+    return None if found is None else tuple(float(x) for x in found)
 
 
 # ---- the message -------------------------------------------------------------------------
@@ -115,7 +96,7 @@ def who_is_where(job: Job, outcome: GroupOutcome) -> str:
     """Lines naming each face from the left, its person and score; or why the faces were not placed."""
     members = dict(zip(outcome.people, job.params.get("people", ()), strict=False))
     if outcome.fallback:
-        return (f"{outcome.fallback}, so this is the composition alone. "
+        return (f"{outcome.fallback}, so nobody was redrawn. "
                 "The button below draws everyone in one pass instead (faces may blend).")
     parts = []
     for face in sorted(outcome.faces, key=lambda f: f.box[0] + f.box[2]):
