@@ -153,6 +153,17 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--steps", type=int, default=None)
     group.add_argument("--out", type=Path, required=True, help="folder for the PNG and its JSON of faces")
     group.set_defaults(run=_group)
+
+    dataset = commands.add_parser("dataset", help="look at a folder of photos before training from it")
+    check = dataset.add_subparsers(required=True, metavar="ACTION").add_parser(
+        "check", help="a verdict per photo (faces, same person, blur, duplicate) and a summary; exit 1 if too few "
+        "are usable", formatter_class=_DefaultsHelp,
+    )
+    check.add_argument("--images", type=Path, required=True, help="the folder of photos")
+    check.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    check.add_argument("--min-photos", type=int, default=limits.MIN_PHOTOS_TO_TRAIN,
+                       help="usable photos a likeness needs")
+    check.set_defaults(run=_dataset_check)
     for command in commands.choices.values():
         command.formatter_class = _DefaultsHelp
     return parser
@@ -196,6 +207,14 @@ def _picture_base(args) -> str:
     from trainer.settings import trainer_settings
 
     return args.base or trainer_settings().picture_model
+
+
+def _dataset_check(args) -> int:
+    from trainer.training.dataset_check import check_folder
+
+    report = check_folder(args.images, args.min_photos)
+    print(report.to_json() if args.json else "\n".join(report.lines()))
+    return 0 if report.enough else 1
 
 
 def _make_tiny(args) -> int:
