@@ -89,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
         help="an earlier adapter (a checkpoint, or its .safetensors) to build on; --steps are added to its steps",
     )
     train.add_argument(
+        "--captions",
+        action="store_true",
+        help="first write a caption file for each photo without one, with CAPTION_MODEL (Florence-2; 'tiny' offline)",
+    )
+    train.add_argument(
         "--checkpoint-every",
         type=int,
         default=defaults["checkpoint_every"].default,
@@ -249,6 +254,8 @@ def _make_tiny(args) -> int:
 def _train(args) -> int:
     from tqdm import tqdm
 
+    from contract import CaptionsWritten
+    from trainer.settings import trainer_settings
     from trainer.training.config import TrainConfig
     from trainer.training.progress import CheckpointEvent, Phase, SampleEvent, Step
     from trainer.training.train import train_lora
@@ -267,6 +274,7 @@ def _train(args) -> int:
         start_from=args.start_from,
         checkpoint_every=args.checkpoint_every,
         sample_every=args.sample_every,
+        caption_model=trainer_settings().caption_model if args.captions else "",
         lr_schedule=args.lr_schedule,
         warmup_steps=args.warmup_steps,
         gradient_checkpointing=args.gradient_checkpointing,
@@ -288,6 +296,9 @@ def _train(args) -> int:
             tqdm.write(f"checkpoint: {event.path}", file=sys.stderr)
         elif isinstance(event, SampleEvent):
             tqdm.write(f"samples at step {event.step}: {', '.join(str(p) for p in event.paths)}", file=sys.stderr)
+        elif isinstance(event, CaptionsWritten):
+            for name, caption in event.captions.items():
+                tqdm.write(f"caption written for {name}: {caption}", file=sys.stderr)
 
     try:
         result = train_lora(config, on_event=show)
@@ -300,6 +311,8 @@ def _train(args) -> int:
     )
     if result.timeline:
         print(f"timeline: {result.timeline}")
+    if result.recommended is not None:
+        print(f"recommended: step {result.recommended} (most like the photos' face while drawing every prompt)")
     if config.base == "tiny":
         print("note: trained on the tiny random model, so its pictures are noise")
     return 0

@@ -65,3 +65,12 @@ def test_a_members_own_captions_are_kept_and_nothing_loads_when_all_have_one(fac
     (tmp_path / "new.png").write_bytes((folder / "crop.png").read_bytes())
     assert caption_missing_photos(tmp_path, TOKEN, "", events.append) == {}  # captions off
     assert events == [] and not (tmp_path / "new.txt").exists()
+
+
+def test_captions_are_on_by_default_and_off_says_so(monkeypatch):
+    from trainer.settings import TrainerSettings
+
+    monkeypatch.delenv("CAPTION_MODEL", raising=False)
+    assert TrainerSettings(_env_file=None).caption_model == "florence-community/Florence-2-base"
+    monkeypatch.setenv("CAPTION_MODEL", "off")  # an empty value is the default, as for every setting
+    assert TrainerSettings(_env_file=None).caption_model == ""
