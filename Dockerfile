@@ -1,6 +1,9 @@
 # doppel on one NVIDIA GPU: the bot, a local Ray instance and the trainer in one container.
 #   docker build -t doppel .
-#   docker run --gpus all --shm-size=8g --env-file .env -v doppel-data:/data -v doppel-models:/models doppel
+#   docker run --gpus all --shm-size=8g --restart unless-stopped --stop-timeout 70 \
+#     --env-file .env -v doppel-data:/data -v doppel-models:/models doppel
+# (--stop-timeout: a stop lets running training write its checkpoint, within STOP_GRACE_S + 10 s, 55 s by
+# default, README "Operations"; Docker's default 10 s would kill it mid-checkpoint.)
 # (--shm-size: Ray keeps its object store in /dev/shm, which Docker otherwise caps at 64 MB.)
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 
@@ -45,4 +48,6 @@ HEALTHCHECK --interval=60s --timeout=10s --start-period=120s --retries=3 \
     CMD ["python", "-m", "bot", "healthcheck"]
 
 ENTRYPOINT ["/usr/bin/tini", "--"]
+# SIGTERM (docker stop) and SIGINT stop the bot gracefully (bot/serve.py); tini passes them on.
+STOPSIGNAL SIGTERM
 CMD ["python", "-m", "bot"]

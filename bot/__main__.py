@@ -29,12 +29,10 @@ def main(argv: list[str]) -> int:
         )
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from bot.app import DoppelBot
+    from bot import serve
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    # log_handler=None: our logging is already set up, and discord.py never logs the token.
-    DoppelBot(settings).run(settings.discord_token.get_secret_value(), log_handler=None)
-    return 0
+    return serve.run(settings)  # until SIGTERM or SIGINT: a graceful stop (bot/serve.py)
 
 
 if __name__ == "__main__":

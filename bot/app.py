@@ -11,7 +11,7 @@ from pathlib import Path
 import discord
 from discord.ext import commands
 
-from bot import health
+from bot import backups, health
 from bot.db import Database
 from bot.jobs.models import Job
 from bot.jobs.runner import JobRunner
@@ -94,12 +94,12 @@ class DoppelBot(commands.Bot):
         self.settings = settings
         self._heartbeat: asyncio.Task | None = None
         self._housekeeping: asyncio.Task | None = None
+        self._safekeeping: asyncio.Task | None = None
         self._token_lock = asyncio.Lock()
         self._closing = False
         # Called with the ids of jobs deleted by /forget, before their messages are: whoever edits them stops.
         self.on_jobs_forgotten: list[Callable[[Sequence[int]], Awaitable[None]]] = []
 
-    async def setup_hook(self) -> None:
     async def _captions_written(self, job: Job, captions: dict[str, str]) -> None:
         """A training's worker captioned photos that had none: the member's photos get them (see and edit them)."""
         # A run's copy names each photo by its number (bot/exts/training/commands.py, `_snapshot`); numbers hold
@@ -107,6 +107,7 @@ class DoppelBot(commands.Bot):
         by_number = {int(Path(name).stem): text for name, text in captions.items() if Path(name).stem.isdigit()}
         await self.members.fill_captions(job.owner, by_number)
 
+    async def setup_hook(self) -> None:
         self.db = await Database.open(self.settings.database_file)
         self.jobs = JobStore(self.db)
         self.members = MemberStore(self.db, self.settings.data_dir)
@@ -114,8 +115,8 @@ class DoppelBot(commands.Bot):
         self.runner = JobRunner(self.jobs, self.settings)
         self.consent = Consent(self.members, self.adapters)
         self.runner.consent = self.consent.refusal  # checked as each picture starts, and before it is kept
-        # First among a training's follow-ups: the announcement (a cog's) shows an adapter that is theirs.
         self.runner.captions_written = self._captions_written
+        # First among a training's follow-ups: the announcement (a cog's) shows an adapter that is theirs.
         self.runner.followups.register(JobKind.TRAIN, "adopt_adapter", self.adapters.adopt)
         self.models = TrainerSettings()
         hf_token = self.models.hf_token.get_secret_value() if self.models.hf_token else None
@@ -134,6 +135,7 @@ class DoppelBot(commands.Bot):
         self._heartbeat = asyncio.create_task(health.keep_beating(self.settings, self.is_ready))
         if not self.settings.allowed_guilds:
             log.warning("ALLOWED_GUILDS is empty: doppel serves any server it is invited to")
+        self._safekeeping = asyncio.create_task(backups.keep_safe(self.db, self.settings))
         self._housekeeping = asyncio.create_task(storage.keep_clean(
             self.db, self.settings.data_dir, self.settings.jobs_dir, self.settings.picture_retention_days
         ))
@@ -209,11 +211,15 @@ class DoppelBot(commands.Bot):
         self._closing = True
         if self._heartbeat is not None:
             self._heartbeat.cancel()
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
+        for task in (self._housekeeping, self._safekeeping):
+            if task is not None:
+                task.cancel()
         if hasattr(self, "runner"):
-            await self.runner.stop()
-        if hasattr(self, "db"):
+            # A local Ray ends with the bot: its training checkpoints now and resumes at the next start.
+            # A separate Ray (RAY_ADDRESS) keeps training, and the next start reattaches.
+            grace = self.settings.stop_grace_s if self.runner.transport.ray_ends_with_the_bot else None
+            await self.runner.stop(checkpoint_within=grace)
+        if hasattr(self, "db"):  # closing checkpoints the WAL into the database file
             await self.db.close()
         await super().close()
 

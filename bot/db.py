@@ -1,8 +1,22 @@
-"""The SQLite database: one file, WAL, foreign keys, numbered migrations.
+"""The SQLite database: one file, WAL, foreign keys, numbered migrations, and checks that it did not vanish.
 
 Migrations are `NNN_name.sql` files in `bot/migrations/`; each
 runs once, in number order, inside a transaction, and `PRAGMA user_version`
 records the last one applied.
+
+In WAL mode the newest commits live in the `-wal` file until a checkpoint copies them into
+the database file: the WAL *is* part of the database. `PRAGMA synchronous = FULL` fsyncs the
+WAL at every commit, so a success recorded is a success kept, even through a power cut (NORMAL
+may lose the last commits then); doppel commits a few times a second at most, so the cost does
+not show. The bot checkpoints regularly and at a graceful stop (`checkpoint`), and refuses to
+open a database that lost contents (`check_intact`, at `connect`):
+- `<db>-id`, written beside a database once it has its tables: a database that is new while
+  its `-id` (or its members' and jobs' folders) exists was deleted or replaced;
+- `<db>-open`, there while a connection is open: after a crash SQLite needs the WAL, so a
+  missing WAL then means it was removed (SQLite deletes it only at a clean close);
+- a WAL whose checksum chain breaks before frames of the same generation: damaged, and SQLite
+  would silently drop every commit from the damage on;
+- `PRAGMA integrity_check`.
 """
 
 from __future__ import annotations
@@ -10,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +32,12 @@ import aiosqlite
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+RESTORE_HINT = ("Stop here and restore the newest backup (README, \"Backups and restore\"); "
+                "do not start the bot on this database.")
+
+
+class DatabaseLost(Exception):
+    """The database lost contents (deleted, its WAL removed or damaged, corrupt): the bot must not start on it."""
 
 
 def migrations() -> list[tuple[int, Path]]:
@@ -47,7 +68,33 @@ class Database:
         return cls(await connect(path))
 
     async def close(self) -> None:
+        """Checkpoint the WAL into the database file, close, and note the clean stop."""
+        path = Path(await self._path())
+        with contextlib.suppress(Exception):  # closing must not fail for a checkpoint that could not be made
+            await self.checkpoint()
         await self.connection.close()
+        _marker(path, "open").unlink(missing_ok=True)
+
+    async def _path(self) -> str:
+        row = await first_row(await self.connection.execute("PRAGMA database_list"))
+        return row[2]
+
+    async def checkpoint(self) -> None:
+        """Copy the WAL's commits into the database file and empty the WAL (regularly, and at stop)."""
+        async with self._lock:
+            await self.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def backup(self, target: Path) -> None:
+        """An online copy of the whole database (SQLite's backup API): consistent while the bot writes."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        copy = await aiosqlite.connect(partial)
+        try:
+            async with self._lock:
+                await self.connection.backup(copy)
+        finally:
+            await copy.close()
+        partial.replace(target)
 
     async def execute(self, sql: str, args=()) -> aiosqlite.Cursor:
         async with self._lock:
@@ -83,14 +130,39 @@ async def first_row(cursor: aiosqlite.Cursor) -> aiosqlite.Row:
 
 
 async def connect(path: Path) -> aiosqlite.Connection:
-    """Open (creating if needed) and migrate the database."""
+    """Open (creating if needed), check and migrate the database. Raises DatabaseLost rather than open one
+    that lost contents."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(check_files, path)
     db = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN ourselves
+    try:
+        version = await _prepare(db, path)
+    except BaseException:
+        await db.close()
+        raise
+    _marker(path, "open").touch()
+    await _migrate(db, version)
+    _marker(path, "id").touch()
+    return db
+
+
+async def _prepare(db: aiosqlite.Connection, path: Path) -> int:
     db.row_factory = aiosqlite.Row
     await db.execute("PRAGMA journal_mode = WAL")
+    await db.execute("PRAGMA synchronous = FULL")  # see the module's docstring
     await db.execute("PRAGMA foreign_keys = ON")
     await db.execute("PRAGMA busy_timeout = 5000")
     (version,) = await first_row(await db.execute("PRAGMA user_version"))
+    if version == 0:
+        _check_new(path)
+    else:
+        (verdict,) = await first_row(await db.execute("PRAGMA integrity_check(1)"))
+        if verdict != "ok":
+            raise DatabaseLost(f"The database {path} is damaged ({verdict}). {RESTORE_HINT}")
+    return int(version)
+
+
+async def _migrate(db: aiosqlite.Connection, version: int) -> None:
     for number, script in migrations():
         if number <= version:
             continue
@@ -103,7 +175,78 @@ async def connect(path: Path) -> aiosqlite.Connection:
         except BaseException:
             await db.execute("ROLLBACK")
             raise
-    return db
+
+
+def _marker(path: Path, name: str) -> Path:
+    return path.with_name(f"{path.name}-{name}")
+
+
+def _check_new(path: Path) -> None:
+    """A database without tables is new only if nothing says a database was here before."""
+    data = path.parent
+    if _marker(path, "id").exists():
+        raise DatabaseLost(f"The database {path} is empty, but a database was here before ({_marker(path, 'id')} "
+                           f"exists): it was deleted or replaced. {RESTORE_HINT}")
+    for folder in (data / "members", data / "jobs"):
+        if folder.is_dir() and any(folder.iterdir()):
+            raise DatabaseLost(f"The database {path} is empty, but {folder} holds members' files: the database "
+                               f"was lost. {RESTORE_HINT}")
+
+
+def check_files(path: Path) -> None:
+    """Before SQLite opens (and would silently repair) them: a WAL removed after a crash, or damaged."""
+    wal = _marker(path, "wal")
+    if not path.exists():
+        return
+    if _marker(path, "open").exists() and not wal.exists():
+        raise DatabaseLost(f"The bot did not stop cleanly, and the database's write-ahead log {wal} is gone: "
+                           f"the newest records went with it. {RESTORE_HINT}")
+    if wal.exists() and wal_damaged(wal.read_bytes()):
+        raise DatabaseLost(f"The database's write-ahead log {wal} is damaged: SQLite would drop every record "
+                           f"from the damage on. {RESTORE_HINT}")
+
+
+WAL_HEADER, FRAME_HEADER = 32, 24
+
+
+def wal_damaged(wal: bytes) -> bool:
+    """Whether the WAL's checksum chain breaks before a later frame of the same generation (same salts).
+
+    SQLite reads the WAL up to the first frame whose checksum fails and ignores the rest: right after a
+    torn last write, wrong after damage in the middle. Frames after the break that carry this generation's
+    salts were written after the damaged one, so they tell the two apart.
+    """
+    if len(wal) < WAL_HEADER:
+        return False
+    magic, _, page_size = struct.unpack(">III", wal[:12])
+    if magic not in (0x377F0682, 0x377F0683):
+        return True
+    order = ">" if magic & 1 else "<"
+    salts = wal[16:24]
+    sums = _checksum(wal[:24], 0, 0, order)
+    if sums != struct.unpack(">II", wal[24:32]):
+        return True
+    frame = FRAME_HEADER + page_size
+    offset = WAL_HEADER
+    while offset + frame <= len(wal):
+        header = wal[offset:offset + FRAME_HEADER]
+        if header[8:16] != salts:
+            return False  # an older generation's frame: the end of this one
+        sums = _checksum(header[:8] + wal[offset + FRAME_HEADER:offset + frame], *sums, order)
+        if sums != struct.unpack(">II", header[16:24]):
+            later = range(offset + frame, len(wal) - frame + 1, frame)
+            return any(wal[at + 8:at + 16] == salts for at in later)
+        offset += frame
+    return False
+
+
+def _checksum(data: bytes, s1: int, s2: int, order: str) -> tuple[int, int]:
+    """SQLite's WAL checksum (wal.c, walChecksumBytes), continued from (s1, s2)."""
+    words = struct.unpack(f"{order}{len(data) // 4}I", data)
+    for i in range(0, len(words), 2):
+        s1 = (s1 + words[i] + s2) & 0xFFFFFFFF
+        s2 = (s2 + words[i + 1] + s1) & 0xFFFFFFFF
+    return s1, s2
 
 
 def _statements(sql: str) -> list[str]:

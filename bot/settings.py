@@ -47,6 +47,16 @@ class BotSettings(BaseSettings):
         6144, ge=1, description="Disk one member may fill: photos, training snapshots, checkpoints, their pictures."
     )
     picture_retention_days: float = Field(30, gt=0, description="Days generated pictures are kept before deletion.")
+
+    # Faults and operations
+    backup_interval_hours: float = Field(24, gt=0, description="Hours between online backups of the database.")
+    backup_keep_days: float = Field(14, gt=0, description="Days a database backup is kept in DATA_DIR/backups.")
+    train_min_free_mb: int = Field(
+        4096, ge=0, description="Free disk /train needs for checkpoints before it starts a run."
+    )
+    stop_grace_s: float = Field(
+        45, gt=0, description="Longest a stop waits for running training to write its checkpoint."
+    )
     attachment_hosts: list[str] = Field(
         ["cdn.discordapp.com", "media.discordapp.net"], description="Hosts photos may be downloaded from."
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -57,6 +58,7 @@ POLL_SECONDS = 1.0
 POSITION_DELAY_S = 1.0
 COALESCE_S = 0.05
 TIMINGS_KEPT = 10_000
+RAY_RETRY_S = (1, 2, 5, 10, 30, 60)  # waits between tries to start a new local Ray; then every minute
 
 ConsentCheck = Callable[[Job], Awaitable[str | None]]  # None: the job may use its adapters; else why not
 
@@ -81,6 +83,7 @@ class JobRunner:
         self._positions_told_at = 0.0
         self._followups_tried_at = time.monotonic()
         self._loop_task: asyncio.Task | None = None
+        self._recovering: asyncio.Task | None = None  # a new local Ray being started in place of a lost one
         self.timings: dict[int, dict[str, float]] = {}  # job id -> submitted, started, finished (monotonic)
         # Set by the bot: whether a picture job may still use the adapters it names (their people's consent).
         # Asked when the job starts and again before its pictures are kept; a refusal fails the job with why.
@@ -111,6 +114,8 @@ class JobRunner:
         for waiter in list(self._waiters):
             waiter.cancel()
         tasks = [*self._tasks, *([self._loop_task] if self._loop_task else [])]
+        if self._recovering is not None:
+            tasks.append(self._recovering)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -126,11 +131,14 @@ class JobRunner:
             log.info("stopping: job %s writes a checkpoint to resume from", trainer.job_id)
             with contextlib.suppress(WorkerLost):
                 await self.transport.pause(trainer, trainer.job_id)  # type: ignore[arg-type]
-        if self._tasks:
-            _, late = await asyncio.wait(set(self._tasks), timeout=within)
-            if late:
-                log.warning("stopping: %d job(s) did not pause within %g s; they resume from an older checkpoint",
-                            len(late), within)
+        deadline = time.monotonic() + within
+        while (late := [t for t in running if t.job_id is not None]) and (left := deadline - time.monotonic()) > 0:
+            self._wake.clear()  # set as each follower ends
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), left)
+        if late:
+            log.warning("stopping: %d training(s) did not pause within %g s; they resume from an older checkpoint",
+                        len(late), within)
 
     @property
     def trainers(self) -> list[Worker]:
@@ -299,6 +307,13 @@ class JobRunner:
             await asyncio.sleep(COALESCE_S)  # a burst of submissions makes one pass, not one each
             self._wake.clear()
             try:
+                if self._recovering is None and self.transport.ray_lost():
+                    self._recovering = asyncio.create_task(self._recover_ray())
+                if self._recovering is not None:  # jobs wait, and say the GPU workers are unavailable
+                    if not self._recovering.done():
+                        await self._announce_positions()
+                        continue
+                    self._recovering = None
                 if self.workers.due:
                     await self._discover()
                 await self._dispatch()
@@ -307,8 +322,9 @@ class JobRunner:
                     self._spawn(self.followups.run_pending())
             except Exception:
                 log.exception("dispatching failed; trying again")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+            finally:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
 
     async def _dispatch(self) -> None:
         decided = policy.plan(
@@ -369,6 +385,32 @@ class JobRunner:
             self._forced.add(job_id)
             self.transport.stop_by_force(running[job_id])
 
+    async def _recover_ray(self) -> None:
+        """The local Ray is gone (its GCS or raylet died): what ran goes back to the queue, not counted as an
+        attempt (no job's fault); a new local Ray is started, with backoff; workers are brought up again."""
+        log.error("Ray is lost (its GCS or raylet stopped): jobs wait while a new local Ray starts")
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.workers.forget_all()
+        self._pausing.clear()
+        self._forced.clear()
+        for job in await self.store.in_state(JobState.RUNNING):
+            await self._requeue(job.id, count_attempt=False)
+            await self._announce(await self._job(job.id))
+        for attempt in itertools.count():
+            try:
+                await self.transport.restart_ray()
+                break
+            except Exception:
+                wait = RAY_RETRY_S[min(attempt, len(RAY_RETRY_S) - 1)]
+                log.exception("starting a new local Ray failed; trying again in %d s", wait)
+                await asyncio.sleep(wait)
+        log.warning("a new local Ray is up: bringing up GPU workers, then the queue resumes")
+        await self._discover()
+        self._wake.set()
+
     async def _announce_positions(self) -> None:
         """Tell waiting jobs' subscribers their place in line, once a job has waited a moment.
 
@@ -420,6 +462,10 @@ class JobRunner:
     async def _fail_following(self, job_id: int, exc: Exception) -> None:
         """Following a job raised: the job fails with a reason its member can read. A full disk is the
         operator's to fix, and said so at ERROR."""
+        if self.transport.ray_lost():  # Ray went under it: the job waits for the new one, not counted
+            log.warning("job %s lost Ray under it (%s); it waits for a new one", job_id, exc)
+            await self._requeue(job_id, count_attempt=False)
+            return
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             log.error("job %s failed: the disk of %s is full (%s)", job_id, self.settings.data_dir, exc)
             reason = files.DISK_FULL
@@ -501,12 +547,12 @@ class JobRunner:
                 progress = replace(progress, resumed_from=event.step)
             elif event.name is PhaseName.CONTINUING:
                 progress = replace(progress, start_step=event.step or 0)
-        elif isinstance(event, CheckpointSaved | SampleTaken | TrainingDone):
-            # Files: never for a job that is no longer in the record (its member was forgotten), and removed
-            # again when it went while they were being written.
         elif isinstance(event, CaptionsWritten):
             await self._captions_written(job_id, event)
             return None
+        elif isinstance(event, CheckpointSaved | SampleTaken | TrainingDone):
+            # Files: never for a job that is no longer in the record (its member was forgotten), and removed
+            # again when it went while they were being written.
             if await self._forgotten(job_id):
                 return None
             if isinstance(event, CheckpointSaved):
@@ -527,9 +573,6 @@ class JobRunner:
         await self.updates.publish(JobUpdate(job_id, JobState.RUNNING, progress))
         return None
 
-    async def _worker_lost(self, job_id: int, worker: Worker) -> None:
-        """The worker died or restarted under the job: requeue it from its checkpoint, or give up."""
-        worker.job_id = None
     async def _captions_written(self, job_id: int, event: CaptionsWritten) -> None:
         """Into the run's own copy of the photos, so a resumed attempt trains on the same captions; then to the
         bot, which gives them to the member's photos that still have none, for the member to see and edit."""
@@ -541,6 +584,12 @@ class JobRunner:
         if self.captions_written is not None:
             await self.captions_written(job, event.captions)
 
+    async def _worker_lost(self, job_id: int, worker: Worker) -> None:
+        """The worker died or restarted under the job: requeue it from its checkpoint, or give up."""
+        worker.job_id = None
+        if self.transport.ray_lost():  # not the job's fault: Ray itself went; it waits for the new one
+            await self._requeue(job_id, count_attempt=False)
+            return
         self.workers.lost(worker)
         job = await self._job(job_id)
         if job.state.finished:  # stopped meanwhile (refuse_pictures_of): nothing to resume

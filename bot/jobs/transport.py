@@ -92,6 +92,7 @@ class RayTransport:
         self.settings = settings
         # adapter identity -> (its name, its bytes in the object store), least recently used first
         self._blobs: OrderedDict[str, tuple[str, ray.ObjectRef]] = OrderedDict()
+        self.owns_ray = False
 
     async def connect(self) -> None:
         if ray.is_initialized():
@@ -100,6 +101,34 @@ class RayTransport:
             await asyncio.to_thread(connect, self.settings)
         else:
             await _in_lasting_thread(connect, self.settings)
+            self.owns_ray = True
+
+    def ray_lost(self) -> bool:
+        """Whether the local Ray this process started lost its GCS or raylet (killed, crashed, out of memory).
+
+        Only a local Ray is watched: a cluster (RAY_ADDRESS) keeps its own GCS up, and a driver that cannot reach
+        it for Ray's reconnect timeout exits (the restart policy brings the bot back)."""
+        if not self.owns_ray:
+            return False
+        node = getattr(ray._private.worker, "_global_node", None)  # Ray's own record of the processes it started
+        if node is None:
+            return True
+        return any(
+            info.process.poll() is not None
+            for kind in ("gcs_server", "raylet") for info in node.all_processes.get(kind, [])
+        )
+
+    async def restart_ray(self) -> None:
+        """A new local Ray in place of a lost one: the old one shut down (what is left of it), a new one started
+        from a thread that lives as long as the process. Raises when it cannot start (the caller retries)."""
+        self._blobs.clear()  # the object store went with the old Ray
+        await asyncio.to_thread(ray.shutdown)
+        await _in_lasting_thread(connect, self.settings)
+
+    @property
+    def ray_ends_with_the_bot(self) -> bool:
+        """Whether this process started the Ray it uses (a local one): its workers die when the bot exits."""
+        return self.owns_ray
 
     async def gpu_count(self) -> int:
         return await asyncio.to_thread(gpu_count)
@@ -126,7 +155,7 @@ class RayTransport:
             compile=knobs.generator_compile,
             fp8=knobs.generator_fp8,
             offload=knobs.generator_offload,
-            preload=knobs.base_model,  # requests name their base; this one is loaded before the first
+            preload=knobs.picture_model,  # requests name their base; this one is loaded before the first
         )
         return Replica(name, handle)
 

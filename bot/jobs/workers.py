@@ -64,6 +64,13 @@ class WorkerPool:
         worker.ready = False
         self._spawn(self._relocate(worker))
 
+    async def forget_all(self) -> None:
+        """Ray was lost with every worker: none is known until they are brought up again."""
+        await self.stop()
+        self.trainers, self.generators = [], []
+        self._coming.clear()
+        self._looked_at = 0.0
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
