@@ -9,6 +9,7 @@ from contract import JobState, PhaseName
 BAR_WIDTH = 20
 PHASES: dict[str, str] = {  # by PhaseName, a str
     PhaseName.PLANNING: "choosing how to fit the model on the GPU",
+    PhaseName.CAPTIONING: "writing captions for your photos that have none",
     PhaseName.READING: "checking your photos",
     PhaseName.LOADING: "loading the base model",
     PhaseName.CACHING: "encoding your photos",
