@@ -33,6 +33,6 @@ def main(port: int, base: str, gpus: float | None, data_dir: Path | None, log_le
 
 async def _serve(port: int, gpus: float | None, data_dir: Path | None, note: str) -> None:
     with data_folder(data_dir) as folder:
-        async with playground(lambda fake: bot_settings(fake, folder, gpus), note, port) as running:
+        async with playground(lambda fake, guild: bot_settings(fake, guild, folder, gpus), note, port) as running:
             print(f"doppel playground: open {running.url}  (Ctrl-C stops it; data in {folder})", flush=True)
             await running.bot

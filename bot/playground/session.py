@@ -47,9 +47,10 @@ class Playground:
 
 
 @contextlib.asynccontextmanager
-async def playground(settings_for: Callable[[FakeDiscord], BotSettings], base_note: str, port: int = 0
+async def playground(settings_for: Callable[[FakeDiscord, int], BotSettings], base_note: str, port: int = 0
                      ) -> AsyncIterator[Playground]:
-    """Everything started; stopped in reverse order on exit. `settings_for(fake)` gives the bot's settings."""
+    """Everything started; stopped in reverse order on exit. `settings_for(fake, guild id)` gives the bot's
+    settings."""
     spec = load_if_present()
     if isinstance(spec, Unchecked):
         log.warning("Discord's OpenAPI file is not at %s: the stand-in does not check the bot's requests", SPEC_PATH)
@@ -62,7 +63,7 @@ async def playground(settings_for: Callable[[FakeDiscord], BotSettings], base_no
         feed = Feed(fake, cast)
         page = Page(fake, cast, feed, base_note)
         url = await page.start(port)
-        bot = asyncio.create_task(_run_bot(fake, settings_for(fake), feed, stop), name="playground bot")
+        bot = asyncio.create_task(_run_bot(fake, settings_for(fake, cast.guild.id), feed, stop), name="playground bot")
         yield Playground(fake, cast, feed, url, bot)
     finally:
         stop.set()

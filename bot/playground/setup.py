@@ -25,7 +25,9 @@ def use_base(base: str) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tiny model is built offline: nothing to fetch
 
 
-def bot_settings(fake: FakeDiscord, data_dir: Path, gpus: float | None, **overrides: Any) -> BotSettings:
+def bot_settings(
+    fake: FakeDiscord, guild_id: int, data_dir: Path, gpus: float | None, **overrides: Any
+) -> BotSettings:
     defaults = TINY_DEFAULTS if os.environ.get("BASE_MODEL") == "tiny" else {}
     told = BotSettings().model_fields_set  # what the environment or .env says
     given = {name: value for name, value in defaults.items() if name not in told}
@@ -35,7 +37,7 @@ def bot_settings(fake: FakeDiscord, data_dir: Path, gpus: float | None, **overri
         "ray_address": None,  # a local Ray of its own, never the user's cluster
         "ray_num_gpus": gpus,
         "ray_actor_prefix": ACTOR_PREFIX,
-        "allowed_guilds": [],  # the stand-in's server, whatever ALLOWED_GUILDS says for the real one
+        "allowed_guilds": [guild_id],  # the stand-in's server, whatever ALLOWED_GUILDS says for the real one
         "discord_guild_id": None,
         "attachment_hosts": [urlsplit(fake.base_url).netloc],  # photos are fetched from the stand-in's CDN
         "attachment_schemes": ["http"],

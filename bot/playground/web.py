@@ -129,7 +129,7 @@ class Page:
             except Unclear as unclear:
                 return _answer(note=str(unclear))
             except CommandNotAvailable as refused:
-                return _answer(note=f"Discord does not offer this command here: {str(refused).split(';')[0]}.")
+                return _answer(note=self._unavailable(me, text, refused))
             except InvalidInteraction as invalid:
                 return _answer(note=str(invalid))
             return await self._answered(interaction)
@@ -175,6 +175,13 @@ class Page:
             self.modals[interaction.id] = interaction
             return _answer(modal=modal_html(interaction.modal, interaction.id))
         return _answer()
+
+    def _unavailable(self, me: Member, text: str, refused: CommandNotAvailable) -> str:
+        command = text.split()[0]
+        if "permissions" in str(refused):  # the only ones the bot asks for: Manage Server
+            managers = ", ".join(name for name, member in self.cast.members.items() if member.roles) or "nobody"
+            return f"Discord does not show {command} to {me.name}: it needs Manage Server. Act as {managers} to try it."
+        return f"Discord does not offer {command} here: {str(refused).split(';')[0]}."
 
     async def _registered(self) -> list[Command]:
         guild_id = self.cast.guild.id

@@ -44,9 +44,9 @@ def ray_here(tiny_dir):
 
 
 async def test_a_newcomer_trains_and_draws_in_the_browser(ray_here, tmp_path):
-    def settings_for(fake):
+    def settings_for(fake, guild_id):
         return bot_settings(
-            fake, tmp_path / "data", gpus=1, ray_actor_prefix=PREFIX, gpu_sharing="share",
+            fake, guild_id, tmp_path / "data", gpus=1, ray_actor_prefix=PREFIX, gpu_sharing="share",
             min_photos_to_train=4, min_photo_side=64, progress_interval_s=0.2,
         )
 
