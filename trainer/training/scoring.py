@@ -100,6 +100,18 @@ class SampleScorer:
         self._workers = [_Worker(identity) for _ in range(workers)]
         self._numbers = itertools.count()
 
+    @classmethod
+    def start(cls, identity: np.ndarray | None) -> SampleScorer | None:
+        """A scorer for a run, or None (with why, logged) when there is no face to compare with or no process
+        can be started: the run goes on unscored."""
+        if identity is None:
+            return None
+        try:
+            return cls(identity)
+        except OSError as exc:
+            log.warning("samples will not be scored for likeness: no scoring process could start (%s)", exc)
+            return None
+
     def submit(self, image: Image.Image) -> Future[Score]:
         number = next(self._numbers)
         path = self._scratch / f"{number}.png"
