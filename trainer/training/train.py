@@ -123,8 +123,7 @@ def train_lora(
     emit(Phase(PhaseName.LOADING, base.name))
     pipe = pipeline if pipeline is not None else load_pipeline(base, dtype)
     # Samples are scored against the member's face (when their photos show it) in processes beside the loop.
-    sampled = bool(request.sample_interval)
-    scorer = SampleScorer(training_set.identity) if sampled and training_set.identity is not None else None
+    scorer = SampleScorer.start(training_set.identity) if request.sample_interval else None
     try:
         layout = RunLayout(config.out)
         layout.root.mkdir(parents=True, exist_ok=True)
