@@ -80,13 +80,7 @@ def inpainting_pipeline(generator: Generator) -> Any:
     pipe = generator.pipe
     inpaint = _inpainters.get(pipe)
     if inpaint is None:
-        family = getattr(generator.base, "family", None)  # the model family says which inpainting pipeline
-        if family is not None:
-            inpaint = family.inpaint_pipeline(pipe)
-        else:
-            from diffusers import FluxInpaintPipeline
-
-            inpaint = FluxInpaintPipeline.from_pipe(pipe)
+        inpaint = generator.base.family.inpaint_pipeline(pipe)  # FLUX.1's or FLUX.2 [klein]'s, by `from_pipe`
         inpaint.set_progress_bar_config(disable=True)
         _inpainters[pipe] = inpaint
     return inpaint
