@@ -86,6 +86,8 @@ def test_each_face_of_a_photo_is_redrawn_with_only_its_persons_adapter(generator
 
     outcome = picture.outcome
     assert outcome.fallback is None and len(outcome.faces) == 2
+    inpaint = group.inpainting_pipeline(generator)  # the resident modules, not a second copy
+    assert inpaint.transformer is generator.pipe.transformer and inpaint.vae is generator.pipe.vae
     left, right = sorted(outcome.faces, key=lambda f: f.box[0])
     assert (left.owner, right.owner) == ("ANN", "BOB")  # left to right in the order named
     assert left.box[2] <= 512 <= right.box[0]
