@@ -69,11 +69,14 @@ class Database:
 
     async def close(self) -> None:
         """Checkpoint the WAL into the database file, close, and note the clean stop."""
-        path = Path(await self._path())
-        with contextlib.suppress(Exception):  # closing must not fail for a checkpoint that could not be made
+        try:  # closing must not fail for a checkpoint that could not be made
+            path: Path | None = Path(await self._path())
             await self.checkpoint()
+        except Exception:
+            path = None  # not cleanly closed, then: the next start checks the WAL
         await self.connection.close()
-        _marker(path, "open").unlink(missing_ok=True)
+        if path is not None:
+            _marker(path, "open").unlink(missing_ok=True)
 
     async def _path(self) -> str:
         row = await first_row(await self.connection.execute("PRAGMA database_list"))
