@@ -20,12 +20,13 @@ _CODE = re.compile(r"`([^`]+)`")
 _BLOCK = re.compile(r"```(?:\w*\n)?(.*?)```", re.S)
 _MENTION = re.compile(r"&lt;@!?(\d+)&gt;")
 _TIME = re.compile(r"&lt;t:(\d+)(?::([tTdDfFR]))?&gt;")
+_JUMP = re.compile(r"https://discord\.com/channels/[\d@me]+/\d+/(\d+)")  # a link to a message: here, on the page
 _EMOJI = re.compile(r"&lt;a?:(\w+):\d+&gt;")
 
 
 def to_html(text: str, name_of: Callable[[int], str | None]) -> str:
     """`name_of(user id)` names mentioned members (None: unknown)."""
-    parts = _BLOCK.split(html.escape(text, quote=False))
+    parts = _BLOCK.split(html.escape(text.replace("\0", ""), quote=False))  # NUL marks `code` set aside
     out = []
     for index, part in enumerate(parts):
         if index % 2:  # inside ``` ```: as typed
@@ -51,17 +52,20 @@ def _lines(text: str, name_of: Callable[[int], str | None]) -> str:
 
 
 def _inline(line: str, name_of: Callable[[int], str | None]) -> str:
-    codes = _CODE.split(line)
-    for index in range(0, len(codes), 2):  # not inside `code`
-        piece = codes[index]
-        for pattern, replacement in _INLINE:
-            piece = pattern.sub(replacement, piece)
-        piece = _MENTION.sub(lambda m: f'<span class="mention">@{name_of(int(m[1])) or "unknown"}</span>', piece)
-        piece = _TIME.sub(lambda m: _when(int(m[1]), m[2] or "f"), piece)
-        codes[index] = _EMOJI.sub(r":\1:", piece)
-    for index in range(1, len(codes), 2):
-        codes[index] = f"<code>{codes[index]}</code>"
-    return "".join(codes)
+    codes: list[str] = []  # `code` set aside, so that nothing inside it is formatted (while **x `y`** still is)
+
+    def aside(match: re.Match[str]) -> str:
+        codes.append(match[1])
+        return f"\0{len(codes) - 1}\0"
+
+    line = _CODE.sub(aside, line)
+    line = _JUMP.sub(r'<a href="#m\1">the message ↑</a>', line)
+    for pattern, replacement in _INLINE:
+        line = pattern.sub(replacement, line)
+    line = _MENTION.sub(lambda m: f'<span class="mention">@{name_of(int(m[1])) or "unknown"}</span>', line)
+    line = _TIME.sub(lambda m: _when(int(m[1]), m[2] or "f"), line)
+    line = _EMOJI.sub(r":\1:", line)
+    return re.sub(r"\0(\d+)\0", lambda m: f"<code>{codes[int(m[1])]}</code>", line)
 
 
 def _when(unix: int, style: str) -> str:

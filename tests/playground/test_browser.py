@@ -28,7 +28,7 @@ if not os.path.exists(CHROMIUM):
         raise RuntimeError("CI must run the browser test: .ci/run installs chromium (apt-get install -y chromium)")
     pytest.skip("Chromium is not installed (apt-get install -y chromium); CI runs this test", allow_module_level=True)
 
-async_api = pytest.importorskip("playwright.async_api", reason="playwright is in the test extra")
+from playwright import async_api  # noqa: E402  (the test extra; after the skip, which needs no browser driver)
 
 
 @pytest.fixture(scope="module")

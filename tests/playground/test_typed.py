@@ -64,7 +64,9 @@ def test_what_cannot_be_sent_is_said_in_the_visitors_words(typed, files, said):
 
 
 def test_markdown_is_rendered_and_markup_escaped():
-    shown = to_html("**Ready** for `/train`, <@11>!\n-# small <script>alert(1)</script>", lambda uid: "ann")
+    text = "**Ready** for `/train`, <@11>!\n-# small <script>alert(1)</script>\n**For `AB12`**\0"
+    shown = to_html(text, lambda uid: "ann")
     assert "<strong>Ready</strong>" in shown and "<code>/train</code>" in shown
+    assert "<strong>For <code>AB12</code></strong>" in shown
     assert '<span class="mention">@ann</span>' in shown and '<span class="small">' in shown
     assert "<script>" not in shown and "&lt;script&gt;" in shown
