@@ -9,6 +9,8 @@ os.environ["BASE_MODEL"] = "tiny"  # the default for anything that does not name
 # The bot's tests upload drawn faces, which dlib rightly finds none in: face checks are on only where a test
 # says so (tests/bot/test_face_checks.py, with real photographs).
 os.environ["FACE_CHECKS"] = "false"
+# No Florence-2 from the Hub either: captions are written (by the tiny captioner) where a test's request asks.
+os.environ["CAPTION_MODEL"] = "off"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 

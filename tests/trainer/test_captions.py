@@ -65,6 +65,9 @@ def test_a_members_own_captions_are_kept_and_nothing_loads_when_all_have_one(fac
     (tmp_path / "new.png").write_bytes((folder / "crop.png").read_bytes())
     assert caption_missing_photos(tmp_path, TOKEN, "", events.append) == {}  # captions off
     assert events == [] and not (tmp_path / "new.txt").exists()
+    # A captioner that cannot be had (offline, say) leaves the photos as they were and the run goes on.
+    assert caption_missing_photos(tmp_path, TOKEN, str(tmp_path / "no-such-model"), events.append) == {}
+    assert [e.name for e in events] == [PhaseName.CAPTIONING] and not (tmp_path / "new.txt").exists()
 
 
 def test_captions_are_on_by_default_and_off_says_so(monkeypatch):
