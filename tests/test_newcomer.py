@@ -83,5 +83,5 @@ def test_known_library_warnings_are_kept_out_and_others_are_not(monkeypatch):
 
 def test_the_docker_run_lines_give_ray_its_shared_memory():
     for text in (ROOT / "Dockerfile").read_text(), (ROOT / "README.md").read_text():
-        runs = re.findall(r"docker run [^\n`]*", text)
+        runs = re.findall(r"docker run --gpus [^\n`]*", text)  # the full run lines, not mentions of one option
         assert runs and all("--shm-size=" in run for run in runs), runs
