@@ -6,9 +6,11 @@ from __future__ import annotations
 import html
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from string import Template
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -24,6 +26,8 @@ log = logging.getLogger(__name__)
 
 MODAL = 9  # the callback type that opens a modal
 ACK_WAIT_S = 5  # Discord gives up on an answer after 3 s; a little more, so a late one is reported as late
+LOCAL_NAMES = ("127.0.0.1", "localhost")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_UPLOAD = 256 * 2**20  # ten photos at the bot's largest upload limit, and room to spare
 
 
@@ -34,7 +38,7 @@ class Page:
         self.feed = feed
         self.base_note = base_note
         self.modals: dict[int, Interaction] = {}  # interaction id -> the interaction that opened a modal
-        self.app = web.Application(client_max_size=MAX_UPLOAD)
+        self.app = web.Application(client_max_size=MAX_UPLOAD, middlewares=[_own_page_only])
         self.app.add_routes([
             web.get("/", self.index),
             web.get("/events", self.events),
@@ -191,6 +195,18 @@ class Page:
         if place == DM:
             return await self.fake.dm_channel(me)
         return self.cast.general
+
+
+@web.middleware
+async def _own_page_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Only this machine's browser, on this page: another site's form cannot act in the playground, and a name
+    that resolves to 127.0.0.1 (DNS rebinding) does not reach it either."""
+    origin = request.headers.get("Origin")
+    if urlsplit(f"//{request.host}").hostname not in LOCAL_NAMES or (
+        request.method == "POST" and origin is not None and urlsplit(origin).netloc != request.host
+    ):
+        raise web.HTTPForbidden(text="The playground answers only its own page, on this machine.")
+    return await handler(request)
 
 
 def _answer(note: str | None = None, modal: str | None = None) -> web.Response:
