@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -25,6 +26,11 @@ def main(port: int, base: str, gpus: float | None, data_dir: Path | None, log_le
         asyncio.run(_serve(port, gpus, data_dir, note))
     except KeyboardInterrupt:
         pass
+    except OSError as failed:
+        if failed.errno != errno.EADDRINUSE:
+            raise
+        print(f"error: port {port} is in use on 127.0.0.1; --port picks another (0: any free one)", file=sys.stderr)
+        return 2
     except Exception as failed:  # logged in full where it happened
         print(f"error: the playground stopped: {failed}", file=sys.stderr)
         return 1
