@@ -93,7 +93,7 @@ def main() -> int:
     generator = Generator(_base(shape, size, size), device=device, pipeline=pipe, max_adapters=4)
     steps = args.steps or generator.base.inference_steps
     scratch = Path(tempfile.mkdtemp(prefix="doppel-bench-group-"))
-    files = [_random_adapter(pipe.transformer, scratch / f"p{k}", seed=k) for k in range(4)]
+    files = [_random_adapter(pipe, scratch / f"p{k}", seed=k) for k in range(4)]
     refs = [AdapterRef(f"P{k}", adapter_identity(f.read_bytes())) for k, f in enumerate(files)]
     by_identity = {r.identity: f for r, f in zip(refs, files, strict=True)}
 

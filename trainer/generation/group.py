@@ -235,7 +235,7 @@ def draw_group(
         best: tuple[float, Image.Image, PlacedFace] | None = None
         for attempt in range(plan.retries + 1):
             face_seed = face_seed_for(seed, person, attempt)
-            with generator.using([use]) as _:
+            with generator.using([use]):
                 _only(generator, use.ref)
                 if on_face is not None:
                     on_face(use.ref.name, acting(generator))
