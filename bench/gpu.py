@@ -1,6 +1,7 @@
 """GPU figures for issue #6: training per memory mode, and compiled generation with adapter hotswap.
 
     python bench/gpu.py            # on a GPU: FLUX.1-dev's real transformer shape, random weights, no download
+    python bench/gpu.py --model klein-4b   # FLUX.2 [klein] base 4B's real transformer shape (its published config)
     python bench/gpu.py --smoke    # anywhere: the same code paths on the tiny model (on the CPU without a GPU)
 
 Training, for each memory mode (bf16, fp8, nf4) at 512 and 1024 px, rank 16, batch 1, with the
@@ -9,8 +10,8 @@ on an 80 GB card; fp8 and nf4: on, as on 24 and 12 GB cards): seconds per step, 
 and model FLOP utilisation (MFU). Each mode runs in its own process, so its peak is its own.
 
     FLOPs of a step = 6 * P * T + 3 * 4 * T^2 * d * layers
-      P: parameters in the transformer's Linear layers (11.9B for FLUX.1-dev)
-      T: tokens (image tokens (resolution/16)^2 + 512 T5 tokens), d: 3072, layers: 19 + 38
+      P: parameters in the transformer's Linear layers (11.9B for FLUX.1-dev, 3.9B for klein 4B)
+      T: tokens (image tokens (resolution/16)^2 + 512 text tokens), d: 3072, layers: 19 + 38 (klein 4B: 5 + 20)
       6 P T: forward (2) and backward (4) of every matmul; 4 T^2 d per layer: attention's
       QK^T and AV forward, x3 with its backward. MFU = FLOPs / step time / the GPU's bf16 dense
       peak (H100 SXM 989 TFLOP/s). Quantized modes dequantize to bf16 and run bf16 matmuls.
@@ -42,6 +43,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.shapes import base_of, build
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
@@ -53,6 +56,9 @@ RANK = 16
 PEAK_TFLOPS = {"H100 SXM": 989, "H100 80GB HBM3": 989, "H200": 989, "H100 PCIe": 756, "H100 NVL": 835,
                "A100": 312, "L40S": 362, "L4": 121, "RTX 4090": 165, "A10G": 70, "RTX 3090": 71}
 SMOKE_NOTE = "SMOKE: the tiny model on the CPU; these figures say nothing about any GPU"
+# --model: the real shape, and the tiny model of the same family for --smoke. Generation on klein uses
+# the distilled variant of the shape (4 steps), as GENERATION_MODEL would.
+MODELS = {"flux1-dev": ("dev", "tiny"), "klein-4b": ("klein-4b", "tiny-klein")}
 
 
 def _peak_tflops(override: float | None) -> float | None:
@@ -64,36 +70,6 @@ def _peak_tflops(override: float | None) -> float | None:
         return None
     name = torch.cuda.get_device_name()
     return next((tflops for key, tflops in PEAK_TFLOPS.items() if key in name), None)
-
-
-def _build(shape_name: str, device: str):
-    """The shape's pipeline with random weights, made directly in bf16 on a GPU (fp32 on the CPU), in eval mode."""
-    import torch
-
-    from trainer.models.tiny import SHAPES, build_pipeline
-
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)  # FLUX.1-dev's 12B parameters never exist in fp32
-    try:
-        pipe = build_pipeline(SHAPES[shape_name], device=device)
-    finally:
-        torch.set_default_dtype(previous)
-    for component in pipe.components.values():
-        if isinstance(component, torch.nn.Module):
-            component.eval()
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-def _base(shape_name: str, resolution: int, image_resolution: int):
-    from trainer.models.base_model import BaseModel
-    from trainer.models.tiny import SHAPES
-
-    shape = SHAPES[shape_name]
-    return BaseModel(shape_name, shape_name, is_tiny=shape_name == "tiny", train_resolution=resolution,
-                     image_resolution=image_resolution, inference_steps=shape.inference_steps,
-                     max_sequence_length=shape.max_sequence_length)
 
 
 def _matmul_params(transformer) -> int:
@@ -117,14 +93,14 @@ def measure_training(shape_name: str, mode: str, resolutions: list[int], steps: 
                      peak_tflops: float | None) -> dict:
     import torch
 
+    from contract import Step as StepEvent
     from tests.photos import write_photos
     from trainer.models import memory
     from trainer.training.config import TrainConfig
-    from trainer.training.progress import StepEvent
     from trainer.training.train import train_lora
 
     cuda = device == "cuda"
-    pipe = _build(shape_name, device)
+    pipe = build(shape_name, device)
     transformer = pipe.transformer
     params = _matmul_params(transformer)  # before quantization: quantized Linears are other classes
     hidden = transformer.config.num_attention_heads * transformer.config.attention_head_dim
@@ -156,13 +132,13 @@ def measure_training(shape_name: str, mode: str, resolutions: list[int], steps: 
                             gradient_checkpointing=CHECKPOINTING[mode]),
                 on_event=on_event,
                 pipeline=pipe,
-                base=_base(shape_name, resolution, resolution),
+                base=base_of(shape_name, resolution, resolution),
             )
             _sync()
             warm = events[max(1, len(events) // 5):]  # the first steps pay for allocation and kernel choice
             step_times = [b.elapsed_s - a.elapsed_s for a, b in itertools.pairwise(warm)]
             s_per_step = statistics.median(step_times)
-            tokens = (resolution // 16) ** 2 + _base(shape_name, resolution, resolution).max_sequence_length
+            tokens = (resolution // 16) ** 2 + base_of(shape_name, resolution, resolution).max_sequence_length
             figures = {
                 "s_per_step": round(s_per_step, 4),
                 "setup_s": round(first_step[0], 2),
@@ -179,25 +155,26 @@ def measure_training(shape_name: str, mode: str, resolutions: list[int], steps: 
     return result
 
 
-def _random_adapter(transformer, folder: Path, seed: int, rank: int = RANK) -> Path:
+def _random_adapter(pipe, folder: Path, seed: int, rank: int = RANK) -> Path:
     """A LoRA file of the transformer's shape with small random weights, as training writes it."""
     import torch
     from peft import LoraConfig
 
-    from trainer.training.config import FLUX_LORA_TARGETS
+    from trainer.models.families import family_of_pipeline
     from trainer.training.lora_file import lora_config_dict, save_lora
 
+    family = family_of_pipeline(pipe)
     generator = torch.Generator().manual_seed(seed)
     state = {}
-    for name, module in transformer.named_modules():
-        targeted = any(name == t or name.endswith("." + t) for t in FLUX_LORA_TARGETS)
+    for name, module in pipe.transformer.named_modules():
+        targeted = any(name == t or name.endswith("." + t) for t in family.lora_targets)
         if isinstance(module, torch.nn.Linear) and targeted:
             scale = module.in_features**0.5
             state[f"{name}.lora_A.weight"] = torch.randn(rank, module.in_features, generator=generator) / scale
             state[f"{name}.lora_B.weight"] = torch.randn(module.out_features, rank, generator=generator) * 1e-3
     folder.mkdir(parents=True, exist_ok=True)
-    config = lora_config_dict(LoraConfig(r=rank, lora_alpha=rank, target_modules=list(FLUX_LORA_TARGETS)))
-    return save_lora(folder, state, config, {"rank": rank})
+    config = lora_config_dict(LoraConfig(r=rank, lora_alpha=rank, target_modules=list(family.lora_targets)))
+    return save_lora(folder, state, config, {"rank": rank, "family": family.name})
 
 
 def measure_generation(shape_name: str, fp8: bool, device: str, size: int, repeats: int) -> dict:
@@ -209,13 +186,13 @@ def measure_generation(shape_name: str, fp8: bool, device: str, size: int, repea
     cuda = device == "cuda"
     if fp8 and cuda and torch.cuda.get_device_capability() < (8, 9):
         return {"fp8": fp8, "skipped": "no fp8 matmuls before compute capability 8.9"}
-    pipe = _build(shape_name, device)
-    base = _base(shape_name, size, size)
+    pipe = build(shape_name, device, for_generation=True)
+    base = base_of(shape_name, size, size, for_generation=True)
     steps = base.inference_steps
     result = {"fp8": fp8, "size": size, "steps": steps}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        adapters = [_random_adapter(pipe.transformer, scratch / f"member{k}", seed=k) for k in range(3)]
+        adapters = [_random_adapter(pipe, scratch / f"member{k}", seed=k) for k in range(3)]
 
         files = {adapter_identity(path.read_bytes()): path for path in adapters}
 
@@ -264,7 +241,7 @@ def _child(args) -> dict:
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    shape = "tiny" if args.smoke else "dev"
+    shape = MODELS[args.model][1 if args.smoke else 0]
     kind, _, what = args.one.partition(":")
     if kind == "train":
         resolutions = [int(r) for r in args.resolutions.split(",")]
@@ -275,6 +252,7 @@ def _child(args) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="the tiny model, on the CPU if there is no GPU")
+    parser.add_argument("--model", choices=tuple(MODELS), default="flux1-dev", help="the shape (default: flux1-dev)")
     parser.add_argument("--modes", default=",".join(MODES), help="memory modes to train in")
     parser.add_argument("--resolutions", default=None, help="default: 512,1024 (smoke: 64,128)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per run (default 20; smoke 6)")
@@ -311,7 +289,7 @@ def main() -> int:
     figures = {"smoke": args.smoke} if args.smoke else {}
     for job in jobs:
         command = [sys.executable, __file__, "--one", job, "--resolutions", args.resolutions, "--steps",
-                   str(args.steps), "--size", str(args.size), "--repeats", str(args.repeats)]
+                   str(args.steps), "--size", str(args.size), "--repeats", str(args.repeats), "--model", args.model]
         command += ["--smoke"] if args.smoke else []
         command += ["--peak-tflops", str(args.peak_tflops)] if args.peak_tflops else []
         started = time.perf_counter()

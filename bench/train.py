@@ -2,6 +2,8 @@
 
     python bench/train.py                 # tiny and small on this machine
     python bench/train.py --shapes dev    # FLUX.1-dev's real shape, random weights (needs a GPU)
+    python bench/train.py --shapes klein-4b   # FLUX.2 [klein] base 4B's real shape (its published config; a GPU)
+    python bench/train.py --shapes tiny-klein # the tiny klein on this machine
 
 Each shape runs in its own process so peak memory is that shape's alone.
 "Outside" is the share of a step not spent in the transformer's forward and
@@ -27,38 +29,29 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
-STEPS = {"tiny": 300, "small": 60, "dev": 30}
+STEPS = {"tiny": 300, "small": 60, "dev": 30, "tiny-klein": 300, "klein-4b": 30}
+NEEDS_A_GPU = ("dev", "klein-4b")
 
 
 def measure(shape_name: str, steps: int, resolution: int | None) -> dict:
     import torch
 
+    from bench.shapes import base_of, build, shape_of
     from contract import Step
     from tests.photos import write_photos
-    from trainer.models.base_model import BaseModel
-    from trainer.models.tiny import SHAPES, build_pipeline
     from trainer.training.config import TrainConfig
     from trainer.training.train import train_lora
 
-    shape = SHAPES[shape_name]
+    shape, _ = shape_of(shape_name)
     cuda = torch.cuda.is_available()
-    if shape_name == "dev" and not cuda:
+    if shape_name in NEEDS_A_GPU and not cuda:
         return {"shape": shape_name, "skipped": "no GPU"}
     device = "cuda" if cuda else "cpu"
     resolution = resolution or shape.resolution
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        pipe = build_pipeline(shape, device=device)
-        if cuda:
-            pipe.to(torch.bfloat16)
-        base = BaseModel(
-            shape_name,
-            shape_name,
-            train_resolution=resolution,
-            image_resolution=resolution,
-            inference_steps=shape.inference_steps,
-            max_sequence_length=shape.max_sequence_length,
-        )
+        pipe = build(shape_name, device)
+        base = base_of(shape_name, resolution, resolution)
         events: list[Step] = []
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         if cuda:
@@ -104,7 +97,7 @@ def measure(shape_name: str, steps: int, resolution: int | None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shapes", default="tiny,small", help="comma-separated: tiny, small, dev")
+    parser.add_argument("--shapes", default="tiny,small", help="comma-separated: " + ", ".join(STEPS))
     parser.add_argument("--steps", type=int, default=None, help="steps per shape (default: per shape)")
     parser.add_argument("--resolution", type=int, default=None)
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child mode: measure one shape, print JSON

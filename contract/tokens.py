@@ -40,7 +40,9 @@ class TokenChecker:
         """
         from tokenizers import Tokenizer
 
-        folder = model_cache_dir / "tiny-flux" if base == "tiny" else Path(base).expanduser()
+        from contract.models import TINY_FOLDERS
+
+        folder = model_cache_dir / TINY_FOLDERS[base] if base in TINY_FOLDERS else Path(base).expanduser()
         loaded = []
         for sub in folders:
             try:

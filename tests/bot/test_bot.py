@@ -22,6 +22,7 @@ from fake_discord.fixtures import fake_discord, running_bot  # noqa: F401  (fixt
 from tests.bot.conftest import remove_actors
 from tests.photos import face, scene
 from trainer.generation.compare import halves
+from trainer.models.base_model import resolve_base
 
 PREFIX = "e2e"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -98,9 +99,12 @@ async def add_photos(w, member, count=4, first=0):
     return await inter.wait_followup(lambda m: "You have" in m.content, timeout=30)
 
 
-async def test_photos_train_progress_announce_and_imagine(world, trained):
+@pytest.mark.parametrize("base", ["tiny", "tiny-klein"])  # FLUX.1 and FLUX.2 [klein], each the whole path
+async def test_photos_train_progress_announce_and_imagine(world, trained, base, monkeypatch):
     w = world
-    async with started(w):
+    monkeypatch.setenv("BASE_MODEL", base)
+    resolve_base(base)  # built before the bot starts, as `tiny` is by its fixture: the bot reads its tokenizer
+    async with started(w) as bot:
         report = await add_photos(w, w.ann)
         assert report.ephemeral and report.content.count("✅") == 4 and "Ready for /train" in report.content
 
@@ -108,7 +112,14 @@ async def test_photos_train_progress_announce_and_imagine(world, trained):
         sheet = await listing.wait_followup(lambda m: m.attachments)
         assert sheet.ephemeral and sheet.attachments[0].data.startswith(PNG)
 
-        train = await w.fake.slash(w.ann, w.general, "train", options={"steps": 20})
+        fresh = {}
+        if base != "tiny":  # the member's adapter is FLUX.1's, from before BASE_MODEL changed: they are told what to do
+            await bot.members.set_adapter(w.owner(w.ann), trained.lora_path, None, 30, identity=None)
+            old = await w.fake.slash(w.ann, w.general, "train", options={"steps": 20})
+            told = await old.wait_followup(lambda m: "fresh:True" in m.content)
+            assert "trained on `tiny`" in told.content and f"now trains on `{base}`" in told.content
+            fresh = {"fresh": True}
+        train = await w.fake.slash(w.ann, w.general, "train", options={"steps": 20} | fresh)
         await train.wait_followup(lambda m: "Training queued" in m.content)
         progress = await w.general.wait_for_message(lambda m: "Training the adapter" in m.content)
         await w.fake.wait_for_edit(progress, lambda m: "step" in m.content and "of 20" in m.content, timeout=60)
@@ -138,8 +149,14 @@ async def test_photos_train_progress_announce_and_imagine(world, trained):
         compared = await w.fake.slash(w.ann, w.general, "compare", options={"prompt": "as a knight", "seed": 7})
         shown = await w.fake.wait_for_edit(await compared.original(), lambda m: m.attachments, timeout=60)
         with Image.open(io.BytesIO(shown.attachments[0].data)) as sheet:
-            base, tuned = (half.tobytes() for half in halves(sheet.convert("RGB"), (64, 64)))
-        assert base == pixels(unadapted.attachments[0].data) and tuned == pixels(pictures.attachments[0].data)
+            left, right = (half.tobytes() for half in halves(sheet.convert("RGB"), (64, 64)))
+        assert left == pixels(unadapted.attachments[0].data) and right == pixels(pictures.attachments[0].data)
+
+        # An earlier step's adapter, chosen from the announcement, is what /imagine draws with from then on.
+        choose = next(c for c, label, _ in announcement.buttons() if label == "Use step 5")
+        await w.fake.click(w.ann, announcement, choose)
+        await w.fake.wait_for_edit(announcement, lambda m: "chose **step 5**" in m.content, timeout=30)
+        assert (await bot.members.adapter(w.owner(w.ann))).steps == 5
 
 
 async def test_hostile_uploads_are_refused_one_by_one_and_nothing_is_kept(world):

@@ -188,3 +188,14 @@ def test_fp8_generation_makes_pictures_with_adapters(trained, tiny_dir):
     assert np.abs(drawn - plain).mean() > 1.0
     full = np.asarray(Generator("tiny", max_adapters=4).generate(request)[0].image, dtype=np.int16)
     assert np.abs(full - plain).mean() < 8  # fp8 weights round; the picture stays close
+
+
+def test_klein_4b_trains_unquantized_on_a_24_gb_card_where_flux1_dev_needs_fp8():
+    everything = set(memory.MODES)
+    klein = memory.plan_memory(23.6, 512, None, available=everything, model=memory.size_for("flux2-klein", "x/base-4B"))
+    dev = memory.plan_memory(23.6, 512, None, available=everything, model=memory.size_for("flux1", "x/FLUX.1-dev"))
+    assert (klein.mode, klein.gradient_checkpointing, dev.mode) == ("bf16", False, "fp8")
+    assert not klein.encoders_on_cpu and klein.estimate_gib <= 23.6
+    nine = memory.size_for("flux2-klein", "black-forest-labs/FLUX.2-klein-base-9B")
+    assert nine is memory.KLEIN_9B
+    assert memory.generation_gib(False, nine) > memory.generation_gib(False, memory.KLEIN_4B)

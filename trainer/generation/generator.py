@@ -86,7 +86,7 @@ class Generator:
         self.max_adapters = max_adapters
         self.fp8 = fp8
         self.offload = self.device.type == "cuda" and (
-            offload is True or (offload == "auto" and _too_small_for_pipeline(self.device, fp8))
+            offload is True or (offload == "auto" and _too_small_for_pipeline(self.device, fp8, self.base))
         )
         if compile and self.offload:
             log.warning("not compiling the transformer: CPU offload moves it between devices on every call")
@@ -198,9 +198,9 @@ class Generator:
         return time.perf_counter() - started
 
 
-def _too_small_for_pipeline(device, fp8: bool) -> bool:
+def _too_small_for_pipeline(device, fp8: bool, base: BaseModel) -> bool:
     gib = memory.gpu_gib(device)
-    return gib is not None and gib < memory.generation_gib(fp8)
+    return gib is not None and gib < memory.generation_gib(fp8, memory.size_for(base.family.name, base.name))
 
 
 def _fp8_transformer(transformer, device) -> None:

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from contract.models import TINY_FOLDERS
 from trainer.errors import BaseModelError
 from trainer.models import tiny, tiny_klein
 from trainer.models.families import FLUX1, Family, family_of_folder, family_of_hub_id
@@ -25,7 +26,6 @@ FLUX_DEV = "black-forest-labs/FLUX.1-dev"
 FLUX_SCHNELL = "black-forest-labs/FLUX.1-schnell"
 KLEIN_BASE_4B = "black-forest-labs/FLUX.2-klein-base-4B"
 KLEIN_4B = "black-forest-labs/FLUX.2-klein-4B"
-TINY_FOLDERS = {"tiny": "tiny-flux", "tiny-klein": "tiny-klein", "tiny-klein-distilled": "tiny-klein-distilled"}
 
 
 @dataclass(frozen=True)

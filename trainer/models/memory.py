@@ -59,16 +59,51 @@ assert set(OVERRIDES) == {"auto", *MODES}, (OVERRIDES, tuple(MODES))
 # = 25 * 3072 * 2 B = 150 KB; 57 blocks -> 8.2 MiB per token (12 GiB at 512 px, 37 at 1024).
 # With gradient checkpointing only each block's input is kept (57 * 3072 * 2 B = 0.34 MiB per
 # token) plus one block recomputed with its gradients (about 3 blocks' worth, 0.45 MiB): 0.8 MiB.
-ACTIVATION_MIB_PER_TOKEN = 8.2
-CHECKPOINTED_MIB_PER_TOKEN = 0.8
-TEXT_TOKENS = 512
 # CUDA context and cuBLAS workspace, the LoRA (45M parameters: weights, gradients, AdamW state,
 # 0.7 GiB in fp32) and what the caching step leaves behind; then 10% for the allocator's gaps.
 FIXED_GIB = 1.5
 FRAGMENTATION = 1.10
-# Caching runs T5-XXL (4.7B parameters, 9 GiB in bf16), CLIP and the VAE on the GPU before the
-# transformer goes there: below this much memory they run on the CPU instead (slow: minutes).
-ENCODERS_GIB = 11.0
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """What the planner needs to know of a base model; a mode's weights scale from FLUX.1-dev's in that mode."""
+
+    name: str
+    bf16_gib: float  # the transformer's weights in bf16
+    activation_mib_per_token: float  # kept for the backward pass, all blocks
+    checkpointed_mib_per_token: float  # with gradient checkpointing
+    text_tokens: int
+    # Caching runs the text encoders and the VAE on the GPU before the transformer goes there: below
+    # this much memory they run on the CPU instead (slow: minutes).
+    encoders_gib: float
+    generation_other_gib: float  # a resident pipeline besides its transformer, with a 1024 px picture's work
+
+    def weights_gib(self, mode: str) -> float:
+        return self.bf16_gib * MODES[mode].base_gib / BF16.base_gib
+
+
+# Caching runs T5-XXL (4.7B parameters, 9 GiB in bf16), CLIP and the VAE: 11 GiB. Generation holds the
+# transformer, T5-XXL, CLIP and the VAE (9.4 GiB besides the transformer) and a 1024x1024 picture's
+# activations and VAE decode (about 4): 13.4 GiB.
+FLUX1_DEV = ModelSize("FLUX.1-dev", 22.2, 8.2, 0.8, 512, 11.0, 13.4)
+# FLUX.2 [klein] 4B, from its published configs: a 3.88B-parameter transformer (5 double and 20 single
+# blocks of width 3072) and Qwen3-4B (4.0B, 7.5 GiB in bf16) as the text encoder, 512 text tokens.
+# Activations by the same rule as FLUX.1-dev's (25 widths per token per block): 25 blocks -> 3.7 MiB per
+# token; checkpointed, 25 block inputs (0.15 MiB) and one block recomputed (0.45): 0.6 MiB. Planned, not
+# yet measured on a GPU (bench/gpu.py --shape klein-4b measures it).
+KLEIN_4B = ModelSize("FLUX.2 [klein] 4B", 7.2, 3.7, 0.6, 512, 8.5, 11.2)
+# FLUX.2 [klein] 9B: a 9B transformer (8 double and 24 single blocks of width 4096, by the same rule 6.3
+# and 0.85 MiB per token) and Qwen3-8B (8.2B, 15.3 GiB in bf16). Planned from the published parameter counts.
+KLEIN_9B = ModelSize("FLUX.2 [klein] 9B", 16.8, 6.3, 0.85, 512, 16.5, 19.5)
+ENCODERS_GIB = FLUX1_DEV.encoders_gib
+
+
+def size_for(family: str, base_name: str) -> ModelSize:
+    """The planner's figures for a base of this family ('flux1', 'flux2-klein'), by its size in its name."""
+    if family == "flux2-klein":
+        return KLEIN_9B if "9b" in base_name.lower() else KLEIN_4B
+    return FLUX1_DEV
 
 # Estimated need (GiB) = 1.1 * (weights + activations) + 1.5:
 #              512 px   1024 px
@@ -86,14 +121,9 @@ ENCODERS_GIB = 11.0
 PREFERENCE = (("bf16", False), ("bf16", True), ("fp8", False), ("fp8", True), ("nf4", False), ("nf4", True))
 
 
-# Generation holds the whole pipeline: the transformer, T5-XXL, CLIP and the VAE (9.4 GiB in
-# bf16 besides the transformer) and a 1024x1024 picture's activations and VAE decode (about 4).
-GENERATION_OTHER_GIB = 13.4
-
-
-def generation_gib(fp8: bool) -> float:
-    """GPU memory (GiB) a resident FLUX.1-dev pipeline needs to make 1024x1024 pictures."""
-    return (FP8 if fp8 else BF16).base_gib + GENERATION_OTHER_GIB
+def generation_gib(fp8: bool, model: ModelSize = FLUX1_DEV) -> float:
+    """GPU memory (GiB) a resident pipeline needs to make 1024x1024 pictures."""
+    return model.weights_gib("fp8" if fp8 else "bf16") + model.generation_other_gib
 
 
 @dataclass(frozen=True)
@@ -115,11 +145,13 @@ class MemoryPlan:
         return MODES[self.mode].quantized
 
 
-def estimate_gib(mode: str, resolution: int, checkpointing: bool, batch_size: int = 1) -> float:
-    """GPU memory (GiB) a FLUX.1-dev LoRA run is expected to need in this mode."""
-    tokens = batch_size * ((resolution // 16) ** 2 + TEXT_TOKENS)
-    per_token = CHECKPOINTED_MIB_PER_TOKEN if checkpointing else ACTIVATION_MIB_PER_TOKEN
-    return round(FRAGMENTATION * (MODES[mode].base_gib + tokens * per_token / 1024) + FIXED_GIB, 1)
+def estimate_gib(
+    mode: str, resolution: int, checkpointing: bool, batch_size: int = 1, model: ModelSize = FLUX1_DEV
+) -> float:
+    """GPU memory (GiB) a LoRA run on a base of this size is expected to need in this mode."""
+    tokens = batch_size * ((resolution // 16) ** 2 + model.text_tokens)
+    per_token = model.checkpointed_mib_per_token if checkpointing else model.activation_mib_per_token
+    return round(FRAGMENTATION * (model.weights_gib(mode) + tokens * per_token / 1024) + FIXED_GIB, 1)
 
 
 def available_modes() -> set[str]:
@@ -134,6 +166,7 @@ def plan_memory(
     *,
     batch_size: int = 1,
     available: set[str] | None = None,
+    model: ModelSize = FLUX1_DEV,
 ) -> MemoryPlan:
     """Choose how to train on a GPU of `gpu_gib` (None: no GPU, the CPU trains).
 
@@ -157,14 +190,14 @@ def plan_memory(
     choices = [(m, gc_) for m, gc_ in PREFERENCE if m in available and (override is None or m == override)]
     if override is not None and override not in {m for m, _ in PREFERENCE}:
         choices = [(override, False), (override, True)]  # fp32 on a GPU, if someone insists
-    fitting = [(m, gc_) for m, gc_ in choices if estimate_gib(m, resolution, gc_, batch_size) <= gpu_gib]
+    fitting = [(m, gc_) for m, gc_ in choices if estimate_gib(m, resolution, gc_, batch_size, model) <= gpu_gib]
     mode, checkpointing = fitting[0] if fitting else choices[-1]
-    need = estimate_gib(mode, resolution, checkpointing, batch_size)
+    need = estimate_gib(mode, resolution, checkpointing, batch_size, model)
     lean = MODES[mode].quantized
     parts = [f"{mode} base"] + (["gradient checkpointing"] if checkpointing else [])
     if lean and eight_bit_possible:
         parts.append("8-bit AdamW")
-    encoders_on_cpu = gpu_gib < ENCODERS_GIB
+    encoders_on_cpu = gpu_gib < model.encoders_gib
     if encoders_on_cpu:
         parts.append("text encoders on the CPU")
     if override is not None:

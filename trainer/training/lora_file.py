@@ -12,12 +12,13 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from contract import ADAPTER_FILENAME
+from contract.models import FACTS_PREFIX
 from trainer.atomic import atomic_write
 
 if TYPE_CHECKING:
     from trainer.training.timeline import Shown
 
-METADATA_PREFIX = "doppel."
+METADATA_PREFIX = FACTS_PREFIX
 
 
 def save_lora(

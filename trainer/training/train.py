@@ -95,7 +95,10 @@ def train_lora(
     resolution = config.resolution or base.train_resolution
     device = pick_device(config.device)
     dtype = pick_dtype(device)  # what the pipeline is loaded in; the memory mode may change the transformer's
-    plan = memory.plan_memory(memory.gpu_gib(device), resolution, request.memory_mode, batch_size=config.batch_size)
+    plan = memory.plan_memory(
+        memory.gpu_gib(device), resolution, request.memory_mode, batch_size=config.batch_size,
+        model=memory.size_for(family.name, base.name),
+    )
     emit(Phase(PhaseName.PLANNING, plan.reason))
 
     # 1. Captions for the photos that have none (a member's own always win), then read and check every

@@ -26,6 +26,7 @@ from bot.members.owner import Owner
 from bot.ui.progress import render
 from contract import JobKind, JobState, RequestError, TrainRequest
 from contract.limits import MEMBER_STEPS, RESOLUTION
+from contract.models import adapter_facts
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,15 @@ async def start_training(
     adapter = None if fresh else await bot.members.adapter(owner)
     start_from = None
     if adapter is not None:
+        trained_on = (await asyncio.to_thread(adapter_facts, adapter.path)).get("base_model")
+        if trained_on and trained_on != request.base:  # BASE_MODEL changed since: its layers are another model's
+            await interaction.followup.send(
+                f"Your adapter was trained on `{trained_on}`, and this server now trains on `{request.base}`: "
+                "an adapter cannot be carried over to another base model. Run `/train fresh:True` to train a new "
+                "one from your photos (they are kept; your adapter stays until the new one replaces it).",
+                ephemeral=True,
+            )
+            return
         kept = await asyncio.to_thread(Path(adapter.state).is_file) if adapter.state else False
         start_from = adapter.state if kept else adapter.path
     try:

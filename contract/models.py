@@ -1,0 +1,28 @@
+"""Base models as both sides name them: the tiny ones doppel builds itself, and what an adapter says it was
+trained on (its file's header), read without torch."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+# A tiny model's name -> its folder in MODEL_CACHE_DIR (built there on first use by the trainer).
+TINY_FOLDERS = {"tiny": "tiny-flux", "tiny-klein": "tiny-klein", "tiny-klein-distilled": "tiny-klein-distilled"}
+
+FACTS_PREFIX = "doppel."  # doppel's entries in an adapter file's safetensors header
+
+
+def adapter_facts(path: Path | str) -> dict[str, str]:
+    """doppel's entries of an adapter file's header (token, base_model, family, steps ...); {} when it is not a
+    readable safetensors file. A safetensors file starts with the header's length (8 bytes, little-endian),
+    then the header, JSON with the metadata under `__metadata__`."""
+    try:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if length > 100_000_000:
+                return {}
+            metadata = json.loads(handle.read(length)).get("__metadata__") or {}
+    except (OSError, ValueError, struct.error, AttributeError):
+        return {}
+    return {k[len(FACTS_PREFIX) :]: v for k, v in metadata.items() if k.startswith(FACTS_PREFIX)}
