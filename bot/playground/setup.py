@@ -23,6 +23,9 @@ def use_base(base: str) -> None:
     os.environ["BASE_MODEL"] = base
     if base == "tiny":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tiny model is built offline: nothing to fetch
+        # Photos sent without a caption get one at /train: from the tiny captioner too (random, offline), not
+        # from a model to download, unless this shell says otherwise (a .env is the real bot's).
+        os.environ.setdefault("CAPTION_MODEL", "tiny")
 
 
 def bot_settings(
