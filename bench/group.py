@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
@@ -75,9 +74,10 @@ def main() -> int:
     args = parser.parse_args()
 
     import torch
-    from gpu import _base, _build, _random_adapter
 
     import faces
+    from bench.gpu import _random_adapter
+    from bench.shapes import base_of, build
     from contract import AdapterRef, GenerateRequest, adapter_identity
     from contract.group import GroupPlan
     from trainer.generation import group
@@ -89,8 +89,9 @@ def main() -> int:
         return 2
     shape = "dev" if args.dev else "tiny"
     size = args.size or (1024 if args.dev else 64)
-    pipe = _build(shape, device)
-    generator = Generator(_base(shape, size, size), device=device, pipeline=pipe, max_adapters=4)
+    pipe = build(shape, device, for_generation=True)
+    generator = Generator(base_of(shape, size, size, for_generation=True), device=device, pipeline=pipe,
+                          max_adapters=4)
     steps = args.steps or generator.base.inference_steps
     scratch = Path(tempfile.mkdtemp(prefix="doppel-bench-group-"))
     files = [_random_adapter(pipe, scratch / f"p{k}", seed=k) for k in range(4)]
