@@ -66,3 +66,15 @@ async def test_doubted_photos_are_told_kept_by_button_marked_and_left_out_of_tra
         (snapshot,) = runs.iterdir()
         assert sorted(p.name for p in snapshot.glob("*.jpg")) == ["002.jpg", "003.jpg", "004.jpg", "005.jpg"]
         await w.fake.slash(w.ann, w.general, "cancel")
+
+
+def test_the_contact_sheet_frames_the_photos_left_out(tmp_path):
+    from bot.ui.contact_sheet import AMBER, THUMB, contact_sheet
+
+    path = tmp_path / "her.jpg"
+    astronaut().save(path)
+    marks = [("you (0.10)", False), ("no face", True)]
+    with Image.open(io.BytesIO(contact_sheet([(1, str(path), "me"), (2, str(path), "")], marks))) as sheet:
+        cell = sheet.width // 2
+        assert sheet.getpixel((cell + 8 - 3, 8 + THUMB // 2)) == AMBER  # the second photo's frame
+        assert sheet.getpixel((8 - 3, 8 + THUMB // 2)) != AMBER
