@@ -129,7 +129,8 @@ class Dataset(commands.GroupCog, group_name="dataset", group_description="Your t
             except discord.HTTPException:
                 lines.append(f"❌ {name}: Discord would not give me the file; try sending it again")
         judged = await dataset_checks.judge_batch(bot.members, owner, photos, added)
-        lines = [judged.added.get(line, line) for line in lines]
+        # (A photo removed meanwhile has no verdict: it was added all the same.)
+        lines = [judged.added.get(line, f"✅ {added[line]}: added") if line in added else line for line in lines]
         total, usable = len(existing), judged.usable
         needed = self.bot.settings.min_photos_to_train
         left = f" ({total - usable} left out of training)" if usable < total else ""
