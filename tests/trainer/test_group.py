@@ -165,8 +165,9 @@ def test_the_command_line_writes_the_picture_and_who_is_where(people, tmp_path, 
 
 def test_a_face_that_does_not_pass_is_redrawn_with_other_seeds_and_scored(generator, people, tmp_path):
     """The tiny model redraws noise, so a known identity never passes: every try is made, each its own seed."""
-    import faces
     from skimage import data
+
+    import faces
 
     one = Image.fromarray(data.astronaut())
     (astronaut,) = faces.find_faces(one)
