@@ -313,8 +313,10 @@ def _train(args) -> int:
         print(f"timeline: {result.timeline}")
     if result.recommended is not None:
         print(f"recommended: step {result.recommended} (most like the photos' face while drawing every prompt)")
-    if config.base == "tiny":
-        print("note: trained on the tiny random model, so its pictures are noise")
+    from contract.models import TINY_FOLDERS
+
+    if config.base in TINY_FOLDERS:
+        print("note: trained on a tiny random model, so its pictures are noise")
     return 0
 
 

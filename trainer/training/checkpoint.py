@@ -49,6 +49,8 @@ def load_checkpoint(path: Path, record: dict | None = None) -> Checkpoint:
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"'{path.name}' is not a doppel checkpoint")
+    # Checkpoints from before model families were recorded are all FLUX.1's.
+    payload["record"] = {"family": "flux1"} | payload["record"]
     if record is not None:
         different = sorted(k for k in record if payload["record"].get(k) != record[k])
         if different:
