@@ -100,3 +100,17 @@ def test_the_cli_generates_on_the_distilled_klein_with_a_base_trained_adapter(kl
 def test_the_inpainting_pipeline_shares_the_models(distilled):
     inpaint = distilled.base.family.inpaint_pipeline(distilled.pipe)
     assert type(inpaint).__name__ == "Flux2KleinInpaintPipeline" and inpaint.transformer is distilled.pipe.transformer
+
+
+def test_make_tiny_writes_the_tiny_klein_the_same_bytes_every_time(model_cache, tmp_path, capsys):
+    import hashlib
+
+    from trainer.cli import main
+
+    def digests(folder):
+        return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    assert main(["make-tiny", str(tmp_path / "again"), "--family", "flux2-klein"]) == 0
+    assert "FLUX.2 [klein] (base)" in capsys.readouterr().out
+    assert digests(tmp_path / "again") == digests(Path(resolve_base("tiny-klein").location))
