@@ -691,8 +691,8 @@ class JobRunner:
             finished = await self._job(job_id)
             await self._tidy(finished)
             await self._announce(finished)
-            if state is JobState.SUCCEEDED:
-                await self.followups.run(job_id, just_succeeded=True)
+            if state is JobState.SUCCEEDED:  # in a task of its own: the worker is free for the next job meanwhile
+                self._spawn(self.followups.run(job_id, just_succeeded=True))
             return True
         return False
 

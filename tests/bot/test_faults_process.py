@@ -8,7 +8,8 @@ One story, to keep the suite quick (each start brings up Ray and the tiny model)
    the bot is killed (SIGKILL) right after the successes are recorded, before anything followed them.
 3. A copy of the data folder with the WAL removed: the bot refuses to start, and says what to do.
 4. The next start carries out what the successes set in motion: the adapter is the member's, the
-   announcement is posted, and the picture fills in the /imagine reply that was left "thinking".
+   announcement is posted, and the picture fills in the /imagine reply that was left "thinking" (or, its reply
+   deleted meanwhile, is posted in the channel).
 5. That bot's local Ray dies (its GCS and raylet killed): the bot keeps answering, starts a new Ray, and the
    picture asked for meanwhile is made without burning its attempts.
 """
@@ -192,14 +193,17 @@ async def test_stop_kill_and_a_lost_wal_lose_nothing_a_member_was_promised(fake_
     bot = bots(data, DOPPEL_HOLD_FOLLOWUPS_S="600")
     await bot.line("connected as", timeout=120)
     imagine = await fake.slash(ann, general, "imagine", options={"prompt": "a lighthouse", "seed": 5})
+    dismissed = await fake.slash(ann, general, "imagine", options={"prompt": "a boat", "seed": 8})
     await bot.line(r"job 2 succeeded; its follow-ups are held", timeout=90)
+    await bot.line(r"job 3 succeeded; its follow-ups are held", timeout=90)
     await bot.line(r"job 1 succeeded; its follow-ups are held", timeout=120)
     bot.process.send_signal(signal.SIGKILL)
     await bot.exit_code(timeout=10)
     bot.kill_all()  # what the kill left of its Ray
     with record(data) as db:
-        assert db.execute("SELECT id, state FROM jobs ORDER BY id").fetchall() == [(1, "succeeded"), (2, "succeeded")]
-        assert db.execute("SELECT COUNT(*) FROM followups WHERE done_at IS NULL").fetchone()[0] == 3
+        assert db.execute("SELECT id, state FROM jobs ORDER BY id").fetchall() == [
+            (1, "succeeded"), (2, "succeeded"), (3, "succeeded")]
+        assert db.execute("SELECT COUNT(*) FROM followups WHERE done_at IS NULL").fetchone()[0] == 4
         assert db.execute("SELECT COUNT(*) FROM adapters").fetchone()[0] == 0
         (resumed,) = db.execute("SELECT json_extract(progress, '$.resumed_from') FROM jobs WHERE id = 1").fetchone()
     assert resumed == step  # from the checkpoint written at the stop
@@ -212,13 +216,18 @@ async def test_stop_kill_and_a_lost_wal_lose_nothing_a_member_was_promised(fake_
     assert await refused.exit_code(timeout=60) == 3
     await refused.line(r"write-ahead log .* is gone.*restore the newest backup", timeout=5)
 
-    # 4. The next start does what the successes set in motion.
+    # 4. The next start does what the successes set in motion. One "thinking" reply was deleted meanwhile (the
+    #    bot is down, the stand-in idle): its pictures go to the channel instead, mentioning the member.
+    fake.world.delete_message(dismissed._original)
+    reply_gone = fake.expect_error(404, 10008)
     bot = bots(data)
     await bot.line("connected as", timeout=120)
     announced = await general.wait_for_message(lambda m: "adapter is ready" in m.content, timeout=60)
     assert announced.attachments and announced.attachments[0].data.startswith(PNG)
     pictures = await fake.wait_for_edit(await imagine.original(timeout=30), lambda m: m.attachments, timeout=60)
     assert "a lighthouse" in pictures.content and pictures.attachments[0].data.startswith(PNG)
+    posted = await general.wait_for_message(lambda m: "a boat" in m.content and m.attachments, timeout=60)
+    assert posted.content.startswith(f"<@{ann.id}>") and reply_gone.seen >= 1
     with record(data) as db:
         assert db.execute("SELECT COUNT(*) FROM followups WHERE done_at IS NULL").fetchone()[0] == 0
         assert db.execute("SELECT COUNT(*) FROM adapters WHERE member_id = ?", (ann.id,)).fetchone()[0] == 1
@@ -236,7 +245,7 @@ async def test_stop_kill_and_a_lost_wal_lose_nothing_a_member_was_promised(fake_
     pictures = await fake.wait_for_edit(await again.original(timeout=30), lambda m: m.attachments, timeout=120)
     assert "a harbour" in pictures.content
     with record(data) as db:
-        assert db.execute("SELECT state, attempts FROM jobs WHERE id = 3").fetchone() == ("succeeded", 1)
+        assert db.execute("SELECT state, attempts FROM jobs WHERE id = 4").fetchone() == ("succeeded", 1)
 
     bot.process.send_signal(signal.SIGTERM)
     assert await bot.exit_code(timeout=45) == 0
