@@ -65,7 +65,10 @@ class Database:
 
     @classmethod
     async def open(cls, path: Path) -> Database:
-        return cls(await connect(path))
+        """Connect, and mark the database open until `close` (a crash leaves the mark: see check_files)."""
+        database = cls(await connect(path))
+        _marker(path, "open").touch()
+        return database
 
     async def close(self) -> None:
         """Checkpoint the WAL into the database file, close, and note the clean stop."""
@@ -143,7 +146,6 @@ async def connect(path: Path) -> aiosqlite.Connection:
     except BaseException:
         await db.close()
         raise
-    _marker(path, "open").touch()
     await _migrate(db, version)
     _marker(path, "id").touch()
     return db
