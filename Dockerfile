@@ -24,13 +24,17 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
 # Dependencies first, so a code change does not reinstall torch (PyPI's Linux wheel is the CUDA build).
 COPY pyproject.toml README.md ./
-RUN mkdir bot trainer contract && touch bot/__init__.py trainer/__init__.py contract/__init__.py \
+RUN mkdir bot trainer contract faces fake_discord \
+ && touch bot/__init__.py trainer/__init__.py contract/__init__.py faces/__init__.py fake_discord/__init__.py \
  && pip install "torch==2.13.0" \
  && pip install ".[gpu]" \
- && rm -rf bot trainer contract
+ && rm -rf bot trainer contract faces fake_discord
 COPY bot ./bot
 COPY trainer ./trainer
 COPY contract ./contract
+COPY faces ./faces
+# The Discord stand-in: `python -m bot playground` in the container too.
+COPY fake_discord ./fake_discord
 RUN pip install --no-deps .
 
 RUN useradd --create-home --uid 10001 doppel \

@@ -23,6 +23,7 @@ from tests.bot.conftest import remove_actors
 from tests.photos import face, scene
 from trainer.generation.compare import halves
 from trainer.models.base_model import resolve_base
+from trainer.training import timeline as timeline_layout
 
 PREFIX = "e2e"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -128,7 +129,8 @@ async def test_photos_train_progress_announce_and_imagine(world, trained, base, 
         timeline = announcement.attachments[0]
         assert timeline.filename == "timeline.png" and timeline.data.startswith(PNG)
         with Image.open(io.BytesIO(timeline.data)) as picture:
-            assert picture.width == 5 * 64  # steps 0, 5, 10, 15, 20 of 20, one column each
+            # steps 0, 5, 10, 15, 20 of 20, one column each, the 64 px samples enlarged to cells of 256
+            assert picture.width == timeline_layout.PROMPTS_WIDTH + 5 * (256 + timeline_layout.GAP)
         assert "done" in progress.content
 
         imagine = await w.fake.slash(w.ann, w.general, "imagine", options={"prompt": "as a knight", "seed": 7})
