@@ -1,4 +1,4 @@
-"""/help: what doppel does, its commands, the rule for whose face a prompt draws, and group pictures."""
+"""/help: what doppel does, its commands, the rule for whose face a prompt draws, group pictures and sharing."""
 
 from __future__ import annotations
 
@@ -15,13 +15,15 @@ HELP = """\
 `/dataset add` up to 10 photos at a time, with a caption saying what is in them, or send them to me in a direct \
 message (its text is the caption) once you have used doppel in a server.
 `/dataset list` shows them numbered; `/dataset caption`, `/dataset remove`, `/dataset clear` edit them.
-JPEG, PNG, WebP and HEIC are accepted. Location and camera data are removed before anything is kept.
+JPEG, PNG, WebP, HEIC and AVIF are accepted. Location and camera data are removed before anything is kept. \
+A photo with no face, several faces or someone else's face is marked and left out of training unless you press Keep.
 
 **2. Training**
 `/train` teaches the model your face under your trigger token (`/token` shows it). A progress message in the \
 channel shows the steps and samples; `/status` and `/cancel` work meanwhile. At the end, buttons under the \
 timeline make an earlier step your adapter, or train more. `/train` again (say, after adding photos) builds on \
-your adapter; `fresh:True` starts from zero.
+your adapter; `fresh:True` starts from zero. If I restart meanwhile, your training goes on from its last \
+checkpoint, and finished pictures are still delivered.
 
 **3. Pictures**
 `/imagine prompt` draws 1 to 4 pictures for the channel, with their seeds (the same seed gives the same picture) \
@@ -31,19 +33,19 @@ and a re-roll button. `strength` (0 to 1.5) sets how strongly adapters act; 0 is
 `YOURTOKEN, as a knight`. A prompt that names someone (their token or an @mention) is left as it is and uses \
 their adapter, if they shared it with you (`/share`). Several people: `@ann:0.7` sets one's strength, and each \
 face gets only its person's adapter, so faces do not blend (below).
-
-**Your likeness is yours**
-`/share @member` or `/share @everyone` lends your adapter, `/unshare` takes it back. `/forget` deletes your \
-photos, adapters, checkpoints, jobs and records after you confirm.
 """
 
-GROUP_HELP = """\
+MORE_HELP = """\
 **Group pictures**
 Name two or more people (`/imagine @ann and @bob playing poker`): I draw the scene with neutral people first, then \
 redraw each face with only that person's adapter. Give a photo as `image` (say, of your team) and its faces are \
 redrawn instead, left to right in the order you named the people. The message says who is where and how closely each \
 face matches the faces in their photos. If I find fewer faces than people, I show what I have and offer a one-pass \
 picture with a button (there, faces can blend).
+
+**Your likeness is yours**
+`/share @member` or `/share @everyone` lends your adapter, `/unshare` takes it back. `/forget` deletes your \
+photos, adapters, checkpoints, jobs and records after you confirm.
 """
 
 
@@ -58,8 +60,9 @@ class Help(commands.Cog):
             f"\n**Limits**: {settings.max_photos} photos, {settings.trainings_per_day} trainings a day, "
             f"{settings.max_active_jobs_per_member} requests waiting at a time."
         )
-        await interaction.response.send_message(HELP + limits, ephemeral=True)
-        await interaction.followup.send(GROUP_HELP, ephemeral=True)  # one message holds 2000 characters
+        # One message holds 2000 characters: the steps first, then group pictures, sharing and the limits.
+        await interaction.response.send_message(HELP, ephemeral=True)
+        await interaction.followup.send(MORE_HELP + limits, ephemeral=True)
 
 
 async def setup(bot: DoppelBot) -> None:
