@@ -226,22 +226,18 @@ def _make_tiny(args) -> int:
     from tqdm import tqdm
 
     from trainer.atomic import check_replaceable
-    from trainer.models import tiny, tiny_klein
-    from trainer.models.base_model import TINY_FOLDERS
+    from trainer.models import tiny
+    from trainer.models.base_model import TINY_FOLDERS, write_tiny
     from trainer.settings import trainer_settings
 
     klein = args.family == "flux2-klein"
-    shape = tiny_klein.TINY_KLEIN_DISTILLED if args.distilled else tiny_klein.TINY_KLEIN
     name = ("tiny-klein-distilled" if args.distilled else "tiny-klein") if klein else "tiny"
     cached = trainer_settings().model_cache_dir / TINY_FOLDERS[name]
     directory = args.directory or cached
     check_replaceable(directory, tiny.TINY_MARKER)  # before any work: a folder of photos is never replaced
     with tqdm(total=2, unit="stage", dynamic_ncols=True) as bar:
         progress = lambda stage: (bar.set_description(stage), bar.update(1))  # noqa: E731
-        if klein:
-            tiny_klein.write_pipeline(directory, shape, on_stage=progress)
-        else:
-            tiny.write_pipeline(directory, on_stage=progress)
+        write_tiny(name, directory, on_stage=progress)
     title = f"FLUX.2 [klein] ({'distilled' if args.distilled else 'base'})" if klein else "FLUX.1"
     print(f"wrote the tiny {title} pipeline to {directory} ({tiny.NOISE_WARNING})")
     if directory.resolve() == cached.resolve():

@@ -56,10 +56,7 @@ def resolve_base(name: str, settings: TrainerSettings | None = None) -> BaseMode
         folder = settings.model_cache_dir / TINY_FOLDERS[name]
         if not (folder / tiny.TINY_MARKER).is_file():
             log.info("building the tiny random model %s in %s", name, folder)
-            if name == "tiny":
-                tiny.write_pipeline(folder)
-            else:
-                tiny_klein.write_pipeline(folder, tiny_klein.SHAPES[name])
+            write_tiny(name, folder)
         return _from_folder(name, folder)
     folder = Path(name).expanduser()
     if folder.is_dir():
@@ -72,6 +69,13 @@ def resolve_base(name: str, settings: TrainerSettings | None = None) -> BaseMode
     lowered = name.lower()
     return _with_defaults(name, name, family_of_hub_id(name), {"guidance_embeds": "schnell" not in lowered},
                           {"is_distilled": "base" not in lowered})
+
+
+def write_tiny(name: str, folder: Path, on_stage=None) -> Path:
+    """Build the tiny model `name` (a key of TINY_FOLDERS) into `folder`, atomically, with its marker."""
+    if name == "tiny":
+        return tiny.write_pipeline(folder, on_stage=on_stage)
+    return tiny_klein.write_pipeline(folder, tiny_klein.SHAPES[name], on_stage=on_stage)
 
 
 def _from_folder(name: str, folder: Path) -> BaseModel:
