@@ -3,6 +3,7 @@ things a visitor does: send (a slash command or a message), press a button or ch
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import logging
@@ -29,6 +30,7 @@ ACK_WAIT_S = 5  # Discord gives up on an answer after 3 s; a little more, so a l
 LOCAL_NAMES = ("127.0.0.1", "localhost")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_UPLOAD = 256 * 2**20  # ten photos at the bot's largest upload limit, and room to spare
+STATIC = {"page.css": "text/css", "page.js": "text/javascript"}  # the files /static serves, by content type
 
 
 class Page:
@@ -89,10 +91,9 @@ class Page:
 
     async def static(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        kinds = {"page.css": "text/css", "page.js": "text/javascript"}
-        if name not in kinds:
+        if name not in STATIC:
             raise web.HTTPNotFound()
-        return web.Response(text=_asset(name), content_type=kinds[name])
+        return web.Response(text=_asset(name), content_type=STATIC[name])
 
     async def commands(self, request: web.Request) -> web.Response:
         """The datalist the chat box suggests from, and the list of commands with their options."""
@@ -214,5 +215,6 @@ def _answer(note: str | None = None, modal: str | None = None) -> web.Response:
     return web.json_response(body)
 
 
+@functools.cache  # the package's files do not change while it runs: read each once, not per request on the loop
 def _asset(name: str) -> str:
     return resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
