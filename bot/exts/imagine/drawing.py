@@ -157,10 +157,9 @@ async def show_outcome(bot: DoppelBot, job: Job) -> None:
     if await _posted_already(bot, job):
         return
     channel_id = job.params.get("channel_id")
-    places: list[discord.abc.Messageable] = [bot.get_partial_messageable(channel_id)] if channel_id else []
-    for place in places:
+    if channel_id:
         try:
-            await post(place, job, bot)
+            await post(bot.get_partial_messageable(channel_id), job, bot)
             return
         except (discord.NotFound, discord.Forbidden):
             log.warning("job %s: its channel is gone or closed to me; sending the result by DM", job.id)

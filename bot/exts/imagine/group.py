@@ -66,12 +66,17 @@ async def read_photo(bot: DoppelBot, photo: discord.Attachment) -> bytes:
 
 async def identity(bot: DoppelBot, person: Owner) -> tuple[float, ...] | None:
     """A person's face identity, to match and score their redrawn face: their photo set's, as the photo checks
-    keep it (faces.verdict.identity, from the faces stored with each photo); None until their photos tell it."""
-    from faces.verdict import Look
+    keep it (faces.verdict.identity, from the faces stored with each photo); None until their photos tell it.
+    Decoded and computed in a thread: the bot's event loop only awaits."""
+    stored = [p.look for p in await bot.members.photos(person)]
+    return await asyncio.to_thread(_identity_of, stored)
+
+
+def _identity_of(stored: list[str | None]) -> tuple[float, ...] | None:
+    from faces.verdict import Look  # imports dlib: not on the event loop
     from faces.verdict import identity as set_identity
 
-    looks = [Look.from_json(p.look) if p.look else None for p in await bot.members.photos(person)]
-    found = set_identity(looks)
+    found = set_identity([Look.from_json(text) if text else None for text in stored])
     return None if found is None else tuple(float(x) for x in found)
 
 
