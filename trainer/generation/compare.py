@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from PIL import Image, ImageDraw, ImageFont
 
 from contract import GenerateRequest, limits
+from contract.models import adapter_facts
 
 if TYPE_CHECKING:  # the bot imports this module's layout (halves): no torch for it
     from trainer.generation.generator import GeneratedImage, Generator
@@ -76,17 +77,11 @@ def halves(sheet: Image.Image, size: tuple[int, int]) -> tuple[Image.Image, Imag
 
 def adapter_label(request: GenerateRequest, adapter_files: Mapping[str, Path]) -> str:
     """"with" the adapters' tokens, read from their files (`doppel.token`); a file without one by its name."""
-    from trainer.training.lora_file import read_facts
-
     names = []
     for ref in request.adapters:
         path = adapter_files.get(ref.identity)
-        token = None
-        if path is not None and Path(path).is_file():
-            try:
-                token = read_facts(Path(path)).get("token")
-            except Exception:  # not a safetensors header doppel can read: the name says enough
-                token = None
+        # A file without a safetensors header doppel can read has no facts: the name says enough.
+        token = adapter_facts(path).get("token") if path is not None and Path(path).is_file() else None
         names.append(token or ref.name)
     return "with " + " + ".join(names) if names else "with the adapter"
 
