@@ -81,7 +81,7 @@ class Dataset(commands.GroupCog, group_name="dataset", group_description="Your t
         await bot.token_for(owner)
         photos = await bot.members.photos(owner)
         if self.faces is not None:
-            photos = await dataset_checks.look_at_unchecked(bot.members, self.faces, owner)
+            photos = await dataset_checks.look_at_unchecked(bot.members, self.faces, owner, photos)
         added: dict[str, str] = {}  # stored SHA-256 -> shown name, of the photos this batch adds
         existing = [(p.number, p.sha256, p.phash) for p in photos]
         uploads = {p.source_sha256: p.number for p in photos if p.source_sha256}
@@ -176,7 +176,7 @@ class Dataset(commands.GroupCog, group_name="dataset", group_description="Your t
             await interaction.followup.send("You have no photos yet. Add some with /dataset add.", ephemeral=True)
             return
         if self.faces is not None:
-            photos = await dataset_checks.look_at_unchecked(self.bot.members, self.faces, owner)
+            photos = await dataset_checks.look_at_unchecked(self.bot.members, self.faces, owner, photos)
         marks = photo_checks.marks(photos)
         sheet = await asyncio.to_thread(contact_sheet, [(p.number, p.path, p.caption) for p in photos], marks)
         left_out = photo_checks.left_out(photos)

@@ -36,16 +36,18 @@ class Judged:
     usable: int = 0
 
 
-async def look_at_unchecked(members: MemberStore, faces: intake.FaceChecks, owner: Owner) -> list[Photo]:
-    """Look at the member's photos that were never looked at (from before the checks); their photos after."""
-    photos = await members.photos(owner)
+async def look_at_unchecked(
+    members: MemberStore, faces: intake.FaceChecks, owner: Owner, photos: Sequence[Photo]
+) -> list[Photo]:
+    """Look at those of the member's `photos` (as just read) never looked at (from before the checks); their
+    photos after (read again only when one was looked at)."""
     for photo in photos:
         if photo.look is None:
             data = await asyncio.to_thread(Path(photo.path).read_bytes)
             found = await faces.look(data)
             if found is not None:
                 await members.set_look(photo.id, found.to_json())
-    return await members.photos(owner) if any(p.look is None for p in photos) else photos
+    return await members.photos(owner) if any(p.look is None for p in photos) else list(photos)
 
 
 async def judge_batch(members: MemberStore, owner: Owner, before: Sequence[Photo], added: dict[str, str]) -> Judged:
