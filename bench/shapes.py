@@ -39,10 +39,10 @@ def build(shape_name: str, device: str, for_generation: bool = False):
 
 def base_of(shape_name: str, resolution: int, image_resolution: int, for_generation: bool = False):
     from trainer.models.base_model import BaseModel
-    from trainer.models.families import FLUX1, FLUX2_KLEIN
+    from trainer.models.families import FAMILIES, FLUX1
 
     shape, _ = shape_of(shape_name, for_generation)
-    family = FLUX2_KLEIN if getattr(shape, "family", "") == FLUX2_KLEIN.name else FLUX1
+    family = FAMILIES.get(getattr(shape, "family", ""), FLUX1)  # FLUX.1's shapes name no family
     guidance = family.defaults({}, {"is_distilled": getattr(shape, "distilled", False)}).guidance
     return BaseModel(shape_name, shape_name, is_tiny=shape_name.startswith("tiny"), train_resolution=resolution,
                      image_resolution=image_resolution, inference_steps=shape.inference_steps, guidance=guidance,
