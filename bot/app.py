@@ -217,7 +217,7 @@ class DoppelBot(commands.Bot):
         if hasattr(self, "runner"):
             # A local Ray ends with the bot: its training checkpoints now and resumes at the next start.
             # A separate Ray (RAY_ADDRESS) keeps training, and the next start reattaches.
-            grace = self.settings.stop_grace_s if self.runner.transport.ray_ends_with_the_bot else None
+            grace = self.settings.stop_grace_s if self.runner.transport.owns_ray else None
             await self.runner.stop(checkpoint_within=grace)
         if hasattr(self, "db"):  # closing checkpoints the WAL into the database file
             await self.db.close()

@@ -92,7 +92,7 @@ class RayTransport:
         self.settings = settings
         # adapter identity -> (its name, its bytes in the object store), least recently used first
         self._blobs: OrderedDict[str, tuple[str, ray.ObjectRef]] = OrderedDict()
-        self.owns_ray = False
+        self.owns_ray = False  # this process started the Ray it uses (a local one): it ends with the bot
 
     async def connect(self) -> None:
         if ray.is_initialized():
@@ -124,11 +124,6 @@ class RayTransport:
         self._blobs.clear()  # the object store went with the old Ray
         await asyncio.to_thread(ray.shutdown)
         await _in_lasting_thread(connect, self.settings)
-
-    @property
-    def ray_ends_with_the_bot(self) -> bool:
-        """Whether this process started the Ray it uses (a local one): its workers die when the bot exits."""
-        return self.owns_ray
 
     async def gpu_count(self) -> int:
         return await asyncio.to_thread(gpu_count)
