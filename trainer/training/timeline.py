@@ -65,7 +65,7 @@ class Shown:
 def choose_columns(samples: Mapping[int, Mapping[int, Path]], total_steps: int) -> Shown:
     """The columns of a run's samples up to `total_steps`, with their likeness and the recommended step."""
     steps = columns(sorted(s for s in samples if s <= total_steps), total_steps)
-    scores = {s: v for s, v in step_scores({s: samples[s] for s in steps}).items()}
+    scores = step_scores({s: samples[s] for s in steps})
     return Shown(steps, scores, recommended(scores, steps))
 
 
