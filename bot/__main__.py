@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from bot import cli, health
+from bot import cli, exit_codes, health
 from bot.settings import BotSettings
 from contract.library_warnings import quiet_library_warnings
 
@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
             "then put its token in .env (see .env.example).",
             file=sys.stderr,
         )
-        return 2
+        return exit_codes.BAD_CONFIGURATION
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from bot import serve
 
