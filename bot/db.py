@@ -30,6 +30,7 @@ import contextlib
 import errno
 import os
 import re
+import shlex
 import shutil
 import sqlite3
 import struct
@@ -64,13 +65,14 @@ def newest_backup(folder: Path) -> Path | None:
 
 
 def restore_hint(path: Path) -> str:
-    """What to do with a database that lost contents: the README's restore, as one command with the real names."""
+    """What to do with a damaged or lost database: the README's restore, as one command with the real names."""
     backup = newest_backup(backups_folder(path))
     if backup is None:
         return (f"there is no backup in {backups_folder(path)} to restore: keep the files as they are, and do not "
                 f"start the bot on them (README, \"Backups and restore\")")
     aside = f"damaged-{time.strftime(BACKUP_STAMP, time.gmtime())}"
-    return (f"restore the newest backup, {backup.name}, with the bot stopped: cd {path.parent} && mkdir {aside} "
+    folder = shlex.quote(str(path.parent))
+    return (f"restore the newest backup, {backup.name}, with the bot stopped: cd {folder} && mkdir {aside} "
             f"&& mv {path.name}* {aside}/ && cp {backup.parent.name}/{backup.name} {path.name} "
             f"(README, \"Backups and restore\")")
 
