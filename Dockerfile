@@ -1,10 +1,11 @@
 # doppel on one NVIDIA GPU: the bot, a local Ray instance and the trainer in one container.
 #   docker build -t doppel .
-#   docker run --gpus all --shm-size=8g --restart unless-stopped --stop-timeout 70 \
+#   docker run --gpus all --shm-size=8g --restart on-failure:10 --stop-timeout 70 \
 #     --env-file .env -v doppel-data:/data -v doppel-models:/models doppel
 # (--stop-timeout: a stop lets running training write its checkpoint, within STOP_GRACE_S + 10 s, 55 s by
 # default, README "Operations"; Docker's default 10 s would kill it mid-checkpoint.)
 # (--shm-size: Ray keeps its object store in /dev/shm, which Docker otherwise caps at 64 MB.)
+# (--restart on-failure:10: exits 2, 3 and 4 need a person, and Docker cannot leave codes out; README "Operations".)
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 
 ENV DEBIAN_FRONTEND=noninteractive \

@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 import sys
 
-from bot import cli, health
+from pydantic import ValidationError
+
+from bot import cli, exit_codes, health
 from bot.settings import BotSettings
 from contract.library_warnings import quiet_library_warnings
 
@@ -14,7 +16,14 @@ from contract.library_warnings import quiet_library_warnings
 def main(argv: list[str]) -> int:
     quiet_library_warnings()  # PyNaCl's, and the GPU libraries' of a local Ray's workers
     args = cli.parse(argv)
-    settings = BotSettings()
+    try:
+        settings = BotSettings()
+    except ValidationError as bad:
+        # One line a setting, by its variable's name; not its value, which could be a secret.
+        for error in bad.errors():
+            name = "_".join(str(part) for part in error["loc"]).upper()
+            print(f"error: the setting {name} is not accepted: {error['msg']} (see .env.example).", file=sys.stderr)
+        return exit_codes.BAD_CONFIGURATION
     if args.command == "playground":
         from bot.playground import run
 
@@ -27,7 +36,7 @@ def main(argv: list[str]) -> int:
             "then put its token in .env (see .env.example).",
             file=sys.stderr,
         )
-        return 2
+        return exit_codes.BAD_CONFIGURATION
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from bot import serve
 

@@ -10,29 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.db import Database
+from bot.db import BACKUP_NAME, BACKUP_STAMP, Database, backups_folder, newest_backup
 from bot.settings import BotSettings
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY_S = 300.0
-NAME = re.compile(r"^doppel-(\d{8}T\d{6}Z)\.sqlite3$")
-STAMP = "%Y%m%dT%H%M%SZ"
 
 
 def backups_dir(settings: BotSettings) -> Path:
-    return settings.data_dir / "backups"
+    return backups_folder(settings.database_file)
 
 
 async def back_up(db: Database, settings: BotSettings, now: float | None = None) -> Path:
     """One backup now; older ones past their days deleted. Returns the new backup's path."""
     moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
-    target = backups_dir(settings) / f"doppel-{moment.strftime(STAMP)}.sqlite3"
+    target = backups_dir(settings) / f"doppel-{moment.strftime(BACKUP_STAMP)}.sqlite3"
     await db.backup(target)
     await asyncio.to_thread(prune, backups_dir(settings), settings.backup_keep_days, moment.timestamp())
     log.info("database backed up to %s", target)
@@ -42,8 +39,8 @@ async def back_up(db: Database, settings: BotSettings, now: float | None = None)
 def prune(folder: Path, keep_days: float, now: float) -> list[Path]:
     """Delete the backups (by their name) older than `keep_days`; the newest is always kept."""
     dated = sorted(
-        (datetime.strptime(m.group(1), STAMP).replace(tzinfo=UTC).timestamp(), path)
-        for path in folder.glob("doppel-*.sqlite3") if (m := NAME.match(path.name))
+        (datetime.strptime(m.group(1), BACKUP_STAMP).replace(tzinfo=UTC).timestamp(), path)
+        for path in folder.glob("doppel-*.sqlite3") if (m := BACKUP_NAME.match(path.name))
     )
     old = [path for when, path in dated[:-1] if now - when > keep_days * 86400]
     for path in old:
@@ -51,15 +48,10 @@ def prune(folder: Path, keep_days: float, now: float) -> list[Path]:
     return old
 
 
-def newest_backup(settings: BotSettings) -> Path | None:
-    found = sorted(p for p in backups_dir(settings).glob("doppel-*.sqlite3") if NAME.match(p.name))
-    return found[-1] if found else None
-
-
 async def keep_safe(db: Database, settings: BotSettings) -> None:
     """Checkpoint every CHECKPOINT_EVERY_S; back up every BACKUP_INTERVAL_HOURS (first when none is recent)."""
     interval = settings.backup_interval_hours * 3600
-    newest = newest_backup(settings)
+    newest = newest_backup(backups_dir(settings))
     last = newest.stat().st_mtime if newest else 0.0
     while True:
         try:

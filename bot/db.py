@@ -16,15 +16,25 @@ open a database that lost contents (`check_intact`, at `connect`):
   missing WAL then means it was removed (SQLite deletes it only at a clean close);
 - a WAL whose checksum chain breaks before frames of the same generation: damaged, and SQLite
   would silently drop every commit from the damage on;
-- `PRAGMA integrity_check`.
+- `PRAGMA integrity_check`, and SQLite's own refusals (a file that is not a database, a damaged page);
+- a schema newer than this version's migrations (a newer doppel wrote it);
+- a read-only or full disk, checked before SQLite opens, and SQLite's errors of the same kinds.
+Each refusal is one sentence naming the file and what to do (for a damaged file: the newest backup and the
+command that restores it, as the README's "Backups and restore" gives it); `python -m bot` exits with 3 then.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import os
 import re
+import shlex
+import shutil
+import sqlite3
 import struct
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -32,12 +42,39 @@ import aiosqlite
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
-RESTORE_HINT = ("Stop here and restore the newest backup (README, \"Backups and restore\"); "
-                "do not start the bot on this database.")
+BACKUP_NAME = re.compile(r"^doppel-(\d{8}T\d{6}Z)\.sqlite3$")  # bot/backups.py writes them
+BACKUP_STAMP = "%Y%m%dT%H%M%SZ"
+MIN_FREE_BYTES = 1 << 20  # below this a start would fail at its first commits: the disk counts as full
+# SQLite's primary result codes (sqlite3.h) for the errors a start can meet on an unusable file or disk
+SQLITE_PERM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_NOTADB = (
+    3, 8, 10, 11, 13, 14, 26)
 
 
 class DatabaseLost(Exception):
-    """The database lost contents (deleted, its WAL removed or damaged, corrupt): the bot must not start on it."""
+    """The database cannot be used (it lost contents, is damaged or newer, or its disk is read-only or full): the
+    bot must not start on it, and a restart does not mend it."""
+
+
+def backups_folder(path: Path) -> Path:
+    return path.parent / "backups"
+
+
+def newest_backup(folder: Path) -> Path | None:
+    found = sorted(p for p in folder.glob("doppel-*.sqlite3") if BACKUP_NAME.match(p.name))
+    return found[-1] if found else None
+
+
+def restore_hint(path: Path) -> str:
+    """What to do with a damaged or lost database: the README's restore, as one command with the real names."""
+    backup = newest_backup(backups_folder(path))
+    if backup is None:
+        return (f"there is no backup in {backups_folder(path)} to restore: keep the files as they are, and do not "
+                f"start the bot on them (README, \"Backups and restore\")")
+    aside = f"damaged-{time.strftime(BACKUP_STAMP, time.gmtime())}"
+    folder = shlex.quote(str(path.parent))
+    return (f"restore the newest backup, {backup.name}, with the bot stopped: cd {folder} && mkdir {aside} "
+            f"&& mv {path.name}* {aside}/ && cp {backup.parent.name}/{backup.name} {path.name} "
+            f"(README, \"Backups and restore\")")
 
 
 def migrations() -> list[tuple[int, Path]]:
@@ -137,18 +174,57 @@ async def first_row(cursor: aiosqlite.Cursor) -> aiosqlite.Row:
 
 async def connect(path: Path) -> aiosqlite.Connection:
     """Open (creating if needed), check and migrate the database. Raises DatabaseLost rather than open one
-    that lost contents."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    await asyncio.to_thread(check_files, path)
-    db = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN ourselves
+    that cannot be used."""
     try:
-        version = await _prepare(db, path)
-    except BaseException:
-        await db.close()
-        raise
-    await _migrate(db, version)
-    _marker(path, "id").touch()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(check_files, path)
+        db = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN ourselves
+        try:
+            await _migrate(db, await _prepare(db, path))
+            _marker(path, "id").touch()
+        except BaseException:
+            await db.close()
+            raise
+    except (sqlite3.Error, OSError) as error:
+        refusal = _refusal(path, error)
+        if refusal is None:
+            raise
+        raise refusal from error
     return db
+
+
+def _refusal(path: Path, error: sqlite3.Error | OSError) -> DatabaseLost | None:
+    """SQLite's or the system's error at start as a sentence that says what to do; None for any other."""
+    if isinstance(error, OSError):
+        code = {errno.ENOSPC: SQLITE_FULL, errno.EROFS: SQLITE_READONLY,
+                errno.EACCES: SQLITE_PERM, errno.EPERM: SQLITE_PERM}.get(error.errno or 0, 0)
+    else:
+        code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+    if code == SQLITE_NOTADB:
+        return DatabaseLost(f"The database {path} is not a database any more (its first bytes were overwritten, or "
+                            f"another file took its place): {restore_hint(path)}.")
+    if code == SQLITE_CORRUPT:
+        return DatabaseLost(f"The database {path} is damaged ({error}): {restore_hint(path)}.")
+    if code == SQLITE_FULL:
+        return _disk_full(path)
+    if code in (SQLITE_READONLY, SQLITE_PERM, SQLITE_CANTOPEN):
+        return _read_only(path, str(error))
+    if code == SQLITE_IOERR:
+        return DatabaseLost(f"The database {path} cannot be read or written ({error}): check its disk (the system's "
+                            f"log says more), then start the bot again.")
+    return None
+
+
+def _disk_full(path: Path) -> DatabaseLost:
+    free = shutil.disk_usage(path.parent).free
+    return DatabaseLost(f"The disk that holds the database {path} is full ({free // 1024} KiB free): free space on "
+                        f"it (old pictures and checkpoints are in {path.parent / 'jobs'}), then start the bot again.")
+
+
+def _read_only(path: Path, why: str) -> DatabaseLost:
+    return DatabaseLost(f"The bot cannot write the database {path} ({why}): make {path.parent} and its files "
+                        f"writable for the bot's user (uid {os.getuid()}), or mount its disk read-write, then start "
+                        f"the bot again.")
 
 
 async def _prepare(db: aiosqlite.Connection, path: Path) -> int:
@@ -158,12 +234,18 @@ async def _prepare(db: aiosqlite.Connection, path: Path) -> int:
     await db.execute("PRAGMA foreign_keys = ON")
     await db.execute("PRAGMA busy_timeout = 5000")
     (version,) = await first_row(await db.execute("PRAGMA user_version"))
+    known = max((number for number, _ in migrations()), default=0)
+    if version > known:
+        raise DatabaseLost(f"The database {path} was written by a newer doppel (schema {version}; this one knows up "
+                           f"to {known}): run that version again, or restore a backup made before the upgrade "
+                           f"(README, \"Backups and restore\").")
     if version == 0:
         _check_new(path)
     else:
         (verdict,) = await first_row(await db.execute("PRAGMA integrity_check(1)"))
         if verdict != "ok":
-            raise DatabaseLost(f"The database {path} is damaged ({verdict}). {RESTORE_HINT}")
+            found = " ".join(verdict.split())  # one line: SQLite's report spans several
+            raise DatabaseLost(f"The database {path} is damaged ({found}): {restore_hint(path)}.")
     return int(version)
 
 
@@ -191,24 +273,30 @@ def _check_new(path: Path) -> None:
     data = path.parent
     if _marker(path, "id").exists():
         raise DatabaseLost(f"The database {path} is empty, but a database was here before ({_marker(path, 'id')} "
-                           f"exists): it was deleted or replaced. {RESTORE_HINT}")
+                           f"exists), so it was deleted or replaced: {restore_hint(path)}.")
     for folder in (data / "members", data / "jobs"):
         if folder.is_dir() and any(folder.iterdir()):
-            raise DatabaseLost(f"The database {path} is empty, but {folder} holds members' files: the database "
-                               f"was lost. {RESTORE_HINT}")
+            raise DatabaseLost(f"The database {path} is empty, but {folder} holds members' files, so the "
+                               f"database was lost: {restore_hint(path)}.")
 
 
 def check_files(path: Path) -> None:
-    """Before SQLite opens (and would silently repair) them: a WAL removed after a crash, or damaged."""
+    """Before SQLite opens (and would silently repair) them: a disk it cannot write, a WAL removed after a crash,
+    or damaged."""
+    # access() answers for the disk too (a read-only mount says no even to root); SQLite would open read-only
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise _read_only(path, "read-only")
+    if shutil.disk_usage(path.parent).free < MIN_FREE_BYTES:
+        raise _disk_full(path)
     wal = _marker(path, "wal")
     if not path.exists():
         return
     if _marker(path, "open").exists() and not wal.exists():
-        raise DatabaseLost(f"The bot did not stop cleanly, and the database's write-ahead log {wal} is gone: "
-                           f"the newest records went with it. {RESTORE_HINT}")
+        raise DatabaseLost(f"The bot did not stop cleanly, and the database's write-ahead log {wal} is gone, so "
+                           f"the newest records went with it: {restore_hint(path)}.")
     if wal.exists() and wal_damaged(wal.read_bytes()):
-        raise DatabaseLost(f"The database's write-ahead log {wal} is damaged: SQLite would drop every record "
-                           f"from the damage on. {RESTORE_HINT}")
+        raise DatabaseLost(f"The database's write-ahead log {wal} is damaged, and SQLite would drop every record "
+                           f"from the damage on: {restore_hint(path)}.")
 
 
 WAL_HEADER, FRAME_HEADER = 32, 24

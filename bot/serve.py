@@ -3,8 +3,9 @@
 A stop closes Discord, stops following jobs, lets running training write a checkpoint (it resumes
 from it at the next start; with RAY_ADDRESS it goes on and is reattached instead), checkpoints the
 database's WAL, and returns: within STOP_GRACE_S + STOP_MARGIN_S (the container's stop timeout
-must be longer: README, Operations). Exit codes: 0 after a stop, 3 when the database refuses to
-open (it lost contents; the message says what to do), 1 on any other unrecoverable error.
+must be longer: README, Operations). A start that cannot go on ends in one sentence and its own exit code
+(bot/exit_codes.py): an unusable database, a token Discord refuses, a Discord it cannot reach; any other
+unrecoverable error is a traceback and exit 1.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ import os
 import signal
 import sys
 
+import aiohttp
+import discord
+
+from bot import exit_codes
 from bot.db import DatabaseLost
 from bot.settings import BotSettings
 
 log = logging.getLogger(__name__)
 
 STOP_MARGIN_S = 10.0  # beyond the training's grace: Discord's close, the WAL checkpoint, Ray's shutdown
-DATABASE_LOST = 3
 NO_RAY_HANDLER = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"
 
 
@@ -31,9 +35,21 @@ def run(settings: BotSettings) -> int:
     try:
         asyncio.run(serve(settings))
     except DatabaseLost as lost:
-        print(f"error: {lost}", file=sys.stderr)
-        return DATABASE_LOST
-    return 0
+        return _refused(str(lost), exit_codes.NEEDS_A_PERSON)
+    except discord.LoginFailure:
+        return _refused("Discord refused the bot's token (DISCORD_TOKEN): copy it again from the Bot page of your "
+                        "app at https://discord.com/developers/applications (Reset Token), put it in .env, then "
+                        "start the bot again.", exit_codes.TOKEN_REFUSED)
+    except aiohttp.ClientConnectorError as unreachable:  # DNS or connection, before the first answer
+        why = unreachable.os_error.strerror or unreachable.os_error
+        return _refused(f"Discord cannot be reached ({unreachable.host}: {why}): check this machine's network and "
+                        f"DNS; a restart after a pause tries again.", exit_codes.DISCORD_UNREACHABLE)
+    return exit_codes.STOPPED
+
+
+def _refused(sentence: str, code: int) -> int:
+    print(f"error: {sentence}", file=sys.stderr)
+    return code
 
 
 def _without_rays_signal_handler() -> None:

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 
+from bot.jobs import ray_leftovers
 from bot.jobs.policy import Replica, Worker
 from bot.settings import BotSettings
 from contract import GenerateRequest, PicturesMade, Report, RunStatus, TrainingFiles, TrainRequest
@@ -50,12 +51,14 @@ def connect(settings: BotSettings) -> None:
     if settings.ray_address:
         ray.init(address=settings.ray_address, namespace=NAMESPACE, log_to_driver=False)
         return
+    ray_leftovers.end_leftovers(settings.data_dir)  # a killed bot's, before this one's (see that module)
     # address="local": a new Ray of our own, never one that happens to run on this machine already.
     ray.init(
         address="local", namespace=NAMESPACE, include_dashboard=False,
         num_gpus=settings.ray_num_gpus,  # type: ignore[arg-type]  # typed int, but a float is passed on as is
         log_to_driver=False,
     )
+    ray_leftovers.record(settings.data_dir)
     if not ray.cluster_resources().get("GPU"):
         log.warning("Ray found no GPU: set RAY_NUM_GPUS=1 to run GPU work on the CPU (slow but real)")
 

@@ -5,11 +5,12 @@ One story, to keep the suite quick (each start brings up Ray and the tiny model)
 1. A training runs; SIGTERM (what `docker stop` sends). The bot stops within its bound, the training wrote a
    checkpoint at the stop, and the database is whole in its file (the WAL checkpointed).
 2. A restart resumes the training from that checkpoint; a picture is asked for meanwhile. Both succeed, and
-   the bot is killed (SIGKILL) right after the successes are recorded, before anything followed them.
+   the bot is killed (SIGKILL) right after the successes are recorded, before anything followed them. Some of
+   its local Ray's processes outlive it.
 3. A copy of the data folder with the WAL removed: the bot refuses to start, and says what to do.
-4. The next start carries out what the successes set in motion: the adapter is the member's, the
-   announcement is posted, and the picture fills in the /imagine reply that was left "thinking" (or, its reply
-   deleted meanwhile, is posted in the channel).
+4. The next start ends what the killed bot's Ray left running, and carries out what the successes set in motion:
+   the adapter is the member's, the announcement is posted, and the picture fills in the /imagine reply that was
+   left "thinking" (or, its reply deleted meanwhile, is posted in the channel).
 5. That bot's local Ray dies (its GCS and raylet killed): the bot keeps answering, starts a new Ray, and the
    picture asked for meanwhile is made without burning its attempts.
 """
@@ -33,27 +34,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from bot.jobs.ray_leftovers import alive, descendants, start_time
 from fake_discord.fixtures import fake_discord  # noqa: F401  (fixture)
 from tests.photos import scene
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = Path(__file__).parent / "faults_site"
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process under `pid` (the bot's local Ray: its GCS, raylet and workers), from /proc."""
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                children = [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                continue
-            found += children
-            todo += children
-    return found
 
 
 def process_name(pid: int) -> str:
@@ -73,6 +60,7 @@ class BotProcess:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
         self.lines: list[str] = []
+        self.seen: dict[int, int | None] = {}  # the processes it started (its local Ray's), by pid: start time
         self._changed = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -109,9 +97,19 @@ class BotProcess:
     async def exit_code(self, timeout: float) -> int:
         return await asyncio.to_thread(self.process.wait, timeout)
 
+    def started_processes(self) -> dict[int, int | None]:
+        """The processes under the bot now (its local Ray: GCS, raylet, agents, workers), remembered."""
+        self.seen |= {pid: start_time(pid) for pid in descendants(self.process.pid)}
+        return self.seen
+
+    def still_running(self) -> list[int]:
+        """Of the processes it was seen to start, those still running (the same start time: not a reused pid)."""
+        return [pid for pid, started in self.seen.items() if alive(pid) and start_time(pid) == started]
+
     def kill_all(self) -> None:
         """The bot and what it started, by pid: never anyone else's Ray."""
-        for pid in [self.process.pid, *descendants(self.process.pid)]:
+        self.started_processes()
+        for pid in [self.process.pid, *self.still_running()]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.process.wait(30)
@@ -158,7 +156,7 @@ def bots(fake_discord, tmp_path, tiny_dir):
 
     yield start
     for bot in started:
-        if bot.process.poll() is None:
+        if bot.process.poll() is None or bot.still_running():
             bot.kill_all()
 
 
@@ -197,9 +195,11 @@ async def test_stop_kill_and_a_lost_wal_lose_nothing_a_member_was_promised(fake_
     await bot.line(r"job 2 succeeded; its follow-ups are held", timeout=90)
     await bot.line(r"job 3 succeeded; its follow-ups are held", timeout=90)
     await bot.line(r"job 1 succeeded; its follow-ups are held", timeout=120)
-    bot.process.send_signal(signal.SIGKILL)
-    await bot.exit_code(timeout=10)
-    bot.kill_all()  # what the kill left of its Ray
+    killed = bot
+    assert len(killed.started_processes()) >= 3  # GCS, raylet, their agents and workers
+    killed.process.send_signal(signal.SIGKILL)
+    await killed.exit_code(timeout=10)
+    assert killed.still_running()  # orphaned: nothing ends them but the next start
     with record(data) as db:
         assert db.execute("SELECT id, state FROM jobs ORDER BY id").fetchall() == [
             (1, "succeeded"), (2, "succeeded"), (3, "succeeded")]
@@ -222,6 +222,8 @@ async def test_stop_kill_and_a_lost_wal_lose_nothing_a_member_was_promised(fake_
     reply_gone = fake.expect_error(404, 10008)
     bot = bots(data)
     await bot.line("connected as", timeout=120)
+    assert killed.still_running() == []  # ended before the new Ray started
+    await bot.line(r"ended \d+ processes a previous bot's local Ray left running", timeout=5)
     announced = await general.wait_for_message(lambda m: "adapter is ready" in m.content, timeout=60)
     assert announced.attachments and announced.attachments[0].data.startswith(PNG)
     pictures = await fake.wait_for_edit(await imagine.original(timeout=30), lambda m: m.attachments, timeout=60)
