@@ -41,19 +41,17 @@ class Training(commands.Cog):
     async def cog_load(self) -> None:
         """Announce finished runs (a follow-up), and pick up the progress messages of jobs still going."""
         self.bot.runner.followups.register(JobKind.TRAIN, "announce_training", lambda job: announce(self.bot, job))
-        self.bot.on_jobs_forgotten.append(self.unwatch)
         for job_id, (channel_id, message_id) in (await self.bot.members.progress_messages()).items():
             job = await self.bot.jobs.get(job_id)
             if job is not None and not job.state.finished:
                 self.watch(job, channel_id, message_id)
 
     async def cog_unload(self) -> None:
-        if self.unwatch in self.bot.on_jobs_forgotten:
-            self.bot.on_jobs_forgotten.remove(self.unwatch)
         for task in self._watching.values():
             task.cancel()
 
-    async def unwatch(self, job_ids: Sequence[int]) -> None:
+    @commands.Cog.listener()
+    async def on_jobs_forgotten(self, job_ids: Sequence[int]) -> None:
         """Stop editing the progress messages of these jobs (their member was forgotten: the messages go)."""
         tasks = [task for job_id in job_ids if (task := self._watching.pop(job_id, None)) is not None]
         for task in tasks:
