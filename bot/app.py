@@ -100,7 +100,7 @@ class DoppelBot(commands.Bot):
 
     async def _captions_written(self, job: Job, captions: dict[str, str]) -> None:
         """A training's worker captioned photos that had none: the member's photos get them (see and edit them)."""
-        # A run's copy names each photo by its number (bot/exts/training/commands.py, `_snapshot`); numbers hold
+        # A run's copy names each photo by its number (bot/exts/training/starting.py, `_snapshot`); numbers hold
         # still while a training of the member's is queued or running (/dataset remove and clear wait for it).
         by_number = {int(Path(name).stem): text for name, text in captions.items() if Path(name).stem.isdigit()}
         await self.members.fill_captions(job.owner, by_number)
