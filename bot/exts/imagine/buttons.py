@@ -12,7 +12,8 @@ import re
 import discord
 
 from bot.app import DoppelBot, owner_of
-from bot.exts.imagine import drawing
+from bot.exts.imagine import asking
+from bot.exts.imagine.refused import Refused
 from bot.jobs.models import Job
 
 
@@ -50,11 +51,11 @@ class _PictureButton(discord.ui.DynamicItem[discord.ui.Button], template=r"doppe
             return
         await interaction.response.defer(thinking=True)
         try:
-            asked = await drawing.again(bot, job.owner, job, **self.changes(job))
-        except drawing.Refused as refusal:
+            asked = await asking.again(bot, job.owner, job, **self.changes(job))
+        except Refused as refusal:
             await interaction.edit_original_response(content=f"I cannot draw that: {refusal}.")
             return
-        await drawing.draw(bot, interaction, job.owner, asked)
+        await asking.draw(bot, interaction, job.owner, asked)
 
 
 class RerollButton(_PictureButton, template=r"doppel:reroll:(?P<job_id>\d+)"):
