@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import discord
 
 from bot.app import DoppelBot
-from bot.exts.imagine import delivering
+from bot.exts.imagine import delivering, group
 from bot.exts.imagine.refused import Refused
 from bot.jobs.models import Job
 from bot.jobs.store import QueueFull
@@ -57,8 +57,6 @@ async def from_prompt(bot: DoppelBot, requester: Owner, prompt: str, *, strength
                       photo: discord.Attachment | None = None, **options) -> Drawing:
     """The prompt by the token rule (see bot.members.prompts), with the adapters of everyone it names; with
     several people (or a photo), a group picture: each face drawn with only its person's adapter."""
-    from bot.exts.imagine import group
-
     try:
         resolved = await resolve_prompt(prompt, requester, bot.members)
     except PromptRefused as refusal:

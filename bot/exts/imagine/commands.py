@@ -1,4 +1,5 @@
-"""/imagine and /compare; pictures asked for before a restart are posted in their channel once made."""
+"""/imagine, /compare and the buttons under pictures; pictures asked for before a restart are posted in their
+channel once made."""
 
 from __future__ import annotations
 
@@ -56,6 +57,16 @@ class Imagine(commands.Cog):
             await delivering.show_outcome(self.bot, done)
         except discord.HTTPException:
             log.exception("could not post the pictures of job %s", job.id)
+
+    @commands.Cog.listener()
+    async def on_picture_button_pressed(self, interaction: discord.Interaction, job: Job, changes: dict) -> None:
+        """A button under pictures (bot.exts.imagine.buttons), pressed by their requester: the request again."""
+        try:
+            asked = await asking.again(self.bot, job.owner, job, **changes)
+        except Refused as refusal:
+            await interaction.edit_original_response(content=f"I cannot draw that: {refusal}.")
+            return
+        await asking.draw(self.bot, interaction, job.owner, asked)
 
     @app_commands.command(
         name="imagine", description="Draw a picture; your token goes in front unless you name someone"

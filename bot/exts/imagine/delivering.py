@@ -11,6 +11,8 @@ from typing import Any
 import discord
 
 from bot.app import DoppelBot
+from bot.exts.imagine import group
+from bot.exts.imagine.buttons import CompareButton, RerollButton
 from bot.jobs.models import Job
 from contract import JobState
 
@@ -98,9 +100,6 @@ async def deliverable(bot: DoppelBot, job: Job) -> Job:
 
 def message(job: Job) -> tuple[str, list[discord.File], discord.ui.View | None]:
     """The pictures of a finished job as a message: text, files and buttons (or why there are none)."""
-    from bot.exts.imagine import group
-    from bot.exts.imagine.buttons import CompareButton, RerollButton
-
     pictures = job.pictures
     if job.state is not JobState.SUCCEEDED or pictures is None:
         return f"No picture this time: {job.error or job.state.value}.", [], None
