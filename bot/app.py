@@ -36,6 +36,7 @@ EXTENSIONS = (
     "bot.exts.training",
     "bot.exts.imagine",
     "bot.exts.sharing",
+    "bot.exts.forget",
     "bot.exts.admin",
     "bot.exts.help",
 )
