@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot import intake
 from bot.app import NOT_SERVED, DoppelBot, owner_of
-from bot.exts import dataset_checks
+from bot.exts.dataset import checks
 from bot.members import photo_checks, storage
 from bot.members.owner import Owner
 from bot.members.store import PhotoLimit
@@ -81,7 +81,7 @@ class Dataset(commands.GroupCog, group_name="dataset", group_description="Your t
         await bot.token_for(owner)
         photos = await bot.members.photos(owner)
         if self.faces is not None:
-            photos = await dataset_checks.look_at_unchecked(bot.members, self.faces, owner, photos)
+            photos = await checks.look_at_unchecked(bot.members, self.faces, owner, photos)
         added: dict[str, str] = {}  # stored SHA-256 -> shown name, of the photos this batch adds
         existing = [(p.number, p.sha256, p.phash) for p in photos]
         uploads = {p.source_sha256: p.number for p in photos if p.source_sha256}
@@ -128,7 +128,7 @@ class Dataset(commands.GroupCog, group_name="dataset", group_description="Your t
                 lines.append(f"❌ {name}: {limit}")
             except discord.HTTPException:
                 lines.append(f"❌ {name}: Discord would not give me the file; try sending it again")
-        judged = await dataset_checks.judge_batch(bot.members, owner, photos, added)
+        judged = await checks.judge_batch(bot.members, owner, photos, added)
         # (A photo removed meanwhile has no verdict: it was added all the same.)
         lines = [judged.added.get(line, f"✅ {added[line]}: added") if line in added else line for line in lines]
         total, usable = len(existing), judged.usable
@@ -140,7 +140,7 @@ class Dataset(commands.GroupCog, group_name="dataset", group_description="Your t
             f"You have {total} photo{'s' if total != 1 else ''}{left}."
             + (f" {needed - usable} more{more} and you can /train." if usable < needed else " Ready for /train.")
         )
-        return lines, dataset_checks.keep_view(judged.keep)
+        return lines, checks.keep_view(judged.keep)
 
     @app_commands.command(name="add", description="Add photos of yourself (up to 10 at once), with a caption")
     @app_commands.describe(
@@ -176,13 +176,13 @@ class Dataset(commands.GroupCog, group_name="dataset", group_description="Your t
             await interaction.followup.send("You have no photos yet. Add some with /dataset add.", ephemeral=True)
             return
         if self.faces is not None:
-            photos = await dataset_checks.look_at_unchecked(self.bot.members, self.faces, owner, photos)
+            photos = await checks.look_at_unchecked(self.bot.members, self.faces, owner, photos)
         marks = photo_checks.marks(photos)
         sheet = await asyncio.to_thread(contact_sheet, [(p.number, p.path, p.caption) for p in photos], marks)
         left_out = photo_checks.left_out(photos)
         header = "\nLeft out of training unless you keep them:"
         why = "\n".join([header, *photo_checks.lines(left_out)]) if left_out else ""
-        keep = dataset_checks.keep_view([p for p, _ in left_out])
+        keep = checks.keep_view([p for p, _ in left_out])
         bare = sum(1 for p in photos if not p.caption.strip())
         if bare and self.bot.models.caption_model:  # CAPTION_MODEL: the trainer writes them (trainer/captioning.py)
             why += f"\n{bare} without a caption get one when you /train: what the picture shows, not how you look."
@@ -282,8 +282,3 @@ def _unlink(path: str) -> None:
     from pathlib import Path
 
     Path(path).unlink(missing_ok=True)
-
-
-async def setup(bot: DoppelBot) -> None:
-    bot.add_dynamic_items(dataset_checks.KeepPhotoButton)
-    await bot.add_cog(Dataset(bot))
