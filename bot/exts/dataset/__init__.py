@@ -4,8 +4,8 @@ say of them, and the "Keep photo N" button under the doubted ones."""
 from __future__ import annotations
 
 from bot.app import DoppelBot
-from bot.exts.dataset.checks import KeepPhotoButton
 from bot.exts.dataset.commands import Dataset
+from bot.exts.dataset.keep import KeepPhotoButton
 
 
 async def setup(bot: DoppelBot) -> None:
