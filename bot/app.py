@@ -160,8 +160,8 @@ class DoppelBot(commands.Bot):
                                        delete_message=self._delete_message, stop_showing=self._jobs_forgotten)
 
     async def _jobs_forgotten(self, job_ids: Sequence[int]) -> None:
-        """Announced as "jobs_forgotten" (listeners: `on_jobs_forgotten(job_ids)`) before the jobs' messages are
-        deleted: whoever edits them stops."""
+        """Announced as "jobs_forgotten": each listener (`on_jobs_forgotten(job_ids)`) runs as a task of its own,
+        begun while forget_member removes the files, before it deletes the jobs' messages: whoever edits them stops."""
         self.dispatch("jobs_forgotten", job_ids)
 
     async def _delete_message(self, channel_id: int, message_id: int) -> str | None:
