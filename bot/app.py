@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import discord
@@ -36,6 +36,7 @@ EXTENSIONS = (
     "bot.exts.training",
     "bot.exts.imagine",
     "bot.exts.sharing",
+    "bot.exts.forget",
     "bot.exts.admin",
     "bot.exts.help",
 )
@@ -97,12 +98,10 @@ class DoppelBot(commands.Bot):
         self._safekeeping: asyncio.Task | None = None
         self._token_lock = asyncio.Lock()
         self._closing = False
-        # Called with the ids of jobs deleted by /forget, before their messages are: whoever edits them stops.
-        self.on_jobs_forgotten: list[Callable[[Sequence[int]], Awaitable[None]]] = []
 
     async def _captions_written(self, job: Job, captions: dict[str, str]) -> None:
         """A training's worker captioned photos that had none: the member's photos get them (see and edit them)."""
-        # A run's copy names each photo by its number (bot/exts/training/commands.py, `_snapshot`); numbers hold
+        # A run's copy names each photo by its number (bot/exts/training/starting.py, `_snapshot`); numbers hold
         # still while a training of the member's is queued or running (/dataset remove and clear wait for it).
         by_number = {int(Path(name).stem): text for name, text in captions.items() if Path(name).stem.isdigit()}
         await self.members.fill_captions(job.owner, by_number)
@@ -158,11 +157,12 @@ class DoppelBot(commands.Bot):
         what was, and which messages could not be deleted."""
         async with self.adapters.held(owner):  # no training's adapter is made theirs meanwhile
             return await forget_member(self.members, self.jobs, self.runner, self.settings.jobs_dir, owner,
-                                       delete_message=self._delete_message, stop_showing=self._stop_showing)
+                                       delete_message=self._delete_message, stop_showing=self._jobs_forgotten)
 
-    async def _stop_showing(self, job_ids: Sequence[int]) -> None:
-        for listener in self.on_jobs_forgotten:
-            await listener(job_ids)
+    async def _jobs_forgotten(self, job_ids: Sequence[int]) -> None:
+        """Announced as "jobs_forgotten": each listener (`on_jobs_forgotten(job_ids)`) runs as a task of its own,
+        begun while forget_member removes the files, before it deletes the jobs' messages: whoever edits them stops."""
+        self.dispatch("jobs_forgotten", job_ids)
 
     async def _delete_message(self, channel_id: int, message_id: int) -> str | None:
         """None once the message is gone; else why it could not be deleted."""

@@ -5,7 +5,7 @@ them while, for each person, the requester may use their adapter (their own, or 
 or with everyone) and that person's adapter now is the very one the request names: an adapter
 deleted by /forget and trained anew is another adapter, which no old request or button reaches.
 
-It is checked when a request is made (bot.exts.imagine.drawing), when the runner starts the job
+It is checked when a request is made (bot.exts.imagine.asking), when the runner starts the job
 and again before it keeps the pictures (the runner's `consent` hook is `Consent.refusal`), and
 right before the pictures are shown. /unshare and /forget stop the jobs it would refuse at once.
 """

@@ -2,7 +2,9 @@
 
 Dynamic items, so the buttons still work after a restart. Only the requester may press
 them, and a press is a new request: the people in it must still share with them, and
-their adapters are the ones they have now.
+their adapters are the ones they have now. A press is announced as "picture_button_pressed"
+(interaction, job, changes to its request): the Imagine cog asks for the pictures, as for /imagine.
+(The message with the pictures holds these buttons: asking here would close an import circle.)
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import re
 import discord
 
 from bot.app import DoppelBot, owner_of
-from bot.exts.imagine import drawing
 from bot.jobs.models import Job
 
 
@@ -49,12 +50,7 @@ class _PictureButton(discord.ui.DynamicItem[discord.ui.Button], template=r"doppe
             )
             return
         await interaction.response.defer(thinking=True)
-        try:
-            asked = await drawing.again(bot, job.owner, job, **self.changes(job))
-        except drawing.Refused as refusal:
-            await interaction.edit_original_response(content=f"I cannot draw that: {refusal}.")
-            return
-        await drawing.draw(bot, interaction, job.owner, asked)
+        bot.dispatch("picture_button_pressed", interaction, job, self.changes(job))
 
 
 class RerollButton(_PictureButton, template=r"doppel:reroll:(?P<job_id>\d+)"):

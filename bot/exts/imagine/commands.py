@@ -1,4 +1,5 @@
-"""/imagine and /compare; pictures asked for before a restart are posted in their channel once made."""
+"""/imagine, /compare and the buttons under pictures; pictures asked for before a restart are posted in their
+channel once made."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import DoppelBot, owner_of
-from bot.exts.imagine import drawing
+from bot.exts.imagine import asking, delivering
+from bot.exts.imagine.refused import Refused
 from bot.jobs.models import Job
 from contract import JobKind, JobState
 from contract.limits import IMAGE_COUNT, PROMPT_LENGTH, SEED, SIZES, STRENGTH
@@ -30,7 +32,7 @@ class Imagine(commands.Cog):
         """A picture job's success is delivered by its follow-up (recorded with the success, done after a restart
         too); pictures asked for before a restart that fail are shown when they do."""
         self.bot.runner.followups.register(JobKind.GENERATE, "deliver_pictures",
-                                           lambda job: drawing.deliver(self.bot, job))
+                                           lambda job: delivering.deliver(self.bot, job))
         for job in await self.bot.jobs.in_state(JobState.QUEUED, JobState.RUNNING, kind=JobKind.GENERATE):
             if job.params.get("channel_id"):
                 task = asyncio.create_task(self._post_when_done(job))
@@ -43,7 +45,7 @@ class Imagine(commands.Cog):
 
     async def _post_when_done(self, job: Job) -> None:
         try:
-            done = await self.bot.runner.wait(job.id, timeout=drawing.RESULT_TIMEOUT_S)
+            done = await self.bot.runner.wait(job.id, timeout=asking.RESULT_TIMEOUT_S)
         except TimeoutError:
             log.warning("pictures of job %s were not ready in time after a restart", job.id)
             return
@@ -52,9 +54,19 @@ class Imagine(commands.Cog):
         if done.state is JobState.SUCCEEDED:
             return  # its follow-up delivers it
         try:
-            await drawing.show_outcome(self.bot, done)
+            await delivering.show_outcome(self.bot, done)
         except discord.HTTPException:
             log.exception("could not post the pictures of job %s", job.id)
+
+    @commands.Cog.listener()
+    async def on_picture_button_pressed(self, interaction: discord.Interaction, job: Job, changes: dict) -> None:
+        """A button under pictures (bot.exts.imagine.buttons), pressed by their requester: the request again."""
+        try:
+            asked = await asking.again(self.bot, job.owner, job, **changes)
+        except Refused as refusal:
+            await interaction.edit_original_response(content=f"I cannot draw that: {refusal}.")
+            return
+        await asking.draw(self.bot, interaction, job.owner, asked)
 
     @app_commands.command(
         name="imagine", description="Draw a picture; your token goes in front unless you name someone"
@@ -83,7 +95,7 @@ class Imagine(commands.Cog):
         asked = await self._ask(interaction, prompt, strength=strength, count=count, seed=seed,
                                 size=size.value if size else "square", photo=image)
         if asked is not None:
-            await drawing.draw(self.bot, interaction, owner_of(interaction), asked)
+            await asking.draw(self.bot, interaction, owner_of(interaction), asked)
 
     @app_commands.command(name="compare", description="Your adapter beside the base model: same prompt, same seed")
     @app_commands.describe(prompt="What to draw; your token goes in front as in /imagine", seed="A seed (optional)")
@@ -102,13 +114,13 @@ class Imagine(commands.Cog):
             await interaction.edit_original_response(content="You have no adapter to compare yet: /train makes one.")
             return
         asked = replace(asked, request=replace(asked.request, compare=True, group=None))  # one pass, side by side
-        await drawing.draw(self.bot, interaction, owner_of(interaction), asked)
+        await asking.draw(self.bot, interaction, owner_of(interaction), asked)
 
     async def _ask(self, interaction: discord.Interaction, prompt: str, *, strength: float,
-                   **options) -> drawing.Drawing | None:
+                   **options) -> asking.Drawing | None:
         """The request for a prompt; None once the member was told why it cannot be drawn."""
         try:
-            return await drawing.from_prompt(self.bot, owner_of(interaction), prompt, strength=strength, **options)
-        except drawing.Refused as refusal:
+            return await asking.from_prompt(self.bot, owner_of(interaction), prompt, strength=strength, **options)
+        except Refused as refusal:
             await interaction.edit_original_response(content=f"I cannot draw that: {refusal}.")
             return None

@@ -17,7 +17,7 @@ from PIL import Image
 from bot import intake
 from bot.app import DoppelBot
 from bot.exts.imagine.buttons import _PictureButton
-from bot.exts.imagine.drawing import Refused
+from bot.exts.imagine.refused import Refused
 from bot.jobs.models import Job
 from bot.members.owner import Owner
 from bot.members.prompts import ResolvedPrompt

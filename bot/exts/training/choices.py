@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import discord
 
 from bot.app import DoppelBot, owner_of
+from bot.exts.training.starting import start_training
 from bot.jobs.models import Job
 from contract.limits import MEMBER_STEPS
 
@@ -127,8 +128,6 @@ class TrainMoreModal(discord.ui.Modal, title="Train more"):
         self.add_item(self.steps)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        from bot.exts.training.commands import Training, start_training  # the package's own: no cycle at import
-
         text = self.steps.value.strip()
         if not text.isdigit() or not self.low <= int(text) <= self.high:
             await interaction.response.send_message(
@@ -136,9 +135,8 @@ class TrainMoreModal(discord.ui.Modal, title="Train more"):
                 ephemeral=True,
             )
             return
-        cog = interaction.client.get_cog("Training")  # type: ignore[attr-defined]
-        assert isinstance(cog, Training)
-        await start_training(cog, interaction, int(text))
+        bot: DoppelBot = interaction.client  # type: ignore[assignment]
+        await start_training(bot, interaction, int(text))
 
 
 def _without_choice(content: str) -> str:

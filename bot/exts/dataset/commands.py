@@ -1,146 +1,33 @@
-"""/dataset: a member's training photos. Also photos sent to the bot in a direct message."""
+"""/dataset add, list, caption, remove and clear; photos sent to the bot in a direct message join the dataset too."""
 
 from __future__ import annotations
 
 import asyncio
 import io
-import logging
+from pathlib import Path
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import intake
 from bot.app import NOT_SERVED, DoppelBot, owner_of
-from bot.exts import dataset_checks
-from bot.members import photo_checks, storage
+from bot.exts.dataset.keep import keep_view
+from bot.exts.dataset.uploads import CAPTION_MAX, Uploads
+from bot.members import photo_checks
 from bot.members.owner import Owner
-from bot.members.store import PhotoLimit
 from bot.ui.contact_sheet import contact_sheet
 from contract import JobKind, JobState
-
-log = logging.getLogger(__name__)
-
-CAPTION_MAX = 300
-DECODERS = 2  # photos decoded at once, all members together (each decode's memory is capped: bot/intake.py)
-MAX_IN_FLIGHT = 10  # a member's uploads being checked at once (one /dataset add's worth); more wait their turn
-
-
-def shown(name: str) -> str:
-    """A file name as safe to show: no markdown, not too long."""
-    return discord.utils.escape_markdown(discord.utils.escape_mentions(name))[:80]
 
 
 @app_commands.guild_only()
 class Dataset(commands.GroupCog, group_name="dataset", group_description="Your training photos"):
     def __init__(self, bot: DoppelBot):
         self.bot = bot
-        settings = bot.settings
-        self.limits = intake.IntakeLimits(
-            max_bytes=settings.max_upload_mb * 2**20,
-            min_short_side=settings.min_photo_side,
-            allowed_hosts=tuple(settings.attachment_hosts),
-            allowed_schemes=tuple(settings.attachment_schemes),
-        )
-        self.decoder = intake.DecodePool(DECODERS)
-        self.faces = intake.FaceChecks() if settings.face_checks else None
-        self._in_flight: dict[Owner, int] = {}  # uploads of each member being checked or waiting to be
-        self._turns: dict[Owner, asyncio.Lock] = {}  # one batch of a member at a time: dedupe and disk stay exact
+        self.uploads = Uploads(bot)
         super().__init__()
 
     async def cog_unload(self) -> None:
-        self.decoder.close()
-        if self.faces is not None:
-            self.faces.close()
-
-    async def add_photos(
-        self, owner: Owner, attachments: list[discord.Attachment], caption: str
-    ) -> tuple[list[str], discord.ui.View | None]:
-        """Check, clean and keep each upload; one line per file saying what happened to it, and the buttons to
-        keep the photos the face checks doubt.
-
-        A member's batches take turns, and at most MAX_IN_FLIGHT of their uploads are in hand at once:
-        more are refused, unread, until the bot has answered about those."""
-        busy = self._in_flight.get(owner, 0)
-        if busy + len(attachments) > MAX_IN_FLIGHT:
-            return [f"I am still checking {busy} of your photos; send these once I have answered about those."], None
-        self._in_flight[owner] = busy + len(attachments)
-        turn = self._turns.setdefault(owner, asyncio.Lock())
-        try:
-            async with turn:
-                return await self._add_photos(owner, attachments, caption)
-        finally:
-            self._in_flight[owner] -= len(attachments)
-            if not self._in_flight[owner]:
-                del self._in_flight[owner], self._turns[owner]
-
-    async def _add_photos(
-        self, owner: Owner, attachments: list[discord.Attachment], caption: str
-    ) -> tuple[list[str], discord.ui.View | None]:
-        bot = self.bot
-        await bot.token_for(owner)
-        photos = await bot.members.photos(owner)
-        if self.faces is not None:
-            photos = await dataset_checks.look_at_unchecked(bot.members, self.faces, owner, photos)
-        added: dict[str, str] = {}  # stored SHA-256 -> shown name, of the photos this batch adds
-        existing = [(p.number, p.sha256, p.phash) for p in photos]
-        uploads = {p.source_sha256: p.number for p in photos if p.source_sha256}
-        used = await storage.disk_used(bot.members, bot.jobs, bot.settings.jobs_dir, owner)
-        folder = bot.members.folder(owner) / "photos"
-        lines = []
-        for attachment in attachments:
-            name = shown(attachment.filename)
-            try:
-                if len(existing) >= self.bot.settings.max_photos:
-                    raise PhotoLimit(f"you already have {len(existing)} photos, the most you can keep")
-                intake.check_source_url(attachment.url, self.limits)
-                if attachment.size > self.limits.max_bytes:  # before downloading it
-                    raise intake.Rejected(
-                        f"the file is {attachment.size / 2**20:.0f} MB; "
-                        f"the limit is {self.bot.settings.max_upload_mb} MB"
-                    )
-                data = await attachment.read()
-                upload = intake.source_sha256(data, uploads)  # an exact copy goes before it is decoded
-                photo = await self.decoder.prepare(data, self.limits)
-                intake.check_not_duplicate(photo, existing, self.limits)
-                full = storage.over_limit(used, len(photo.data), bot.settings.member_disk_mb)
-                if full:
-                    raise intake.Rejected(full)
-                found = await self.faces.look(photo.data) if self.faces is not None else None
-                path = await asyncio.to_thread(intake.store_photo, photo, folder)
-                try:
-                    number = await bot.members.add_photo(
-                        owner, sha256=photo.sha256, phash=photo.phash, path=path, caption=caption, shown_name=name,
-                        width=photo.width, height=photo.height, max_photos=bot.settings.max_photos,
-                        source_sha256=upload, look=found.to_json() if found is not None else None,
-                    )
-                except BaseException:  # no row, no file: the file is this photo's alone (its SHA-256 is new)
-                    await asyncio.to_thread(path.unlink, missing_ok=True)
-                    raise
-                existing.append((number, photo.sha256, photo.phash))
-                uploads[upload] = number
-                used += len(photo.data)
-                added[photo.sha256] = name
-                lines.append(photo.sha256)  # its line comes once the set is judged with it
-            except intake.Rejected as refusal:
-                lines.append(f"❌ {name}: {refusal.reason}")
-            except PhotoLimit as limit:
-                lines.append(f"❌ {name}: {limit}")
-            except discord.HTTPException:
-                lines.append(f"❌ {name}: Discord would not give me the file; try sending it again")
-        judged = await dataset_checks.judge_batch(bot.members, owner, photos, added)
-        # (A photo removed meanwhile has no verdict: it was added all the same.)
-        lines = [judged.added.get(line, f"✅ {added[line]}: added") if line in added else line for line in lines]
-        total, usable = len(existing), judged.usable
-        needed = self.bot.settings.min_photos_to_train
-        left = f" ({total - usable} left out of training)" if usable < total else ""
-        more = "" if usable == total else " usable"
-        lines += judged.earlier
-        lines.append(
-            f"You have {total} photo{'s' if total != 1 else ''}{left}."
-            + (f" {needed - usable} more{more} and you can /train." if usable < needed else " Ready for /train.")
-        )
-        return lines, dataset_checks.keep_view(judged.keep)
+        self.uploads.close()
 
     @app_commands.command(name="add", description="Add photos of yourself (up to 10 at once), with a caption")
     @app_commands.describe(
@@ -164,7 +51,7 @@ class Dataset(commands.GroupCog, group_name="dataset", group_description="Your t
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         attachments = [a for a in (photo, photo2, photo3, photo4, photo5, photo6, photo7, photo8, photo9, photo10) if a]
-        lines, keep = await self.add_photos(owner_of(interaction), attachments, caption.strip())
+        lines, keep = await self.uploads.add_photos(owner_of(interaction), attachments, caption.strip())
         await interaction.followup.send("\n".join(lines), ephemeral=True, view=keep or discord.utils.MISSING)
 
     @app_commands.command(name="list", description="See your photos and captions (only you see them)")
@@ -175,14 +62,13 @@ class Dataset(commands.GroupCog, group_name="dataset", group_description="Your t
         if not photos:
             await interaction.followup.send("You have no photos yet. Add some with /dataset add.", ephemeral=True)
             return
-        if self.faces is not None:
-            photos = await dataset_checks.look_at_unchecked(self.bot.members, self.faces, owner, photos)
+        photos = await self.uploads.looked_at(owner, photos)
         marks = photo_checks.marks(photos)
         sheet = await asyncio.to_thread(contact_sheet, [(p.number, p.path, p.caption) for p in photos], marks)
         left_out = photo_checks.left_out(photos)
         header = "\nLeft out of training unless you keep them:"
         why = "\n".join([header, *photo_checks.lines(left_out)]) if left_out else ""
-        keep = dataset_checks.keep_view([p for p, _ in left_out])
+        keep = keep_view([p for p, _ in left_out])
         bare = sum(1 for p in photos if not p.caption.strip())
         if bare and self.bot.models.caption_model:  # CAPTION_MODEL: the trainer writes them (trainer/captioning.py)
             why += f"\n{bare} without a caption get one when you /train: what the picture shows, not how you look."
@@ -272,18 +158,11 @@ class Dataset(commands.GroupCog, group_name="dataset", group_description="Your t
             )
             return
         owner = Owner(guilds[0], message.author.id)
-        lines, keep = await self.add_photos(
+        lines, keep = await self.uploads.add_photos(
             owner, list(message.attachments[:10]), message.content.strip()[:CAPTION_MAX]
         )
         await message.channel.send("\n".join(lines), view=keep or discord.utils.MISSING)
 
 
 def _unlink(path: str) -> None:
-    from pathlib import Path
-
     Path(path).unlink(missing_ok=True)
-
-
-async def setup(bot: DoppelBot) -> None:
-    bot.add_dynamic_items(dataset_checks.KeepPhotoButton)
-    await bot.add_cog(Dataset(bot))

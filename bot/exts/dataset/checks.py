@@ -1,28 +1,22 @@
-"""What /dataset add and /dataset list say about faces, and the "Keep photo N" button.
+"""What /dataset add and /dataset list say about faces.
 
 A photo the checks doubt (bot/members/photo_checks.py) is stored but stays out of training until its member
-presses "Keep photo N" under the reply that told them, or under /dataset list. Verdicts are judged on the
-whole set, so a batch can also cast doubt on an earlier photo (the set's identity forms once three photos
-show one face); those are told too, with their buttons.
+presses "Keep photo N" (bot.exts.dataset.keep) under the reply that told them, or under /dataset list. Verdicts
+are judged on the whole set, so a batch can also cast doubt on an earlier photo (the set's identity forms once
+three photos show one face); those are told too, with their buttons.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import discord
-
 from bot import intake
-from bot.app import DoppelBot
 from bot.members import photo_checks
 from bot.members.owner import Owner
 from bot.members.store import MemberStore, Photo
-
-MAX_BUTTONS = 25  # Discord's limit on one message
 
 
 @dataclass
@@ -75,38 +69,3 @@ async def judge_batch(members: MemberStore, owner: Owner, before: Sequence[Photo
         if why:
             judged.keep.append(photo)
     return judged
-
-
-def keep_view(photos: Sequence[Photo]) -> discord.ui.View | None:
-    """A "Keep photo N" button for each doubted photo (None when there are none)."""
-    if not photos:
-        return None
-    view = discord.ui.View(timeout=None)
-    for photo in photos[:MAX_BUTTONS]:
-        view.add_item(KeepPhotoButton(photo.id, photo.number))
-    return view
-
-
-class KeepPhotoButton(discord.ui.DynamicItem[discord.ui.Button], template=r"doppel:keep-photo:(?P<photo_id>\d+)"):
-    """Keep a doubted photo for training. Only its member can; dynamic, so it works after a restart."""
-
-    def __init__(self, photo_id: int, number: int = 0):
-        label = f"Keep photo {number}" if number else "Keep this photo"
-        super().__init__(discord.ui.Button(label=label, style=discord.ButtonStyle.secondary,
-                                           custom_id=f"doppel:keep-photo:{photo_id}"))
-        self.photo_id = photo_id
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item, match: re.Match):
-        return cls(int(match["photo_id"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        bot: DoppelBot = interaction.client  # type: ignore[assignment]
-        kept = await bot.members.keep_photo(interaction.user.id, self.photo_id)
-        if kept is None:
-            text = "That photo is not in your dataset (any more)."
-        else:
-            text = (f"Photo {kept[1]} stays in your training set. Where it shows several faces, training uses a "
-                    "crop around yours.")
-        await interaction.response.send_message(text, ephemeral=True)
-

@@ -1,29 +1,28 @@
-"""From a member's words to pictures in the channel: the request, its adapters, the wait, the message.
+"""From a member's words to pictures queued: the request, its adapters, the wait.
 
 Every way to ask for pictures (/imagine, /compare, the buttons under pictures) builds its
 request here, so each is checked the same way: every person drawn must be the requester
 or have shared with them, and has an adapter now, named by its identity (its content).
+Showing what was made is bot.exts.imagine.delivering's.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
 import discord
 
 from bot.app import DoppelBot
+from bot.exts.imagine import delivering, group
+from bot.exts.imagine.refused import Refused
 from bot.jobs.models import Job
 from bot.jobs.store import QueueFull
 from bot.jobs.updates import JobUpdate
 from bot.members.owner import Owner, adapter_name
 from bot.members.prompts import PromptRefused, resolve_prompt
 from contract import AdapterRef, GenerateRequest, JobState, RequestError
-
-log = logging.getLogger(__name__)
 
 TOKEN_LIFE_S = 14 * 60  # Discord's is 15 minutes; after that, answer in the channel instead
 RESULT_TIMEOUT_S = 30 * 60
@@ -38,10 +37,6 @@ class Drawing:
     people: tuple[Owner, ...]
     adapter_files: dict[str, str]
     plain: bool = False
-
-
-class Refused(Exception):
-    """Said to the member as "I cannot draw that: ..."."""
 
 
 async def adapters_of(bot: DoppelBot, requester: Owner, people: Sequence[Owner],
@@ -62,8 +57,6 @@ async def from_prompt(bot: DoppelBot, requester: Owner, prompt: str, *, strength
                       photo: discord.Attachment | None = None, **options) -> Drawing:
     """The prompt by the token rule (see bot.members.prompts), with the adapters of everyone it names; with
     several people (or a photo), a group picture: each face drawn with only its person's adapter."""
-    from bot.exts.imagine import group
-
     try:
         resolved = await resolve_prompt(prompt, requester, bot.members)
     except PromptRefused as refusal:
@@ -105,8 +98,8 @@ async def draw(bot: DoppelBot, interaction: discord.Interaction, owner: Owner, d
     """Queue the pictures and keep the reply up to date while they wait.
 
     Showing the result is not this coroutine's job: a success's pictures are delivered by the job's follow-up
-    (`deliver`, recorded with the success, so a restart in between loses nothing), and a failure is shown by
-    `show_outcome` here, or after a restart by the cog that waits for jobs it found unfinished.
+    (`delivering.deliver`, recorded with the success, so a restart in between loses nothing), and a failure is shown by
+    `delivering.show_outcome` here, or after a restart by the cog that waits for jobs it found unfinished.
     """
     started = time.monotonic()
     try:
@@ -135,107 +128,4 @@ async def draw(bot: DoppelBot, interaction: discord.Interaction, owner: Owner, d
         await interaction.edit_original_response(content="No picture this time: someone in it asked to be forgotten.")
         return
     if done.state is not JobState.SUCCEEDED:
-        await show_outcome(bot, done)
-
-
-async def deliver(bot: DoppelBot, job: Job) -> None:
-    """A picture job's success follow-up: its pictures shown to the requester. At least once, idempotent."""
-    await show_outcome(bot, job)
-
-
-async def show_outcome(bot: DoppelBot, job: Job) -> None:
-    """A finished picture job shown where the requester sees it: their waiting reply while its token lives,
-    else their channel, else a DM. A deleted message or a lost channel changes where, never whether.
-
-    Idempotent: editing the reply again shows the same; a channel or DM post is made once per job (the
-    message is recorded, and a job with a recorded post is not posted again). Raises on what may pass (a
-    Discord outage), so that the follow-up is tried again.
-    """
-    reply = job.params.get("reply")
-    if reply and time.time() < reply["expires_at"] and await _edit_reply(bot, job, reply):
-        return
-    if await _posted_already(bot, job):
-        return
-    channel_id = job.params.get("channel_id")
-    if channel_id:
-        try:
-            await post(bot.get_partial_messageable(channel_id), job, bot)
-            return
-        except (discord.NotFound, discord.Forbidden):
-            log.warning("job %s: its channel is gone or closed to me; sending the result by DM", job.id)
-    try:
-        await post(await bot.create_dm(discord.Object(job.owner.member_id)), job, bot)
-    except (discord.NotFound, discord.Forbidden):
-        log.error("job %s: its result could be shown nowhere (reply expired, channel gone, DMs closed)", job.id)
-
-
-async def _edit_reply(bot: DoppelBot, job: Job, reply: dict[str, Any]) -> bool:
-    """The result in the waiting reply; False when the reply is gone (deleted, or its token refused)."""
-    done = await deliverable(bot, job)
-    text, files, view = message(done)
-    hook = discord.Webhook.partial(reply["application_id"], reply["token"], client=bot)
-    try:
-        edited = await hook.edit_message(  # type: ignore[call-overload]  # "@original": an interaction's reply
-            "@original", content=text, attachments=files, view=view, allowed_mentions=discord.AllowedMentions.none(),
-        )
-    except (discord.NotFound, discord.Forbidden):
-        return False
-    except discord.HTTPException as refused:
-        if refused.status == 401:  # the token is no longer valid
-            return False
-        raise
-    # Pictures are recorded as showing the people drawn (for /forget); a reply without pictures shows nobody.
-    # Recorded after the edit: a crash in between repeats the follow-up, which edits and records again.
-    if done.pictures is not None and done.state is JobState.SUCCEEDED:
-        await bot.record_posted(edited, done, done.params.get("people", ()))
-    return True
-
-
-async def _posted_already(bot: DoppelBot, job: Job) -> bool:
-    return await bot.db.fetchone("SELECT 1 FROM shown_messages WHERE job_id = ?", (job.id,)) is not None
-
-
-async def post(channel: discord.abc.Messageable, job: Job, bot: DoppelBot | None = None) -> None:
-    """The pictures in the channel, mentioning the requester: when their interaction is gone. With `bot`,
-    the message is recorded as showing the people drawn, for /forget."""
-    if bot is not None:
-        job = await deliverable(bot, job)
-    text, files, view = message(job)
-    member = discord.Object(job.owner.member_id)
-    kwargs: dict[str, Any] = {"view": view} if view is not None else {}
-    sent = await channel.send(f"<@{member.id}> {text}", files=files,
-                              allowed_mentions=discord.AllowedMentions(users=[member]), **kwargs)
-    if bot is not None and job.pictures is not None and job.state is JobState.SUCCEEDED:
-        await bot.record_posted(sent, job, job.params.get("people", ()))
-
-
-async def deliverable(bot: DoppelBot, job: Job) -> Job:
-    """The job as it may be shown, consent checked right before: pictures of someone who no longer agrees
-    (a share taken back, an adapter forgotten) are not shown, and the job reads as failed, with why."""
-    if job.state is JobState.SUCCEEDED and (refusal := await bot.consent.refusal(job)) is not None:
-        return replace(job, state=JobState.FAILED, result=None, error=refusal)
-    return job
-
-
-def message(job: Job) -> tuple[str, list[discord.File], discord.ui.View | None]:
-    """The pictures of a finished job as a message: text, files and buttons (or why there are none)."""
-    from bot.exts.imagine import group
-    from bot.exts.imagine.buttons import CompareButton, RerollButton
-
-    pictures = job.pictures
-    if job.state is not JobState.SUCCEEDED or pictures is None:
-        return f"No picture this time: {job.error or job.state.value}.", [], None
-    request = job.picture_request
-    seeds = ", ".join(str(i.seed) for i in pictures.images)
-    note = " (plain model: you have no adapter yet, /train makes one)" if job.params.get("plain") else ""
-    if request.compare:
-        note = " · left: the base model, right: with the adapter"
-    plural = "s" if len(pictures.images) > 1 else ""
-    text = f"**{discord.utils.escape_markdown(request.prompt)[:1500]}**\nseed{plural} {seeds}{note}"
-    files = [discord.File(i.path, f"doppel-{i.seed}.png") for i in pictures.images]
-    view = discord.ui.View(timeout=None)
-    view.add_item(RerollButton(job.id))
-    if request.adapters and not request.compare and request.group is None:
-        view.add_item(CompareButton(job.id))
-    text = group.add_to_message(job, text, view)  # who is where, for a group picture
-    return text, files, view
+        await delivering.show_outcome(bot, done)

@@ -1,0 +1,165 @@
+"""Starting a training: the checks, the run's copy of the photos, the queued job and its progress message.
+
+/train and the "Train more" modal both start one here. Once the progress message is posted, the start is
+announced as "training_queued" (job, channel id, message id): the Training cog follows the message from then on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import discord
+
+from bot.app import DoppelBot, owner_of
+from bot.jobs import files
+from bot.jobs.store import QueueFull
+from bot.jobs.updates import JobUpdate
+from bot.members import photo_checks, storage
+from bot.members.owner import Owner
+from bot.ui.progress import render
+from contract import JobKind, JobState, RequestError, TrainRequest
+from contract.limits import MEMBER_STEPS
+from contract.models import adapter_facts
+
+log = logging.getLogger(__name__)
+
+DAY = 24 * 3600
+
+
+async def start_training(
+    bot: DoppelBot, interaction: discord.Interaction, steps: int | None, resolution: int | None = None,
+    fresh: bool = False,
+) -> None:
+    """Queue a training of the member's photos and post its progress message: /train and "Train more".
+
+    A member who has an adapter trains on from it (from the checkpoint behind it, where kept)
+    unless `fresh`: after adding photos, the model need not learn their face from zero again.
+    """
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    owner = owner_of(interaction)
+    refusal = await _refusal(bot, owner, steps)
+    if refusal:
+        await interaction.followup.send(refusal, ephemeral=True)
+        return
+    token = await bot.token_for(owner)
+    try:
+        request = TrainRequest(
+            base=bot.models.base_model, token=token, steps=steps or bot.settings.train_default_steps,
+            resolution=resolution, memory_mode=bot.models.memory_mode, caption_model=bot.models.caption_model,
+        )
+    except RequestError as problem:
+        await interaction.followup.send(f"I cannot train that: {problem}.", ephemeral=True)
+        return
+    adapter = None if fresh else await bot.members.adapter(owner)
+    start_from = None
+    if adapter is not None:
+        trained_on = (await asyncio.to_thread(adapter_facts, adapter.path)).get("base_model")
+        if trained_on and trained_on != request.base:  # BASE_MODEL changed since: its layers are another model's
+            await interaction.followup.send(
+                f"Your adapter was trained on `{trained_on}`, and this server now trains on `{request.base}`: "
+                "an adapter cannot be carried over to another base model. Run `/train fresh:True` to train a new "
+                "one from your photos (they are kept; your adapter stays until the new one replaces it).",
+                ephemeral=True,
+            )
+            return
+        kept = await asyncio.to_thread(Path(adapter.state).is_file) if adapter.state else False
+        start_from = adapter.state if kept else adapter.path
+    try:
+        dataset = await _snapshot(bot, owner)
+    except NoRoom as why:
+        await interaction.followup.send(str(why), ephemeral=True)
+        return
+    try:
+        job = await bot.runner.submit_training(
+            owner, request, images_dir=dataset, start_from=start_from, snapshot=True
+        )
+    except QueueFull as full:
+        await asyncio.to_thread(shutil.rmtree, dataset, True)
+        await interaction.followup.send(f"Not now: {full}.", ephemeral=True)
+        return
+    position = await bot.runner.position(job.id)
+    message = await interaction.channel.send(  # type: ignore[union-attr]
+        render(token, JobUpdate(job.id, JobState.QUEUED, position=position, waiting_for_gpu=not bot.runner.gpu_ready)),
+        allowed_mentions=discord.AllowedMentions.none(),
+    )
+    await bot.members.set_progress_message(job.id, message.channel.id, message.id)
+    bot.dispatch("training_queued", job, message.channel.id, message.id)
+    building = f", building on your adapter's {adapter.steps} steps (fresh:True starts from zero)" if adapter else ""
+    left = photo_checks.lines(photo_checks.left_out(await bot.members.photos(owner)))
+    leaving = "\n".join(["", "Left out (/dataset list has buttons to keep them):", *left]) if left else ""
+    await interaction.followup.send(
+        f"Training queued with `{token}` as your trigger token{building}. Progress: {message.jump_url}" + leaving,
+        ephemeral=True,
+    )
+
+
+async def _refusal(bot: DoppelBot, owner: Owner, steps: int | None) -> str | None:
+    settings = bot.settings
+    every = await bot.members.photos(owner)
+    photos = len(photo_checks.training_photos(every))
+    if photos < settings.min_photos_to_train:
+        usable = f" ({len(every) - photos} more are left out: /dataset list says why)" if photos < len(every) else ""
+        return (
+            f"You have {photos} photo{'s' if photos != 1 else ''}{usable}; training needs at least "
+            f"{settings.min_photos_to_train}. Add more with /dataset add."
+        )
+    if steps is not None and steps > settings.train_max_steps:
+        return f"Steps must be between {MEMBER_STEPS.low} and {settings.train_max_steps}."
+    active = await bot.jobs.of_owner(owner, JobState.QUEUED, JobState.RUNNING)
+    if any(job.kind is JobKind.TRAIN for job in active):
+        return "You already have a training queued or running; /status shows it, /cancel stops it."
+    used = await bot.jobs.started_since(owner, JobKind.TRAIN, time.time() - DAY)
+    if used >= settings.trainings_per_day:
+        return f"You have started {used} trainings in the last 24 hours, the most allowed. Try again tomorrow."
+    full = await asyncio.to_thread(files.too_full_to_train, settings.jobs_dir, settings.train_min_free_mb)
+    if full:
+        log.error("/train refused: %s has less than TRAIN_MIN_FREE_MB=%d MB free", settings.jobs_dir,
+                  settings.train_min_free_mb)
+    return full
+
+
+class NoRoom(Exception):
+    """The run's copy of the photos does not fit (the member's disk, or the bot's); the text is for the member."""
+
+
+async def _snapshot(bot: DoppelBot, owner: Owner) -> Path:
+    """Copy the photos and captions as they are now: edits after /train do not change this run.
+
+    The copy counts towards the member's disk (MEMBER_DISK_MB) until the run ends and deletes it; one that
+    does not fit is not begun, and one that fails half way is removed whole. Raises NoRoom."""
+    photos = photo_checks.training_photos(await bot.members.photos(owner))  # those left out are not copied
+    folder = bot.members.folder(owner) / "runs" / uuid.uuid4().hex
+    size = await asyncio.to_thread(lambda: sum(Path(p.path).stat().st_size for p in photos))
+    used = await storage.disk_used(bot.members, bot.jobs, bot.settings.jobs_dir, owner)
+    full = storage.over_limit(used, size, bot.settings.member_disk_mb)
+    if full:
+        raise NoRoom(f"I cannot train now: {full}.")
+
+    def copy() -> None:
+        folder.mkdir(parents=True)
+        try:
+            for photo in photos:
+                _write_private(folder / f"{photo.number:03d}.jpg", Path(photo.path).read_bytes())
+                _write_private(folder / f"{photo.number:03d}.txt", photo.caption.encode("utf-8"))
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+
+    try:
+        await asyncio.to_thread(copy)
+    except OSError:
+        raise NoRoom("I could not copy your photos for training (the bot's disk is full or cannot be written); "
+                     "nothing was queued. Tell an admin, then try again.") from None
+    return folder
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """A new file readable by the bot's user only."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
+        handle.write(data)
