@@ -21,8 +21,10 @@ import logging
 import math
 import multiprocessing
 import os
+import re
 import struct
 import tempfile
+import zlib
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -191,6 +193,8 @@ def prepare(data: bytes, limits: IntakeLimits = IntakeLimits()) -> PreparedPhoto
     cap = {"JPEG": limits.max_pixels, "WEBP": limits.max_pixels_webp}.get(kind, limits.max_pixels_whole)
     if kind == "WEBP":  # Pillow allocates a WebP's canvas while opening it, so look first
         _check_pixels(_webp_size(data), cap)
+    if kind == "PNG":  # Pillow checks no checksum of the picture data, so a damaged PNG would decode to noise
+        _check_png_chunks(data)
     try:
         image = Image.open(io.BytesIO(data), formats=[kind])
     except Image.DecompressionBombError:
@@ -206,7 +210,8 @@ def prepare(data: bytes, limits: IntakeLimits = IntakeLimits()) -> PreparedPhoto
         # pair): the first picture is the photo, and the one decoded.
         if frames > 1 and kind not in ("HEIF", "JPEG"):
             raise Rejected(f"this is an animation ({frames} frames); please send a still photo")
-        orientation = _orientation(image)
+        # The metadata read with the header; a PNG may keep its eXIf after the picture data, read by the decode.
+        orientation = _orientation(image.info)
         width, height = image.size[::-1] if orientation in (5, 6, 7, 8) else image.size
         if min(width, height) < limits.min_short_side:  # judged the way up the member sees it, before decoding
             raise Rejected(
@@ -216,10 +221,8 @@ def prepare(data: bytes, limits: IntakeLimits = IntakeLimits()) -> PreparedPhoto
         scale = limits.max_long_side / max(width, height)
         if kind == "JPEG" and scale < 1:  # decode at 1/2, 1/4 or 1/8 scale where that still leaves enough pixels
             image.draft(image.mode, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
-        try:
-            image.load()
-        except Exception:
-            raise Rejected(_DAMAGED) from None
+        _decode(image)
+        orientation = _orientation(image.info)
         icc = image.info.get("icc_profile")
         # Peak memory is the decoded picture plus one working copy at most (see IntakeLimits.max_pixels):
         # everything after the shrink works on at most max_long_side² pixels.
@@ -383,6 +386,25 @@ def _webp_size(data: bytes) -> tuple[int, int]:
     raise Rejected(_DAMAGED)
 
 
+def _check_png_chunks(data: bytes) -> None:
+    """Refuse a PNG whose chunks do not add up to the file or whose checksums (CRC-32) are wrong, before decoding.
+
+    Pillow skips the checksum of the picture data (IDAT), and a changed byte there often still inflates,
+    to a picture partly noise. Bytes after the end chunk (IEND) are ignored, as by every reader.
+    """
+    view, at = memoryview(data), 8  # a view: checking a chunk copies nothing
+    while at + 12 <= len(data):
+        end = at + 8 + int.from_bytes(data[at : at + 4], "big")
+        if end + 4 > len(data):
+            break
+        if zlib.crc32(view[at + 4 : end]) != int.from_bytes(data[end : end + 4], "big"):
+            raise Rejected(_DAMAGED)
+        if data[at + 4 : at + 8] == b"IEND":
+            return
+        at = end + 4
+    raise Rejected(_DAMAGED)  # cut off before its end chunk
+
+
 def _check_pixels(size: tuple[int, int], cap: int) -> None:
     width, height = size
     if width * height > cap:
@@ -422,12 +444,34 @@ _TRANSPOSE = {  # EXIF orientation -> the turn that makes the picture upright (a
 }
 
 
-def _orientation(image: Image.Image) -> int:
-    """The EXIF orientation (1 to 8); 1 (as stored) when there is none or the EXIF cannot be read."""
+def _decode(image: Image.Image) -> None:
+    """Decode the picture: the one place pixels are read. Any failure refuses the file, because Pillow keeps
+    what it decoded before the failure and a later call would hand back that partial picture without an error.
+    """
     try:
-        value = image.getexif().get(0x0112, 1)
-    except Exception:  # unreadable EXIF: the picture itself is fine, keep it as stored
-        return 1
+        image.load()
+    except Exception:  # hostile input makes decoders raise anything
+        raise Rejected(_DAMAGED) from None
+
+
+def _orientation(info: Mapping[str, object]) -> int:
+    """The EXIF orientation (1 to 8) in the metadata Pillow has read; 1 (as stored) when there is none or the
+    EXIF cannot be read. Reads `info` only: `Image.getexif` would decode a PNG's pixels to reach its later
+    chunks (and its failure would go unseen), so the metadata after a PNG's picture counts once `_decode` ran.
+    """
+    exif = Image.Exif()
+    raw = info.get("exif")
+    if isinstance(raw, bytes):
+        try:
+            exif.load(raw)
+        except Exception:  # unreadable EXIF: metadata only, the picture itself is judged by its decode
+            return 1
+    value = exif.get(0x0112)
+    if value is None:  # as Image.getexif: the orientation of an XMP packet when EXIF has none
+        xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
+        text = xmp.decode("utf-8", "replace") if isinstance(xmp, bytes) else xmp
+        found = re.search(r'tiff:Orientation(="|>)([0-9])', text) if isinstance(text, str) else None
+        value = int(found[2]) if found else 1
     return value if isinstance(value, int) and value in _TRANSPOSE else 1
 
 
