@@ -218,7 +218,15 @@ def prepare(data: bytes, limits: IntakeLimits = IntakeLimits()) -> PreparedPhoto
                 f"the picture is {width}x{height}; photos need at least {limits.min_short_side} pixels "
                 "on the short side for training"
             )
-        scale = limits.max_long_side / max(width, height)
+        long, short = max(width, height), min(width, height)
+        kept_short = short * limits.max_long_side // long  # its short side once shrunk to max_long_side
+        if long > limits.max_long_side and kept_short < limits.min_short_side:  # found by bench/fuzz_intake.py
+            raise Rejected(
+                f"the picture is {width}x{height}, too long and narrow: shrunk to {limits.max_long_side} pixels "
+                f"long, as photos are kept, it would be {kept_short} pixels wide; photos need at least "
+                f"{limits.min_short_side}"
+            )
+        scale = limits.max_long_side / long
         if kind == "JPEG" and scale < 1:  # decode at 1/2, 1/4 or 1/8 scale where that still leaves enough pixels
             image.draft(image.mode, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
         _decode(image)
@@ -454,7 +462,7 @@ def _decode(image: Image.Image) -> None:
         raise Rejected(_DAMAGED) from None
 
 
-def _orientation(info: Mapping[str, object]) -> int:
+def _orientation(info: Mapping[str | tuple[int, int], object]) -> int:
     """The EXIF orientation (1 to 8) in the metadata Pillow has read; 1 (as stored) when there is none or the
     EXIF cannot be read. Reads `info` only: `Image.getexif` would decode a PNG's pixels to reach its later
     chunks (and its failure would go unseen), so the metadata after a PNG's picture counts once `_decode` ran.

@@ -251,6 +251,19 @@ def test_too_small_is_judged_the_way_up_the_member_sees_it():
         prepare(encode(stored_sideways, exif=exif), IntakeLimits())
 
 
+def test_a_picture_too_narrow_to_keep_its_short_side_once_shrunk_is_refused():
+    """Found by bench/fuzz_intake.py (a flipped byte made a JPEG claim 80x43840): shrunk to max_long_side, the
+    picture kept its short side of 80 nowhere near the minimum, and was stored 1 pixel wide."""
+    with pytest.raises(Rejected) as refused:
+        prepare(encode(Image.new("RGB", (600, 2600), "grey")), IntakeLimits())
+    assert refused.value.reason == (
+        "the picture is 600x2600, too long and narrow: shrunk to 2048 pixels long, as photos are kept, it would be "
+        "472 pixels wide; photos need at least 512"
+    )
+    photo = prepare(encode(Image.new("RGB", (512, 2048), "grey")), IntakeLimits())  # 1:4 exactly is kept
+    assert (photo.width, photo.height) == (512, 2048)
+
+
 def test_heic_without_pillow_heif_is_refused_with_a_reason(monkeypatch):
     monkeypatch.setattr(intake, "HEIF_SUPPORTED", False)
     heic_header = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
