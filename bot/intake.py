@@ -77,6 +77,9 @@ class IntakeLimits:
     max_pixels_webp: int = 10_000_000
     min_short_side: int = 512
     max_long_side: int = 2048  # stored photos are shrunk to this; training never needs more
+    # The short side the picture must still have once shrunk to max_long_side; None: min_short_side, as a
+    # training photo needs. (A team photo for /imagine, looked at only for its faces, sets 1.)
+    min_kept_short_side: int | None = None
     near_duplicate_distance: int = NEAR_DUPLICATE
     allowed_hosts: tuple[str, ...] = ("cdn.discordapp.com", "media.discordapp.net")
     allowed_schemes: tuple[str, ...] = ("https",)  # tests add http for a stand-in on loopback
@@ -220,11 +223,11 @@ def prepare(data: bytes, limits: IntakeLimits = IntakeLimits()) -> PreparedPhoto
             )
         long, short = max(width, height), min(width, height)
         kept_short = short * limits.max_long_side // long  # its short side once shrunk to max_long_side
-        if long > limits.max_long_side and kept_short < limits.min_short_side:  # found by bench/fuzz_intake.py
+        need = limits.min_short_side if limits.min_kept_short_side is None else limits.min_kept_short_side
+        if long > limits.max_long_side and kept_short < need:  # found by bench/fuzz_intake.py
             raise Rejected(
                 f"the picture is {width}x{height}, too long and narrow: shrunk to {limits.max_long_side} pixels "
-                f"long, as photos are kept, it would be {kept_short} pixels wide; photos need at least "
-                f"{limits.min_short_side}"
+                f"long, as photos are kept, it would be {kept_short} pixels wide; photos need at least {need}"
             )
         scale = limits.max_long_side / long
         if kind == "JPEG" and scale < 1:  # decode at 1/2, 1/4 or 1/8 scale where that still leaves enough pixels

@@ -14,7 +14,7 @@ from bot.captions import CAPTION_MAX, check_caption, shown
 from bot.intake import Rejected
 
 PROPERTY = settings(
-    max_examples=int(os.environ.get("INTAKE_EXAMPLES", "600")), derandomize=True, deadline=None, database=None
+    max_examples=int(os.environ.get("INTAKE_EXAMPLES", "300")), derandomize=True, deadline=None, database=None
 )
 REFUSALS = [
     re.compile(r"the caption holds an invisible character \(U\+[0-9A-F]{4,6}, [^)]+\); please write it again "

@@ -262,6 +262,8 @@ def test_a_picture_too_narrow_to_keep_its_short_side_once_shrunk_is_refused():
     )
     photo = prepare(encode(Image.new("RGB", (512, 2048), "grey")), IntakeLimits())  # 1:4 exactly is kept
     assert (photo.width, photo.height) == (512, 2048)
+    team = prepare(encode(Image.new("RGB", (2600, 600), "grey")), IntakeLimits(min_kept_short_side=1))
+    assert (team.width, team.height) == (2048, 473)  # as /imagine keeps a wide team photo
 
 
 def test_heic_without_pillow_heif_is_refused_with_a_reason(monkeypatch):

@@ -18,7 +18,7 @@ from yarl import URL
 from bot.intake import IntakeLimits, Rejected, check_source_url, prepare
 from tests.intake_mutations import LIMITS, Damage, chunks, clean, damaged, judge, originals, png_is_whole
 
-EXAMPLES = int(os.environ.get("INTAKE_EXAMPLES", "600"))
+EXAMPLES = int(os.environ.get("INTAKE_EXAMPLES", "300"))
 PROPERTY = settings(
     max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
     suppress_health_check=[HealthCheck.too_slow],
