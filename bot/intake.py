@@ -21,8 +21,10 @@ import logging
 import math
 import multiprocessing
 import os
+import re
 import struct
 import tempfile
+import zlib
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -75,6 +77,9 @@ class IntakeLimits:
     max_pixels_webp: int = 10_000_000
     min_short_side: int = 512
     max_long_side: int = 2048  # stored photos are shrunk to this; training never needs more
+    # The short side the picture must still have once shrunk to max_long_side; None: min_short_side, as a
+    # training photo needs. (A team photo for /imagine, looked at only for its faces, sets 1.)
+    min_kept_short_side: int | None = None
     near_duplicate_distance: int = NEAR_DUPLICATE
     allowed_hosts: tuple[str, ...] = ("cdn.discordapp.com", "media.discordapp.net")
     allowed_schemes: tuple[str, ...] = ("https",)  # tests add http for a stand-in on loopback
@@ -191,6 +196,8 @@ def prepare(data: bytes, limits: IntakeLimits = IntakeLimits()) -> PreparedPhoto
     cap = {"JPEG": limits.max_pixels, "WEBP": limits.max_pixels_webp}.get(kind, limits.max_pixels_whole)
     if kind == "WEBP":  # Pillow allocates a WebP's canvas while opening it, so look first
         _check_pixels(_webp_size(data), cap)
+    if kind == "PNG":  # Pillow checks no checksum of the picture data, so a damaged PNG would decode to noise
+        _check_png_chunks(data)
     try:
         image = Image.open(io.BytesIO(data), formats=[kind])
     except Image.DecompressionBombError:
@@ -206,20 +213,27 @@ def prepare(data: bytes, limits: IntakeLimits = IntakeLimits()) -> PreparedPhoto
         # pair): the first picture is the photo, and the one decoded.
         if frames > 1 and kind not in ("HEIF", "JPEG"):
             raise Rejected(f"this is an animation ({frames} frames); please send a still photo")
-        orientation = _orientation(image)
+        # The metadata read with the header; a PNG may keep its eXIf after the picture data, read by the decode.
+        orientation = _orientation(image.info)
         width, height = image.size[::-1] if orientation in (5, 6, 7, 8) else image.size
         if min(width, height) < limits.min_short_side:  # judged the way up the member sees it, before decoding
             raise Rejected(
                 f"the picture is {width}x{height}; photos need at least {limits.min_short_side} pixels "
                 "on the short side for training"
             )
-        scale = limits.max_long_side / max(width, height)
+        long, short = max(width, height), min(width, height)
+        kept_short = short * limits.max_long_side // long  # its short side once shrunk to max_long_side
+        need = limits.min_short_side if limits.min_kept_short_side is None else limits.min_kept_short_side
+        if long > limits.max_long_side and kept_short < need:  # found by bench/fuzz_intake.py
+            raise Rejected(
+                f"the picture is {width}x{height}, too long and narrow: shrunk to {limits.max_long_side} pixels "
+                f"long, as photos are kept, it would be {kept_short} pixels wide; photos need at least {need}"
+            )
+        scale = limits.max_long_side / long
         if kind == "JPEG" and scale < 1:  # decode at 1/2, 1/4 or 1/8 scale where that still leaves enough pixels
             image.draft(image.mode, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
-        try:
-            image.load()
-        except Exception:
-            raise Rejected(_DAMAGED) from None
+        _decode(image)
+        orientation = _orientation(image.info)
         icc = image.info.get("icc_profile")
         # Peak memory is the decoded picture plus one working copy at most (see IntakeLimits.max_pixels):
         # everything after the shrink works on at most max_long_side² pixels.
@@ -383,6 +397,25 @@ def _webp_size(data: bytes) -> tuple[int, int]:
     raise Rejected(_DAMAGED)
 
 
+def _check_png_chunks(data: bytes) -> None:
+    """Refuse a PNG whose chunks do not add up to the file or whose checksums (CRC-32) are wrong, before decoding.
+
+    Pillow skips the checksum of the picture data (IDAT), and a changed byte there often still inflates,
+    to a picture partly noise. Bytes after the end chunk (IEND) are ignored, as by every reader.
+    """
+    view, at = memoryview(data), 8  # a view: checking a chunk copies nothing
+    while at + 12 <= len(data):
+        end = at + 8 + int.from_bytes(data[at : at + 4], "big")
+        if end + 4 > len(data):
+            break
+        if zlib.crc32(view[at + 4 : end]) != int.from_bytes(data[end : end + 4], "big"):
+            raise Rejected(_DAMAGED)
+        if data[at + 4 : at + 8] == b"IEND":
+            return
+        at = end + 4
+    raise Rejected(_DAMAGED)  # cut off before its end chunk
+
+
 def _check_pixels(size: tuple[int, int], cap: int) -> None:
     width, height = size
     if width * height > cap:
@@ -422,12 +455,34 @@ _TRANSPOSE = {  # EXIF orientation -> the turn that makes the picture upright (a
 }
 
 
-def _orientation(image: Image.Image) -> int:
-    """The EXIF orientation (1 to 8); 1 (as stored) when there is none or the EXIF cannot be read."""
+def _decode(image: Image.Image) -> None:
+    """Decode the picture: the one place pixels are read. Any failure refuses the file, because Pillow keeps
+    what it decoded before the failure and a later call would hand back that partial picture without an error.
+    """
     try:
-        value = image.getexif().get(0x0112, 1)
-    except Exception:  # unreadable EXIF: the picture itself is fine, keep it as stored
-        return 1
+        image.load()
+    except Exception:  # hostile input makes decoders raise anything
+        raise Rejected(_DAMAGED) from None
+
+
+def _orientation(info: Mapping[str | tuple[int, int], object]) -> int:
+    """The EXIF orientation (1 to 8) in the metadata Pillow has read; 1 (as stored) when there is none or the
+    EXIF cannot be read. Reads `info` only: `Image.getexif` would decode a PNG's pixels to reach its later
+    chunks (and its failure would go unseen), so the metadata after a PNG's picture counts once `_decode` ran.
+    """
+    exif = Image.Exif()
+    raw = info.get("exif")
+    if isinstance(raw, bytes):
+        try:
+            exif.load(raw)
+        except Exception:  # unreadable EXIF: metadata only, the picture itself is judged by its decode
+            return 1
+    value = exif.get(0x0112)
+    if value is None:  # as Image.getexif: the orientation of an XMP packet when EXIF has none
+        xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
+        text = xmp.decode("utf-8", "replace") if isinstance(xmp, bytes) else xmp
+        found = re.search(r'tiff:Orientation(="|>)([0-9])', text) if isinstance(text, str) else None
+        value = int(found[2]) if found else 1
     return value if isinstance(value, int) and value in _TRANSPOSE else 1
 
 

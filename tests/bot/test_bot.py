@@ -295,11 +295,30 @@ async def test_status_and_cancel_and_editing_the_dataset(world):
             w.ann, w.general, "dataset caption", options={"number": 2, "text": "[trigger] hiking"}
         )
         assert "Photo 2 now reads: [trigger] hiking" in (await caption.original()).content
+        reversed_ = await w.fake.slash(
+            w.ann, w.general, "dataset caption", options={"number": 2, "text": "me at home\u202eemoh"}
+        )
+        assert (await reversed_.original()).content.startswith(
+            "The caption was not changed: the caption holds an invisible character (U+202E, right-to-left override)"
+        )
+        marked = await w.fake.slash(
+            w.ann, w.general, "dataset caption", options={"number": 3, "text": "**me**\n@everyone [x](https://e.example)"}
+        )
+        assert "Photo 3 now reads: \\*\\*me\\*\\* @\u200beveryone [x\\](https://e.example)" in (
+            await marked.original()
+        ).content
+        refused = await w.fake.slash(w.ann, w.general, "dataset add", options={"caption": "me\x07"},
+                                     attachments=photo_options(1, 10))
+        assert "No photo was added: the caption holds an invisible character (U+0007" in (
+            await refused.wait_followup()
+        ).content
         removed = await w.fake.slash(w.ann, w.general, "dataset remove", options={"number": 1})
         assert "You have 3 left" in (await removed.original()).content
         missing = await w.fake.slash(w.ann, w.general, "dataset remove", options={"number": 9})
         assert "no photo 9" in (await missing.original()).content
-        assert [p.caption for p in await bot.members.photos(w.owner(w.ann))][0] == "[trigger] hiking"
+        assert [p.caption for p in await bot.members.photos(w.owner(w.ann))][:2] == [
+            "[trigger] hiking", "**me** @everyone [x](https://e.example)"  # kept as written, on one line
+        ]
 
         too_few = await w.fake.slash(w.ann, w.general, "train")
         assert "training needs at least 4" in (await too_few.wait_followup()).content

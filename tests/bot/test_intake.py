@@ -251,11 +251,68 @@ def test_too_small_is_judged_the_way_up_the_member_sees_it():
         prepare(encode(stored_sideways, exif=exif), IntakeLimits())
 
 
+def test_a_picture_too_narrow_to_keep_its_short_side_once_shrunk_is_refused():
+    """Found by bench/fuzz_intake.py (a flipped byte made a JPEG claim 80x43840): shrunk to max_long_side, the
+    picture kept its short side of 80 nowhere near the minimum, and was stored 1 pixel wide."""
+    with pytest.raises(Rejected) as refused:
+        prepare(encode(Image.new("RGB", (600, 2600), "grey")), IntakeLimits())
+    assert refused.value.reason == (
+        "the picture is 600x2600, too long and narrow: shrunk to 2048 pixels long, as photos are kept, it would be "
+        "472 pixels wide; photos need at least 512"
+    )
+    photo = prepare(encode(Image.new("RGB", (512, 2048), "grey")), IntakeLimits())  # 1:4 exactly is kept
+    assert (photo.width, photo.height) == (512, 2048)
+    team = prepare(encode(Image.new("RGB", (2600, 600), "grey")), IntakeLimits(min_kept_short_side=1))
+    assert (team.width, team.height) == (2048, 473)  # as /imagine keeps a wide team photo
+
+
 def test_heic_without_pillow_heif_is_refused_with_a_reason(monkeypatch):
     monkeypatch.setattr(intake, "HEIF_SUPPORTED", False)
     heic_header = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
     with pytest.raises(Rejected, match="HEIC photo, which this server can't read; please send it as a JPEG"):
         prepare(heic_header, SMALL)
+
+
+def png_with_idat(image: Image.Image, change) -> bytes:
+    """The image as a PNG whose picture data (IDAT) is `change(data)`, its checksum made right again: damage
+    only a decode can see."""
+    data = bytearray(encode(image, "PNG"))
+    at = data.index(b"IDAT") - 4
+    length = int.from_bytes(data[at : at + 4], "big")
+    body = change(bytes(data[at + 8 : at + 8 + length]))
+    return bytes(data[:at]) + png_chunk(b"IDAT", body) + bytes(data[at + 12 + length :])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [lambda d: d[: len(d) // 2] + bytes(20) + d[len(d) // 2 + 20 :], lambda d: d[:-4] + bytes(4)],
+    ids=["zeros in the middle", "wrong zlib checksum"],
+)
+def test_a_png_with_damaged_picture_data_is_refused(tmp_path, change):
+    """Issue #27: reading a PNG's EXIF decoded the picture, the failure was taken for bad EXIF, and the partly
+    decoded picture was stored."""
+    with pytest.raises(Rejected, match="^the file is damaged or cut off, so the picture can't be read$"):
+        intake_into(tmp_path, png_with_idat(scene(18, (128, 96)), change))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_png_whose_checksum_is_wrong_is_refused():
+    data = bytearray(encode(scene(19, (128, 96)), "PNG"))
+    data[data.index(b"IDAT") + 100] ^= 0x01  # a changed byte: zlib may still inflate it, to other pixels
+    with pytest.raises(Rejected, match="^the file is damaged or cut off"):
+        prepare(bytes(data), SMALL)
+
+
+def test_an_orientation_after_a_pngs_picture_data_is_applied():
+    """A PNG's eXIf may follow the picture data, where only the decode reaches it: the picture is still turned."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(scene(20, (128, 96)), "PNG")
+    end = data.index(b"IEND") - 4
+    late = data[:end] + png_chunk(b"eXIf", exif.tobytes()) + data[end:]
+    assert Image.open(io.BytesIO(late)).info.get("exif") is None  # not in the header's metadata
+    photo = prepare(late, SMALL)
+    assert (photo.width, photo.height) == (96, 128)
 
 
 # ---- content decides, not the name ----

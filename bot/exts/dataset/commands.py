@@ -10,13 +10,23 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import captions, intake
 from bot.app import NOT_SERVED, DoppelBot, owner_of
+from bot.captions import CAPTION_MAX, check_caption
 from bot.exts.dataset.keep import keep_view
-from bot.exts.dataset.uploads import CAPTION_MAX, Uploads
+from bot.exts.dataset.uploads import Uploads
 from bot.members import photo_checks
 from bot.members.owner import Owner
 from bot.ui.contact_sheet import contact_sheet
 from contract import JobKind, JobState
+
+
+def read_caption(text: str) -> tuple[str, str | None]:
+    """The caption as kept, and why it cannot be one (bot.captions.check_caption's reason) or None."""
+    try:
+        return check_caption(text), None
+    except intake.Rejected as refusal:
+        return "", refusal.reason
 
 
 @app_commands.guild_only()
@@ -51,7 +61,11 @@ class Dataset(commands.GroupCog, group_name="dataset", group_description="Your t
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         attachments = [a for a in (photo, photo2, photo3, photo4, photo5, photo6, photo7, photo8, photo9, photo10) if a]
-        lines, keep = await self.uploads.add_photos(owner_of(interaction), attachments, caption.strip())
+        caption, refused = read_caption(caption)
+        if refused:
+            await interaction.followup.send(f"No photo was added: {refused}.", ephemeral=True)
+            return
+        lines, keep = await self.uploads.add_photos(owner_of(interaction), attachments, caption)
         await interaction.followup.send("\n".join(lines), ephemeral=True, view=keep or discord.utils.MISSING)
 
     @app_commands.command(name="list", description="See your photos and captions (only you see them)")
@@ -86,8 +100,13 @@ class Dataset(commands.GroupCog, group_name="dataset", group_description="Your t
         self, interaction: discord.Interaction, number: app_commands.Range[int, 1, 200],
         text: app_commands.Range[str, 0, CAPTION_MAX],
     ) -> None:
-        photo = await self.bot.members.set_caption(owner_of(interaction), number, text.strip())
-        message = f"Photo {number} now reads: {text.strip() or '(no caption)'}" if photo else self._no_photo(number)
+        caption, refused = read_caption(text)
+        if refused:
+            await interaction.response.send_message(f"The caption was not changed: {refused}.", ephemeral=True)
+            return
+        photo = await self.bot.members.set_caption(owner_of(interaction), number, caption)
+        shown_caption = captions.shown(caption) or "(no caption)"
+        message = f"Photo {number} now reads: {shown_caption}" if photo else self._no_photo(number)
         await interaction.response.send_message(message, ephemeral=True)
 
     @app_commands.command(name="remove", description="Remove one of your photos")
@@ -158,9 +177,11 @@ class Dataset(commands.GroupCog, group_name="dataset", group_description="Your t
             )
             return
         owner = Owner(guilds[0], message.author.id)
-        lines, keep = await self.uploads.add_photos(
-            owner, list(message.attachments[:10]), message.content.strip()[:CAPTION_MAX]
-        )
+        caption, refused = read_caption(message.content)
+        if refused:
+            await message.channel.send(f"No photo was added: {refused} (the text of your message is their caption).")
+            return
+        lines, keep = await self.uploads.add_photos(owner, list(message.attachments[:10]), caption)
         await message.channel.send("\n".join(lines), view=keep or discord.utils.MISSING)
 
 

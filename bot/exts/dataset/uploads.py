@@ -7,7 +7,7 @@ import asyncio
 
 import discord
 
-from bot import intake
+from bot import captions, intake
 from bot.app import DoppelBot
 from bot.exts.dataset import checks
 from bot.exts.dataset.keep import keep_view
@@ -15,14 +15,13 @@ from bot.members import storage
 from bot.members.owner import Owner
 from bot.members.store import Photo, PhotoLimit
 
-CAPTION_MAX = 300
 DECODERS = 2  # photos decoded at once, all members together (each decode's memory is capped: bot/intake.py)
 MAX_IN_FLIGHT = 10  # a member's uploads being checked at once (one /dataset add's worth); more wait their turn
 
 
 def shown(name: str) -> str:
     """A file name as safe to show: no markdown, not too long."""
-    return discord.utils.escape_markdown(discord.utils.escape_mentions(name))[:80]
+    return captions.shown(name[:80])
 
 
 class Uploads:

@@ -49,6 +49,7 @@ async def read_photo(bot: DoppelBot, photo: discord.Attachment) -> bytes:
         max_bytes=settings.max_upload_mb * 2**20,
         min_short_side=settings.min_photo_side,
         max_long_side=PHOTO_SIDE,
+        min_kept_short_side=1,  # a wide team photo stays wide: only its faces are used
         allowed_hosts=tuple(settings.attachment_hosts),
         allowed_schemes=tuple(settings.attachment_schemes),
     )
