@@ -28,7 +28,6 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from bot.jobs.policy import Replica, Worker
 from bot.settings import BotSettings
 from contract import GenerateRequest, PicturesMade, Report, RunStatus, TrainingFiles, TrainRequest
-from trainer.settings import TrainerSettings
 from trainer.worker import GeneratorWorker, TrainerWorker
 
 log = logging.getLogger(__name__)
@@ -138,7 +137,7 @@ class RayTransport:
         return Worker(name, handle)
 
     def generator(self, index: int) -> Replica:
-        knobs = TrainerSettings()
+        knobs = self.settings
         name = f"{self.settings.ray_actor_prefix}-generator-{index}"
         # Detached, as the trainers: a restarted bot finds the model still loaded, and an old handle
         # going out of scope cannot take the actor down under the new bot.

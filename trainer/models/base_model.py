@@ -119,7 +119,7 @@ def load_pipeline(base: BaseModel, dtype=None, settings: TrainerSettings | None 
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     settings = settings or trainer_settings()
-    token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    token = settings.hub_token
     try:
         pipe = base.family.pipeline_class().from_pretrained(base.location, dtype=dtype or torch.float32, token=token)
     except (OSError, ValueError) as exc:
@@ -133,7 +133,7 @@ def load_transformer(base: BaseModel, dtype=None, settings: TrainerSettings | No
     import torch
 
     settings = settings or trainer_settings()
-    token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    token = settings.hub_token
     try:
         return base.family.transformer_class().from_pretrained(
             base.location, subfolder="transformer", dtype=dtype or torch.float32, token=token

@@ -14,7 +14,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from trainer.atomic import atomic_directory
+from contract.atomic import atomic_directory
 
 TINY_MARKER = "doppel_tiny.json"
 NOISE_WARNING = "made with the tiny random model: its images are noise, not likenesses"

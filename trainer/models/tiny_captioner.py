@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from trainer.atomic import atomic_directory
+from contract.atomic import atomic_directory
 from trainer.models.tiny import _byte_level_symbols
 
 TINY_CAPTIONER_MARKER = "doppel_tiny_captioner.json"
