@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     from contract import TrainRequest, limits
     from contract.requests import MEMORY_MODES
+    from trainer.models.families import FAMILIES
     from trainer.training.config import LR_SCHEDULES, TrainConfig
 
     defaults = TrainRequest.__dataclass_fields__ | TrainConfig.__dataclass_fields__  # the request's, the trainer's
@@ -53,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a new or empty folder, or an earlier tiny build to replace "
         "(default: MODEL_CACHE_DIR's, where --base tiny or tiny-klein looks)",
     )
-    tiny.add_argument("--family", choices=("flux1", "flux2-klein"), default="flux1", help="(default: %(default)s)")
+    tiny.add_argument("--family", choices=tuple(FAMILIES), default="flux1", help="(default: %(default)s)")
     tiny.add_argument("--distilled", action="store_true", help="flux2-klein: the step-distilled variant")
     tiny.set_defaults(run=_make_tiny)
 
@@ -227,20 +228,20 @@ def _make_tiny(args) -> int:
     from tqdm import tqdm
 
     from contract.atomic import check_replaceable
-    from trainer.models import tiny
-    from trainer.models.base_model import TINY_FOLDERS, write_tiny
+    from contract.models import TINY_FOLDERS
+    from trainer.models.families import FAMILIES
+    from trainer.models.tiny_build import NOISE_WARNING, TINY_MARKER
     from trainer.settings import trainer_settings
 
-    klein = args.family == "flux2-klein"
-    name = ("tiny-klein-distilled" if args.distilled else "tiny-klein") if klein else "tiny"
+    family = FAMILIES[args.family]
+    name = family.tiny_name(args.distilled)
     cached = trainer_settings().model_cache_dir / TINY_FOLDERS[name]
     directory = args.directory or cached
-    check_replaceable(directory, tiny.TINY_MARKER)  # before any work: a folder of photos is never replaced
+    check_replaceable(directory, TINY_MARKER)  # before any work: a folder of photos is never replaced
     with tqdm(total=2, unit="stage", dynamic_ncols=True) as bar:
         progress = lambda stage: (bar.set_description(stage), bar.update(1))  # noqa: E731
-        write_tiny(name, directory, on_stage=progress)
-    title = f"FLUX.2 [klein] ({'distilled' if args.distilled else 'base'})" if klein else "FLUX.1"
-    print(f"wrote the tiny {title} pipeline to {directory} ({tiny.NOISE_WARNING})")
+        family.write_tiny(name, directory, on_stage=progress)
+    print(f"wrote the tiny {family.tiny_title(name)} pipeline to {directory} ({NOISE_WARNING})")
     if directory.resolve() == cached.resolve():
         print(f"--base {name} uses it")
     else:

@@ -11,6 +11,7 @@ from tests.conftest import TOKEN
 from trainer.errors import DoppelError
 from trainer.generation.generator import Generator
 from trainer.models import memory
+from trainer.models.families import FLUX1, FLUX2_KLEIN
 from trainer.training.config import TrainConfig
 from trainer.training.train import train_lora
 
@@ -192,10 +193,10 @@ def test_fp8_generation_makes_pictures_with_adapters(trained, tiny_dir):
 
 def test_klein_4b_trains_unquantized_on_a_24_gb_card_where_flux1_dev_needs_fp8():
     everything = set(memory.MODES)
-    klein = memory.plan_memory(23.6, 512, None, available=everything, model=memory.size_for("flux2-klein", "x/base-4B"))
-    dev = memory.plan_memory(23.6, 512, None, available=everything, model=memory.size_for("flux1", "x/FLUX.1-dev"))
+    klein = memory.plan_memory(23.6, 512, None, available=everything, model=FLUX2_KLEIN.model_size("x/base-4B"))
+    dev = memory.plan_memory(23.6, 512, None, available=everything, model=FLUX1.model_size("x/FLUX.1-dev"))
     assert (klein.mode, klein.gradient_checkpointing, dev.mode) == ("bf16", False, "fp8")
     assert not klein.encoders_on_cpu and klein.estimate_gib <= 23.6
-    nine = memory.size_for("flux2-klein", "black-forest-labs/FLUX.2-klein-base-9B")
+    nine = FLUX2_KLEIN.model_size("black-forest-labs/FLUX.2-klein-base-9B")
     assert nine is memory.KLEIN_9B
     assert memory.generation_gib(False, nine) > memory.generation_gib(False, memory.KLEIN_4B)

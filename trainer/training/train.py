@@ -30,7 +30,7 @@ from trainer.errors import CheckpointError, TrainingCancelled, TrainingPaused
 from trainer.images import save_png
 from trainer.models import memory
 from trainer.models.base_model import BaseModel, load_pipeline, load_transformer, pick_device, pick_dtype, resolve_base
-from trainer.models.tiny import NOISE_WARNING
+from trainer.models.tiny_build import NOISE_WARNING
 from trainer.training.caching import CachedExample, PromptEmbedding, cache_training_set, release_encoders
 from trainer.training.checkpoint import Checkpoint, load_checkpoint, load_start, save_checkpoint
 from trainer.training.config import TrainConfig
@@ -97,7 +97,7 @@ def train_lora(
     dtype = pick_dtype(device)  # what the pipeline is loaded in; the memory mode may change the transformer's
     plan = memory.plan_memory(
         memory.gpu_gib(device), resolution, request.memory_mode, batch_size=config.batch_size,
-        model=memory.size_for(family.name, base.name),
+        model=family.model_size(base.name),
     )
     emit(Phase(PhaseName.PLANNING, plan.reason))
 
