@@ -34,8 +34,9 @@ COPY bot ./bot
 COPY trainer ./trainer
 COPY contract ./contract
 COPY faces ./faces
-# The Discord stand-in: `python -m bot playground` in the container too.
+# The Discord stand-in and the playground: `python -m bot playground` in the container too.
 COPY fake_discord ./fake_discord
+COPY playground ./playground
 RUN pip install --no-deps .
 
 RUN useradd --create-home --uid 10001 doppel \

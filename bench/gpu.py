@@ -126,10 +126,11 @@ def measure_training(shape_name: str, mode: str, resolutions: list[int], steps: 
                     events.append(event)
 
             train_lora(
-                TrainConfig(base=shape_name, images=photos, token="THGH96", out=scratch / f"out-{resolution}",
-                            steps=steps, rank=RANK, resolution=resolution, checkpoint_every=steps + 1,
-                            sample_every=0, time_steps=True, device=device, memory_mode=mode,
-                            gradient_checkpointing=CHECKPOINTING[mode]),
+                TrainConfig.from_options(
+                    base=shape_name, images=photos, token="THGH96", out=scratch / f"out-{resolution}",
+                    steps=steps, rank=RANK, resolution=resolution, checkpoint_every=steps + 1,
+                    sample_every=0, time_steps=True, device=device, memory_mode=mode,
+                    gradient_checkpointing=CHECKPOINTING[mode]),
                 on_event=on_event,
                 pipeline=pipe,
                 base=base_of(shape_name, resolution, resolution),

@@ -38,9 +38,9 @@ def in_process_seconds(photos: Path, scratch: Path) -> float:
     from trainer.training.train import train_lora
 
     request = TrainRequest(**TRAIN)
-    train_lora(TrainConfig.from_request(request, images=photos, out=scratch / "warm-up"))
+    train_lora(TrainConfig(request, images=photos, out=scratch / "warm-up"))
     started = time.perf_counter()
-    train_lora(TrainConfig.from_request(request, images=photos, out=scratch / "measured"))
+    train_lora(TrainConfig(request, images=photos, out=scratch / "measured"))
     return time.perf_counter() - started
 
 

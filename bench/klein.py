@@ -38,8 +38,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         scratch_dir = Path(scratch)
         os.environ.setdefault("MODEL_CACHE_DIR", str(scratch_dir / "models"))
-        trained = train_lora(TrainConfig(base="tiny-klein", images=write_photos(scratch_dir / "photos"), token="THGH96",
-                                         out=scratch_dir / "out", steps=6, lr=5e-2, sample_every=0))
+        trained = train_lora(TrainConfig.from_options(
+            base="tiny-klein", images=write_photos(scratch_dir / "photos"), token="THGH96", out=scratch_dir / "out",
+            steps=6, lr=5e-2, sample_every=0,
+        ))
         lora = trained.lora_path
         ref = AdapterRef("me", adapter_identity(lora.read_bytes()))
         for name, base, steps, guidance in (("base", "tiny-klein", BASE_STEPS, 4.0),

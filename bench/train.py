@@ -58,7 +58,7 @@ def measure(shape_name: str, steps: int, resolution: int | None) -> dict:
             torch.cuda.reset_peak_memory_stats()
         started = time.perf_counter()
         train_lora(
-            TrainConfig(
+            TrainConfig.from_options(
                 base=shape_name,
                 images=write_photos(scratch / "photos"),
                 token="THGH96",

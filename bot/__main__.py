@@ -1,5 +1,6 @@
 """`python -m bot` runs the bot; `python -m bot healthcheck` is the container's health check; `python -m bot
-playground` tries it in a browser (bot/playground). The command line is in bot/cli.py."""
+playground` tries it in a browser (the top-level package playground, also `python -m playground`). The command
+line is in bot/cli.py."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def main(argv: list[str]) -> int:
             print(f"error: the setting {name} is not accepted: {error['msg']} (see .env.example).", file=sys.stderr)
         return exit_codes.BAD_CONFIGURATION
     if args.command == "playground":
-        from bot.playground import run
+        from playground import run
 
         return run.main(args.port, args.base, args.gpus, args.data_dir, settings.log_level)
     if args.command == "healthcheck":

@@ -25,7 +25,6 @@ from bot.members.store import MemberStore
 from bot.members.tokens import TokenChecker, new_token
 from bot.settings import BotSettings
 from contract import JobKind
-from trainer.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +82,6 @@ class DoppelBot(commands.Bot):
     consent: Consent
     runner: JobRunner
     token_checker: TokenChecker
-    models: TrainerSettings  # the base model and memory mode every request names
 
     def __init__(self, settings: BotSettings, **options):
         intents = discord.Intents.default()  # DMs included; no privileged intents needed
@@ -117,10 +115,8 @@ class DoppelBot(commands.Bot):
         self.runner.captions_written = self._captions_written
         # First among a training's follow-ups: the announcement (a cog's) shows an adapter that is theirs.
         self.runner.followups.register(JobKind.TRAIN, "adopt_adapter", self.adapters.adopt)
-        self.models = TrainerSettings()
-        hf_token = self.models.hf_token.get_secret_value() if self.models.hf_token else None
         self.token_checker = await asyncio.to_thread(
-            TokenChecker.for_base, self.models.base_model, self.models.model_cache_dir, hf_token
+            TokenChecker.for_base, self.settings.base_model, self.settings.model_cache_dir, self.settings.hub_token
         )
         for extension in EXTENSIONS:
             await self.load_extension(extension)

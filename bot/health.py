@@ -6,30 +6,18 @@ A file rather than a port, so the bot opens no listening socket.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import tempfile
 import time
 
 from bot.settings import BotSettings
+from contract.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
 
 def beat(settings: BotSettings) -> None:
     """Replace the heartbeat atomically: a full disk leaves the last one whole (and stale), never empty."""
-    path = settings.heartbeat_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".heartbeat-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{time.time():.0f}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(settings.heartbeat_file, f"{time.time():.0f}\n".encode())
 
 
 async def keep_beating(settings: BotSettings, is_ready) -> None:

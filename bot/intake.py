@@ -13,17 +13,14 @@ Refusals raise `Rejected`, whose `.reason` is written for the member.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import hashlib
 import io
 import logging
 import math
 import multiprocessing
-import os
 import re
 import struct
-import tempfile
 import zlib
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -36,6 +33,7 @@ import numpy as np
 from PIL import Image, features
 
 from bot.jobs.files import DISK_FULL
+from contract.atomic import atomic_write_bytes
 from faces.duplicates import NEAR_DUPLICATE, hamming, perceptual_hash
 from faces.verdict import Look, look_at_file
 
@@ -297,31 +295,10 @@ def store_photo(photo: PreparedPhoto, root: Path) -> Path:
     if path.exists():
         return path
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-", suffix=".tmp")
+        return atomic_write_bytes(path, photo.data)  # a member's face: readable by the bot's user only
     except OSError as exc:
         _refuse_if_disk_full(exc, root)
         raise
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(photo.data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)  # a member's face: readable by the bot's user only
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            _refuse_if_disk_full(exc, root)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return path
 
 
 # ---- helpers ----

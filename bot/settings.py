@@ -6,14 +6,17 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract.limits import MIN_PHOTOS_TO_TRAIN
+from contract.settings import ENV_CONFIG, ModelSource, WorkSettings
 
 
-class BotSettings(BaseSettings):
-    # An empty `KEY=` in .env means "use the default", as .env.example is written.
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
+class BotSettings(WorkSettings, ModelSource):
+    """The bot's own, and what decides the GPU work (`WorkSettings`: sent in every request and in the
+    generators' constructor, so a worker with another `.env` does the same work). `ModelSource`: the
+    tokenizers the bot checks tokens with."""
+
+    model_config = ENV_CONFIG
 
     discord_token: SecretStr | None = Field(None, description="The bot's token from the Discord developer portal.")
     data_dir: Path = Field(Path("data"), description="Where photos, adapters and the job database live.")
@@ -36,6 +39,23 @@ class BotSettings(BaseSettings):
     max_job_attempts: int = Field(3, ge=1, description="Times a job is retried after its worker is lost.")
     worker_patience_s: float = Field(
         60, gt=0, description="How long a GPU worker that Ray is restarting is waited for before its job is requeued."
+    )
+
+    # How the generators run (their constructor's arguments)
+    generator_max_adapters: int = Field(8, ge=4, le=64, description="Adapters kept loaded before the least used goes.")
+    lora_hotswap: bool = Field(False, description="Swap adapters in place (for a compiled pipeline).")
+    generator_compile: bool = Field(
+        False,
+        description="torch.compile the generator's transformer, warmed up at start; adapters are then always "
+        "hotswapped into fixed slots, so switching members never recompiles.",
+    )
+    generator_fp8: bool = Field(
+        False, description="Generate with fp8 weights and activations in the transformer blocks (torchao)."
+    )
+    generator_offload: bool | Literal["auto"] = Field(
+        False,
+        description="Keep the generator's models in CPU memory and move each to the GPU only while it runs "
+        "(slower); auto does so on GPUs too small for the whole pipeline.",
     )
 
     # Discord and members

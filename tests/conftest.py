@@ -51,7 +51,7 @@ def trained(tmp_path_factory, tiny_dir, photos):
 
     out = tmp_path_factory.mktemp("trained")
     return train_lora(
-        TrainConfig(
+        TrainConfig.from_options(
             base="tiny", images=photos, token=TOKEN, out=out, steps=30, lr=1e-2, checkpoint_every=10, sample_every=15
         )
     )

@@ -3,6 +3,7 @@ from pathlib import Path
 
 from bot.settings import BotSettings
 from contract.library_warnings import LibraryWarningSettings
+from contract.settings import WorkSettings
 from trainer.settings import TrainerSettings
 
 EXAMPLE = Path(__file__).resolve().parent.parent / ".env.example"
@@ -27,7 +28,13 @@ def test_the_example_file_as_written_gives_the_defaults(tmp_path, monkeypatch):
     bot, trainer = BotSettings(), TrainerSettings()
     assert bot.discord_token is None and bot.ray_address is None
     assert trainer.hf_token is None and trainer.model_cache_dir == Path.home() / ".cache" / "doppel"
-    assert trainer.base_model == "black-forest-labs/FLUX.1-dev"
+    assert bot.base_model == "black-forest-labs/FLUX.1-dev" and bot.model_cache_dir == trainer.model_cache_dir
+
+
+def test_a_worker_reads_nothing_that_decides_the_work():
+    # The bot names the work in each request: a worker with another .env must do the same work.
+    assert set(TrainerSettings.model_fields) == {"model_cache_dir", "hf_token"}
+    assert set(WorkSettings.model_fields) <= set(BotSettings.model_fields)
 
 
 def test_every_setting_has_a_described_row_in_the_readme_table():

@@ -22,11 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     from contract.library_warnings import quiet_library_warnings
 
     quiet_library_warnings()  # before torch and its kin are imported
+    from contract.atomic import FolderNotOurs
     from trainer.errors import DoppelError
 
     try:
         return args.run(args)
-    except DoppelError as exc:
+    except (DoppelError, FolderNotOurs) as exc:
         print(f"error: {exc}{_hub_hint(exc, args)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -35,11 +36,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from contract import limits
+    from contract import TrainRequest, limits
     from contract.requests import MEMORY_MODES
+    from trainer.models.families import FAMILIES
     from trainer.training.config import LR_SCHEDULES, TrainConfig
 
-    defaults = TrainConfig.__dataclass_fields__
+    defaults = TrainRequest.__dataclass_fields__ | TrainConfig.__dataclass_fields__  # the request's, the trainer's
     parser = argparse.ArgumentParser(prog="python -m trainer", description="doppel's Flux LoRA trainer")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -52,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a new or empty folder, or an earlier tiny build to replace "
         "(default: MODEL_CACHE_DIR's, where --base tiny or tiny-klein looks)",
     )
-    tiny.add_argument("--family", choices=("flux1", "flux2-klein"), default="flux1", help="(default: %(default)s)")
+    tiny.add_argument("--family", choices=tuple(FAMILIES), default="flux1", help="(default: %(default)s)")
     tiny.add_argument("--distilled", action="store_true", help="flux2-klein: the step-distilled variant")
     tiny.set_defaults(run=_make_tiny)
 
@@ -203,15 +205,15 @@ def _hub_hint(exc: Exception, args) -> str:
 
 
 def _base(args) -> str:
-    from trainer.settings import trainer_settings
+    from contract.settings import WorkSettings
 
-    return args.base or trainer_settings().base_model
+    return args.base or WorkSettings().base_model
 
 
 def _picture_base(args) -> str:
-    from trainer.settings import trainer_settings
+    from contract.settings import WorkSettings
 
-    return args.base or trainer_settings().picture_model
+    return args.base or WorkSettings().picture_model
 
 
 def _dataset_check(args) -> int:
@@ -225,21 +227,21 @@ def _dataset_check(args) -> int:
 def _make_tiny(args) -> int:
     from tqdm import tqdm
 
-    from trainer.atomic import check_replaceable
-    from trainer.models import tiny
-    from trainer.models.base_model import TINY_FOLDERS, write_tiny
+    from contract.atomic import check_replaceable
+    from contract.models import TINY_FOLDERS
+    from trainer.models.families import FAMILIES
+    from trainer.models.tiny_build import NOISE_WARNING, TINY_MARKER
     from trainer.settings import trainer_settings
 
-    klein = args.family == "flux2-klein"
-    name = ("tiny-klein-distilled" if args.distilled else "tiny-klein") if klein else "tiny"
+    family = FAMILIES[args.family]
+    name = family.tiny_name(args.distilled)
     cached = trainer_settings().model_cache_dir / TINY_FOLDERS[name]
     directory = args.directory or cached
-    check_replaceable(directory, tiny.TINY_MARKER)  # before any work: a folder of photos is never replaced
+    check_replaceable(directory, TINY_MARKER)  # before any work: a folder of photos is never replaced
     with tqdm(total=2, unit="stage", dynamic_ncols=True) as bar:
         progress = lambda stage: (bar.set_description(stage), bar.update(1))  # noqa: E731
-        write_tiny(name, directory, on_stage=progress)
-    title = f"FLUX.2 [klein] ({'distilled' if args.distilled else 'base'})" if klein else "FLUX.1"
-    print(f"wrote the tiny {title} pipeline to {directory} ({tiny.NOISE_WARNING})")
+        family.write_tiny(name, directory, on_stage=progress)
+    print(f"wrote the tiny {family.tiny_title(name)} pipeline to {directory} ({NOISE_WARNING})")
     if directory.resolve() == cached.resolve():
         print(f"--base {name} uses it")
     else:
@@ -251,12 +253,13 @@ def _train(args) -> int:
     from tqdm import tqdm
 
     from contract import CaptionsWritten
-    from trainer.settings import trainer_settings
+    from contract.settings import WorkSettings
     from trainer.training.config import TrainConfig
     from trainer.training.progress import CheckpointEvent, Phase, SampleEvent, Step
     from trainer.training.train import train_lora
 
-    config = TrainConfig(
+    work = WorkSettings()  # this machine asks for the work, as the bot does: BASE_MODEL, MEMORY_MODE, CAPTION_MODEL
+    config = TrainConfig.from_options(
         base=_base(args),
         images=args.images,
         token=args.token,
@@ -270,11 +273,11 @@ def _train(args) -> int:
         start_from=args.start_from,
         checkpoint_every=args.checkpoint_every,
         sample_every=args.sample_every,
-        caption_model=trainer_settings().caption_model if args.captions else "",
+        caption_model=work.caption_model if args.captions else "",
         lr_schedule=args.lr_schedule,
         warmup_steps=args.warmup_steps,
         gradient_checkpointing=args.gradient_checkpointing,
-        memory_mode=args.memory_mode,
+        memory_mode=args.memory_mode or work.memory_mode,
     )
     _check_token(config)
     bar = None
@@ -311,7 +314,7 @@ def _train(args) -> int:
         print(f"recommended: step {result.recommended} (most like the photos' face while drawing every prompt)")
     from contract.models import TINY_FOLDERS
 
-    if config.base in TINY_FOLDERS:
+    if config.request.base in TINY_FOLDERS:
         print("note: trained on a tiny random model, so its pictures are noise")
     return 0
 
@@ -324,12 +327,11 @@ def _check_token(config) -> None:
     from trainer.settings import trainer_settings
 
     settings = trainer_settings()
-    base = resolve_base(config.base, settings)
-    hf_token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    base = resolve_base(config.request.base, settings)
     checker = TokenChecker.for_base(  # tokenizers out of reach: loading the model will say why
-        base.location, settings.model_cache_dir, hf_token, warn=False, folders=base.family.tokenizer_folders
+        base.location, settings.model_cache_dir, settings.hub_token, warn=False, folders=base.family.tokenizer_folders
     )
-    problem = checker.problem(config.token)
+    problem = checker.problem(config.request.token)
     if problem:
         raise ConfigError(problem)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image, features
 from PIL.PngImagePlugin import PngInfo
 
-from trainer.atomic import atomic_write
+from contract.atomic import atomic_write
 
 try:  # HEIC, the iPhone's default; AVIF Pillow reads itself (when built with libavif, as its wheels are)
     import pillow_heif

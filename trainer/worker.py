@@ -36,6 +36,7 @@ from contract import (
     TrainingFiles,
     TrainRequest,
 )
+from contract.atomic import atomic_write_bytes
 from contract.library_warnings import quiet_library_warnings
 
 log = logging.getLogger(__name__)
@@ -232,9 +233,7 @@ class TrainerWorker:
                     name, data = files.start
                     start_from = scratch / ("start" + Path(name).suffix)
                     start_from.write_bytes(data)
-                config = TrainConfig.from_request(
-                    request, images=images, out=layout.root, resume=resume, start_from=start_from
-                )
+                config = TrainConfig(request, images=images, out=layout.root, resume=resume, start_from=start_from)
 
                 def on_event(event: Any) -> None:
                     from trainer.training.progress import CheckpointEvent
@@ -245,7 +244,7 @@ class TrainerWorker:
                             if older.is_file() and older not in (event.path, event.adapter):
                                 older.unlink()  # the bot has it now; keep the worker's disk small
 
-                base = resolve_base(config.base)
+                base = resolve_base(request.base)
                 pipe = self._pipeline(base)
                 try:
                     result = train_lora(config, on_event=on_event, cancel=run.token, pipeline=pipe, base=base)
@@ -359,9 +358,7 @@ class GeneratorWorker:
         """The adapter's file here, named by its identity. One file per member: a newer identity replaces it."""
         path = self.adapter_dir / f"{identity}.safetensors"
         if not path.exists():
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(ray.get(blob))
-            os.replace(tmp, path)
+            atomic_write_bytes(path, ray.get(blob))
         older = self._files.get(name)
         if older is not None and older != path:
             older.unlink(missing_ok=True)

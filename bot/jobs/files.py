@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 from contract import RunLayout
+from contract.atomic import atomic_write
 from contract.limits import MAX_PHOTO_BYTES
-from trainer.atomic import atomic_write
 
 
 class MissingInput(Exception):

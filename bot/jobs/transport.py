@@ -29,7 +29,6 @@ from bot.jobs import ray_leftovers
 from bot.jobs.policy import Replica, Worker
 from bot.settings import BotSettings
 from contract import GenerateRequest, PicturesMade, Report, RunStatus, TrainingFiles, TrainRequest
-from trainer.settings import TrainerSettings
 from trainer.worker import GeneratorWorker, TrainerWorker
 
 log = logging.getLogger(__name__)
@@ -141,19 +140,19 @@ class RayTransport:
         return Worker(name, handle)
 
     def generator(self, index: int) -> Replica:
-        knobs = TrainerSettings()
         name = f"{self.settings.ray_actor_prefix}-generator-{index}"
         # Detached, as the trainers: a restarted bot finds the model still loaded, and an old handle
         # going out of scope cannot take the actor down under the new bot.
         handle = GeneratorWorker.options(  # type: ignore[attr-defined]
             name=name, lifetime="detached", get_if_exists=True, num_gpus=self.settings.generator_gpu_share
         ).remote(
-            knobs.generator_max_adapters,
-            knobs.lora_hotswap,
-            compile=knobs.generator_compile,
-            fp8=knobs.generator_fp8,
-            offload=knobs.generator_offload,
-            preload=knobs.picture_model,  # requests name their base; this one is loaded before the first
+            self.settings.generator_max_adapters,
+            self.settings.lora_hotswap,
+            compile=self.settings.generator_compile,
+            fp8=self.settings.generator_fp8,
+            offload=self.settings.generator_offload,
+            # How a generator runs is the bot's setting too. Requests name their base; this one loads before the first.
+            preload=self.settings.picture_model,
         )
         return Replica(name, handle)
 

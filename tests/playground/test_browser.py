@@ -13,8 +13,8 @@ import shutil
 import pytest
 import ray
 
-from bot.playground.session import playground
-from bot.playground.setup import bot_settings
+from playground.session import playground
+from playground.setup import bot_settings
 from tests.bot.conftest import remove_actors, start_local_ray
 from tests.bot.test_bot import jpeg
 from tests.photos import astronaut, variants

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from bot.playground.feed import Viewer
+from playground.feed import Viewer
 
 
 def message(*, ephemeral=False, asked_by=None, deleted=False):

@@ -6,7 +6,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from bot.playground.web import _own_page_only
+from playground.web import _own_page_only
 
 
 async def handler(request):

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot.playground.markdown import to_html
-from bot.playground.typed import Unclear, flatten, parse
+from playground.markdown import to_html
+from playground.typed import Unclear, flatten, parse
 
 PHOTO = ("me.jpg", b"jpeg", "image/jpeg")
 REGISTERED = [

@@ -33,6 +33,6 @@ def faces_run(tmp_path_factory, tiny_dir, astronaut_photos):
     folder = tmp_path_factory.mktemp("faces-run") / "photos"
     shutil.copytree(astronaut_photos, folder)
     events: list = []
-    config = TrainConfig(base="tiny", images=folder, token=TOKEN, out=folder.parent / "out", steps=1, lr=1e-2,
-                         checkpoint_every=1, sample_every=1, caption_model="tiny")
+    config = TrainConfig.from_options(base="tiny", images=folder, token=TOKEN, out=folder.parent / "out", steps=1,
+                                      lr=1e-2, checkpoint_every=1, sample_every=1, caption_model="tiny")
     return folder, events, train_lora(config, on_event=events.append)

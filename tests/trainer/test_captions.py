@@ -71,9 +71,9 @@ def test_a_members_own_captions_are_kept_and_nothing_loads_when_all_have_one(fac
 
 
 def test_captions_are_on_by_default_and_off_says_so(monkeypatch):
-    from trainer.settings import TrainerSettings
+    from contract.settings import WorkSettings
 
     monkeypatch.delenv("CAPTION_MODEL", raising=False)
-    assert TrainerSettings(_env_file=None).caption_model == "florence-community/Florence-2-base"
+    assert WorkSettings(_env_file=None).caption_model == "florence-community/Florence-2-base"
     monkeypatch.setenv("CAPTION_MODEL", "off")  # an empty value is the default, as for every setting
-    assert TrainerSettings(_env_file=None).caption_model == ""
+    assert WorkSettings(_env_file=None).caption_model == ""

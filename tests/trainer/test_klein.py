@@ -23,7 +23,9 @@ from trainer.training.train import train_lora
 def klein_trained(model_cache, photos, tmp_path_factory):
     """A short klein run with a high learning rate (the random tiny klein needs 5e-2 to show learning in 6 steps)."""
     out = tmp_path_factory.mktemp("klein-trained")
-    config = TrainConfig(base="tiny-klein", images=photos, token=TOKEN, out=out, steps=6, lr=5e-2, sample_every=0)
+    config = TrainConfig.from_options(
+        base="tiny-klein", images=photos, token=TOKEN, out=out, steps=6, lr=5e-2, sample_every=0
+    )
     return train_lora(config)
 
 

@@ -11,6 +11,7 @@ from tests.conftest import TOKEN
 from trainer.errors import DoppelError
 from trainer.generation.generator import Generator
 from trainer.models import memory
+from trainer.models.families import FLUX1, FLUX2_KLEIN
 from trainer.training.config import TrainConfig
 from trainer.training.train import train_lora
 
@@ -61,7 +62,7 @@ def test_the_planner_uses_only_modes_whose_library_is_installed_and_refuses_unkn
     with pytest.raises(DoppelError, match="must be one of"):
         memory.plan_memory(23.6, 512, "int3")
     with pytest.raises(DoppelError, match="memory mode must be one of"):
-        TrainConfig(base="tiny", images=".", token=TOKEN, out=".", memory_mode="fp4")
+        TrainConfig.from_options(base="tiny", images=".", token=TOKEN, out=".", memory_mode="fp4")
 
 
 def test_the_modes_a_request_may_name_are_the_ones_this_trainer_applies():
@@ -134,9 +135,9 @@ def test_each_mode_trains_only_the_lora_and_its_adapter_loads_in_plain_diffusers
             seen["before"] = _snapshot(pipe.transformer)
 
     result = train_lora(
-        TrainConfig(base="tiny", images=photos, token=TOKEN, out=tmp_path, steps=3, lr=3e-2, memory_mode=mode,
-                    gradient_checkpointing=True, checkpoint_every=100, sample_every=3,
-                    sample_prompts=("photo of [trigger]",)),
+        TrainConfig.from_options(base="tiny", images=photos, token=TOKEN, out=tmp_path, steps=3, lr=3e-2,
+                                 memory_mode=mode, gradient_checkpointing=True, checkpoint_every=100, sample_every=3,
+                                 sample_prompts=("photo of [trigger]",)),
         on_event=watch,
         pipeline=pipe,
     )
@@ -162,16 +163,16 @@ def test_a_borrowed_quantized_base_is_kept_when_leaner_and_replaced_when_another
     pytest.importorskip("torchao", reason="fp8 needs torchao")
     pipe = _fresh(tiny_dir)
     config = {"base": "tiny", "images": photos, "token": TOKEN, "steps": 1, "checkpoint_every": 100, "sample_every": 0}
-    train_lora(TrainConfig(**config, out=tmp_path / "a", memory_mode="fp8"), pipeline=pipe)
+    train_lora(TrainConfig.from_options(**config, out=tmp_path / "a", memory_mode="fp8"), pipeline=pipe)
     plans = []
 
     def record(event):
         if isinstance(event, Phase) and event.name == PhaseName.PLANNING:
             plans.append(event.detail)
 
-    result = train_lora(TrainConfig(**config, out=tmp_path / "b"), on_event=record, pipeline=pipe)
+    result = train_lora(TrainConfig.from_options(**config, out=tmp_path / "b"), on_event=record, pipeline=pipe)
     assert result.memory.mode == "fp8" and "kept" in plans[-1]  # the CPU's plan is fp32; fp8 is already there
-    train_lora(TrainConfig(**config, out=tmp_path / "c", memory_mode="bf16"), pipeline=pipe)
+    train_lora(TrainConfig.from_options(**config, out=tmp_path / "c", memory_mode="bf16"), pipeline=pipe)
     assert memory.mode_of(pipe.transformer) == "bf16"
     assert type(pipe.transformer.transformer_blocks[0].attn.to_q.weight) is torch.nn.Parameter
 
@@ -192,10 +193,10 @@ def test_fp8_generation_makes_pictures_with_adapters(trained, tiny_dir):
 
 def test_klein_4b_trains_unquantized_on_a_24_gb_card_where_flux1_dev_needs_fp8():
     everything = set(memory.MODES)
-    klein = memory.plan_memory(23.6, 512, None, available=everything, model=memory.size_for("flux2-klein", "x/base-4B"))
-    dev = memory.plan_memory(23.6, 512, None, available=everything, model=memory.size_for("flux1", "x/FLUX.1-dev"))
+    klein = memory.plan_memory(23.6, 512, None, available=everything, model=FLUX2_KLEIN.model_size("x/base-4B"))
+    dev = memory.plan_memory(23.6, 512, None, available=everything, model=FLUX1.model_size("x/FLUX.1-dev"))
     assert (klein.mode, klein.gradient_checkpointing, dev.mode) == ("bf16", False, "fp8")
     assert not klein.encoders_on_cpu and klein.estimate_gib <= 23.6
-    nine = memory.size_for("flux2-klein", "black-forest-labs/FLUX.2-klein-base-9B")
+    nine = FLUX2_KLEIN.model_size("black-forest-labs/FLUX.2-klein-base-9B")
     assert nine is memory.KLEIN_9B
     assert memory.generation_gib(False, nine) > memory.generation_gib(False, memory.KLEIN_4B)

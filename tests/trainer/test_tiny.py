@@ -2,8 +2,9 @@ import hashlib
 
 import torch
 
-from trainer.models.base_model import load_pipeline, resolve_base
-from trainer.models.tiny import write_pipeline
+from contract.models import TINY_FOLDERS
+from trainer.models.base_model import load_pipeline, resolve_base, write_tiny
+from trainer.models.families import FAMILIES
 
 
 def _digests(folder):
@@ -15,8 +16,14 @@ def _digests(folder):
 
 
 def test_the_tiny_model_is_the_same_bytes_every_time(tmp_path, tiny_dir):
-    write_pipeline(tmp_path / "again")
+    write_tiny("tiny", tmp_path / "again")
     assert _digests(tmp_path / "again") == _digests(tiny_dir)
+
+
+def test_every_tiny_model_is_its_familys():
+    # The torch-free names (the bot's token checks read their tokenizers) are the ones the families build.
+    assert sorted(TINY_FOLDERS) == sorted(name for family in FAMILIES.values() for name in family.tiny_shapes)
+    assert [family.tiny_name() for family in FAMILIES.values()] == ["tiny", "tiny-klein"]
 
 
 def test_tiny_loads_through_from_pretrained_and_makes_a_picture(tiny_dir):

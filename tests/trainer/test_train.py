@@ -29,7 +29,7 @@ def _config(photos, out, **overrides):
     settings = dict(
         base="tiny", images=photos, token=TOKEN, out=out, steps=6, lr=1e-2, checkpoint_every=3, sample_every=0
     )
-    return TrainConfig(**(settings | overrides))
+    return TrainConfig.from_options(**(settings | overrides))
 
 
 def _lora(path):
@@ -290,18 +290,18 @@ def test_every_problem_is_said_at_once(photos, tmp_path):
         _config(photos, tmp_path, steps=0, rank=0, lr_schedule="linear", batch_size=0)
 
 
-def test_a_request_becomes_a_config_and_back(photos, tmp_path, monkeypatch):
+def test_a_config_holds_the_request_and_the_workers_settings_decide_none_of_it(photos, tmp_path, monkeypatch):
     request = TrainRequest(
         base="tiny", token=TOKEN, steps=8, rank=4, lr=1e-3, seed=3, memory_mode="fp8", sample_every=0
     )
-    config = TrainConfig.from_request(request, images=photos, out=tmp_path, start_from=tmp_path / "earlier.ckpt")
-    assert (config.steps, config.rank, config.lr, config.seed, config.memory_mode) == (8, 4, 1e-3, 3, "fp8")
+    config = TrainConfig(request, images=photos, out=tmp_path, start_from=tmp_path / "earlier.ckpt")
+    assert config.request is request and config.alpha == 4  # alpha follows the request's rank
     assert config.start_from == tmp_path / "earlier.ckpt" and config.resume is None
-    assert config.request == request
     assert (request.checkpoint_interval, request.sample_interval) == (2, 0)  # a quarter of the run; no samples
-    # A config that leaves its memory mode to the MEMORY_MODE setting names the setting's in its request.
+    # Flat options split into the request and the trainer's knobs; MEMORY_MODE is the asker's, not the trainer's.
     monkeypatch.setenv("MEMORY_MODE", "nf4")
-    assert _config(photos, tmp_path, memory_mode=None).request.memory_mode == "nf4"
+    flat = _config(photos, tmp_path, steps=8, batch_size=2)
+    assert (flat.request.steps, flat.batch_size, flat.request.memory_mode) == (8, 2, "auto")
 
 
 def test_cosine_schedule_with_warmup_and_checkpointing_run(photos, tmp_path):

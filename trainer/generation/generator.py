@@ -29,7 +29,7 @@ from trainer.generation.adapters import AdapterStrategy, CompiledSlots, NamedAda
 from trainer.images import png_bytes
 from trainer.models import memory
 from trainer.models.base_model import BaseModel, load_pipeline, pick_device, pick_dtype, resolve_base
-from trainer.models.tiny import NOISE_WARNING
+from trainer.models.tiny_build import NOISE_WARNING
 from trainer.training.dataset import round_side
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ class Generator:
 
 def _too_small_for_pipeline(device, fp8: bool, base: BaseModel) -> bool:
     gib = memory.gpu_gib(device)
-    return gib is not None and gib < memory.generation_gib(fp8, memory.size_for(base.family.name, base.name))
+    return gib is not None and gib < memory.generation_gib(fp8, base.family.model_size(base.name))
 
 
 def _fp8_transformer(transformer, device) -> None:

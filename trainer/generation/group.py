@@ -367,7 +367,7 @@ def write_group(picture: GroupPicture, out: Path) -> tuple[Path, Path]:
     """The picture and a JSON of its faces' boxes, owners and scores, in `out`."""
     import json
 
-    from trainer.atomic import atomic_write
+    from contract.atomic import atomic_write
 
     out.mkdir(parents=True, exist_ok=True)
     image = atomic_write(out / f"group-{picture.seed}.png", lambda tmp: tmp.write_bytes(picture.png()))

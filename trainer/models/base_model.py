@@ -16,8 +16,8 @@ from pathlib import Path
 
 from contract.models import TINY_FOLDERS
 from trainer.errors import BaseModelError
-from trainer.models import tiny, tiny_klein
-from trainer.models.families import FLUX1, Family, family_of_folder, family_of_hub_id
+from trainer.models.families import FLUX1, Family, family_of_folder, family_of_hub_id, family_of_tiny
+from trainer.models.tiny_build import TINY_MARKER
 from trainer.settings import TrainerSettings, trainer_settings
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def resolve_base(name: str, settings: TrainerSettings | None = None) -> BaseMode
     settings = settings or trainer_settings()
     if name in TINY_FOLDERS:
         folder = settings.model_cache_dir / TINY_FOLDERS[name]
-        if not (folder / tiny.TINY_MARKER).is_file():
+        if not (folder / TINY_MARKER).is_file():
             log.info("building the tiny random model %s in %s", name, folder)
             write_tiny(name, folder)
         return _from_folder(name, folder)
@@ -73,9 +73,7 @@ def resolve_base(name: str, settings: TrainerSettings | None = None) -> BaseMode
 
 def write_tiny(name: str, folder: Path, on_stage=None) -> Path:
     """Build the tiny model `name` (a key of TINY_FOLDERS) into `folder`, atomically, with its marker."""
-    if name == "tiny":
-        return tiny.write_pipeline(folder, on_stage=on_stage)
-    return tiny_klein.write_pipeline(folder, tiny_klein.SHAPES[name], on_stage=on_stage)
+    return family_of_tiny(name).write_tiny(name, folder, on_stage)
 
 
 def _from_folder(name: str, folder: Path) -> BaseModel:
@@ -86,7 +84,7 @@ def _from_folder(name: str, folder: Path) -> BaseModel:
     config_file = folder / "transformer" / "config.json"
     transformer_config = json.loads(config_file.read_text()) if config_file.is_file() else {}
     base = _with_defaults(name, str(folder), family, transformer_config, json.loads(index.read_text()))
-    marker = folder / tiny.TINY_MARKER
+    marker = folder / TINY_MARKER
     if marker.is_file():  # a tiny model: it runs at the size and step count it was built for
         shape = json.loads(marker.read_text())
         resolution = shape["resolution"]
@@ -119,7 +117,7 @@ def load_pipeline(base: BaseModel, dtype=None, settings: TrainerSettings | None 
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     settings = settings or trainer_settings()
-    token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    token = settings.hub_token
     try:
         pipe = base.family.pipeline_class().from_pretrained(base.location, dtype=dtype or torch.float32, token=token)
     except (OSError, ValueError) as exc:
@@ -133,7 +131,7 @@ def load_transformer(base: BaseModel, dtype=None, settings: TrainerSettings | No
     import torch
 
     settings = settings or trainer_settings()
-    token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    token = settings.hub_token
     try:
         return base.family.transformer_class().from_pretrained(
             base.location, subfolder="transformer", dtype=dtype or torch.float32, token=token

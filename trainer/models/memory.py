@@ -97,13 +97,7 @@ KLEIN_4B = ModelSize("FLUX.2 [klein] 4B", 7.2, 3.7, 0.6, 512, 8.5, 11.2)
 # and 0.85 MiB per token) and Qwen3-8B (8.2B, 15.3 GiB in bf16). Planned from the published parameter counts.
 KLEIN_9B = ModelSize("FLUX.2 [klein] 9B", 16.8, 6.3, 0.85, 512, 16.5, 19.5)
 ENCODERS_GIB = FLUX1_DEV.encoders_gib
-
-
-def size_for(family: str, base_name: str) -> ModelSize:
-    """The planner's figures for a base of this family ('flux1', 'flux2-klein'), by its size in its name."""
-    if family == "flux2-klein":
-        return KLEIN_9B if "9b" in base_name.lower() else KLEIN_4B
-    return FLUX1_DEV
+# Which of these a base is, its family says (`Family.model_size`).
 
 # Estimated need (GiB) = 1.1 * (weights + activations) + 1.5:
 #              512 px   1024 px

@@ -10,27 +10,13 @@ Facts and pitfalls behind the numbers: ../shared/notes/tiny-flux.md.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
-from trainer.atomic import atomic_directory
+from trainer.models.tiny_build import FLOW_SCHEDULER, byte_level_symbols
 
-TINY_MARKER = "doppel_tiny.json"
-NOISE_WARNING = "made with the tiny random model: its images are noise, not likenesses"
-
-# FLUX.1-dev's VAE and scheduler constants, kept so the data path is the real one.
+# FLUX.1-dev's VAE constants, kept so the data path is the real one.
 FLUX_VAE_SHIFT = 0.1159
 FLUX_VAE_SCALE = 0.3611
-FLUX_SCHEDULER = dict(
-    num_train_timesteps=1000,
-    shift=3.0,
-    use_dynamic_shifting=True,
-    base_shift=0.5,
-    max_shift=1.15,
-    base_image_seq_len=256,
-    max_image_seq_len=4096,
-)
 
 
 @dataclass(frozen=True)
@@ -103,24 +89,11 @@ DEV = FluxShape(
 SHAPES = {shape.name: shape for shape in (TINY, SMALL, DEV)}
 
 
-def _byte_level_symbols() -> list[str]:
-    """The 256 printable stand-ins that byte-level BPE (GPT-2, CLIP) uses for bytes."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    symbols, extra = [], 0
-    for byte in range(256):
-        if byte in printable:
-            symbols.append(chr(byte))
-        else:
-            symbols.append(chr(256 + extra))
-            extra += 1
-    return symbols
-
-
 def _clip_tokenizer():
     from transformers import CLIPTokenizer
 
     # Every byte bare and word-final, as real CLIP has, so no character is unknown.
-    symbols = _byte_level_symbols()
+    symbols = byte_level_symbols()
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
     for symbol in symbols:
         vocab.setdefault(symbol, len(vocab))
@@ -221,7 +194,7 @@ def _build_models(shape: FluxShape, clip_tokenizer, t5_tokenizer):
         use_post_quant_conv=False,
     )
     return FluxPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(**FLUX_SCHEDULER),
+        scheduler=FlowMatchEulerDiscreteScheduler(**FLOW_SCHEDULER),
         vae=vae,
         text_encoder=clip,
         tokenizer=clip_tokenizer,
@@ -229,38 +202,3 @@ def _build_models(shape: FluxShape, clip_tokenizer, t5_tokenizer):
         tokenizer_2=t5_tokenizer,
         transformer=transformer,
     )
-
-
-def write_pipeline(directory: Path, shape: FluxShape = TINY, on_stage=None) -> Path:
-    """Build the pipeline and save it with `save_pretrained`, atomically."""
-    return save_built(directory, lambda: build_pipeline(shape), asdict(shape), on_stage)
-
-
-def save_built(directory: Path, build, marker: dict, on_stage=None) -> Path:
-    """`build()` a tiny pipeline and save it with `save_pretrained`, atomically, with its marker (its shape)."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-    directory = Path(directory)
-    with atomic_directory(directory, marker=TINY_MARKER) as staging:
-        pipeline = build()
-        if on_stage:
-            on_stage("built")
-        pipeline.save_pretrained(staging)
-        if on_stage:
-            on_stage("written")
-        (staging / TINY_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-    return directory
-
-
-def read_marker(directory: Path) -> FluxShape | None:
-    """The shape a folder was built with, or None for a real model."""
-    marker = Path(directory) / TINY_MARKER
-    if not marker.is_file():
-        return None
-    fields = json.loads(marker.read_text())
-    fields["rope_axes"] = tuple(fields["rope_axes"])
-    fields["vae_channels"] = tuple(fields["vae_channels"])
-    return FluxShape(**fields)

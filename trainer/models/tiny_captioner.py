@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from trainer.atomic import atomic_directory
-from trainer.models.tiny import _byte_level_symbols
+from contract.atomic import atomic_directory
+from trainer.models.tiny_build import byte_level_symbols
 
 TINY_CAPTIONER_MARKER = "doppel_tiny_captioner.json"
 IMAGE_SIZE = 64
@@ -29,7 +29,7 @@ def _tokenizer():
 
     # Every byte is a token, so no text is unknown; the specials are RoBERTa's, ids fixed by order.
     vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
-    for symbol in _byte_level_symbols():
+    for symbol in byte_level_symbols():
         vocab.setdefault(symbol, len(vocab))
     merges = [("Ġ", "a"), ("p", "h"), ("ph", "o"), ("pho", "t"), ("phot", "o")]
     for a, b in merges:

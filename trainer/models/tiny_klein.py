@@ -18,21 +18,11 @@ that honours `enable_thinking=False` as Qwen3's does. Facts: ../shared/notes/kle
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from trainer.models.tiny import _byte_level_symbols, save_built
+from trainer.models.tiny_build import FLOW_SCHEDULER, byte_level_symbols
 
-# FLUX.2 [klein]'s scheduler (dynamic, exponential time shift: the pipeline computes mu per picture).
-KLEIN_SCHEDULER = dict(
-    num_train_timesteps=1000,
-    shift=3.0,
-    use_dynamic_shifting=True,
-    base_shift=0.5,
-    max_shift=1.15,
-    base_image_seq_len=256,
-    max_image_seq_len=4096,
-    time_shift_type="exponential",
-)
+# FLUX.2 [klein]'s scheduler: FLUX.1's with an exponential time shift (the pipeline computes mu per picture).
+KLEIN_SCHEDULER = FLOW_SCHEDULER | {"time_shift_type": "exponential"}
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>")
 CHAT_TEMPLATE = (
@@ -110,7 +100,7 @@ def qwen_tokenizer():
     from transformers import Qwen2TokenizerFast
 
     vocab: dict[str, int] = {}
-    for symbol in _byte_level_symbols():
+    for symbol in byte_level_symbols():
         vocab.setdefault(symbol, len(vocab))
     merges = [("p", "h"), ("o", "t"), ("ph", "ot"), ("Ġ", "o"), ("Ġo", "f"), ("phot", "o")]
     for a, b in merges:
@@ -192,8 +182,3 @@ def _build_models(shape: KleinShape, tokenizer):
         transformer=transformer,
         is_distilled=shape.distilled,
     )
-
-
-def write_pipeline(directory: Path, shape: KleinShape = TINY_KLEIN, on_stage=None) -> Path:
-    """Build the pipeline and save it with `save_pretrained`, atomically, with its marker."""
-    return save_built(directory, lambda: build_pipeline(shape), asdict(shape), on_stage)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from trainer.atomic import atomic_write
+from contract.atomic import atomic_write
 from trainer.errors import CheckpointError
 
 FORMAT = 1

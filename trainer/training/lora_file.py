@@ -12,8 +12,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from contract import ADAPTER_FILENAME
+from contract.atomic import atomic_write
 from contract.models import FACTS_PREFIX
-from trainer.atomic import atomic_write
 
 if TYPE_CHECKING:
     from trainer.training.timeline import Shown

@@ -30,7 +30,7 @@ from trainer.errors import CheckpointError, TrainingCancelled, TrainingPaused
 from trainer.images import save_png
 from trainer.models import memory
 from trainer.models.base_model import BaseModel, load_pipeline, load_transformer, pick_device, pick_dtype, resolve_base
-from trainer.models.tiny import NOISE_WARNING
+from trainer.models.tiny_build import NOISE_WARNING
 from trainer.training.caching import CachedExample, PromptEmbedding, cache_training_set, release_encoders
 from trainer.training.checkpoint import Checkpoint, load_checkpoint, load_start, save_checkpoint
 from trainer.training.config import TrainConfig
@@ -89,23 +89,23 @@ def train_lora(
     """
     emit = on_event or (lambda event: None)
     started = time.monotonic()
-    request = config.request  # the shared options, intervals resolved, the memory mode named
-    base = base or resolve_base(config.base)
+    request = config.request  # what decides the work: the base, the steps, the memory mode ...
+    base = base or resolve_base(request.base)
     family = base.family
-    resolution = config.resolution or base.train_resolution
+    resolution = request.resolution or base.train_resolution
     device = pick_device(config.device)
     dtype = pick_dtype(device)  # what the pipeline is loaded in; the memory mode may change the transformer's
     plan = memory.plan_memory(
         memory.gpu_gib(device), resolution, request.memory_mode, batch_size=config.batch_size,
-        model=memory.size_for(family.name, base.name),
+        model=family.model_size(base.name),
     )
     emit(Phase(PhaseName.PLANNING, plan.reason))
 
     # 1. Captions for the photos that have none (a member's own always win), then read and check every
     # photo before loading anything heavy: bad files fail fast.
-    caption_missing_photos(config.images, config.token, config.caption_model, emit)
+    caption_missing_photos(config.images, request.token, request.caption_model, emit)
     emit(Phase(PhaseName.READING, str(config.images)))
-    training_set = load_training_set(config.images, config.token, resolution)
+    training_set = load_training_set(config.images, request.token, resolution)
     targets = list(config.target_modules or family.lora_targets)
     record = config.to_record() | {
         "resolution": resolution, "dataset_sha256": training_set.sha256, "target_modules": targets,
@@ -120,7 +120,7 @@ def train_lora(
         start = load_start(config.start_from, record) if config.start_from else None
         record["start_step"] = start.step if start else 0
     start_step = record["start_step"]
-    last_step = start_step + config.steps
+    last_step = start_step + request.steps
 
     # 2. The base model. On a GPU in bf16; the LoRA's own weights stay in fp32.
     emit(Phase(PhaseName.LOADING, base.name))
@@ -166,12 +166,12 @@ def train_lora(
         transformer = pipe.transformer
         dtype = memory.apply_memory_mode(transformer, plan.mode, device, dtype)
         lora_config = LoraConfig(
-            r=config.rank,
-            lora_alpha=config.alpha if config.alpha is not None else config.rank,  # set in __post_init__
+            r=request.rank,
+            lora_alpha=config.alpha if config.alpha is not None else request.rank,  # set in __post_init__
             init_lora_weights="gaussian",
             target_modules=targets,
         )
-        torch.manual_seed(config.seed)
+        torch.manual_seed(request.seed)
         with memory.quiet_torchao_lora():
             transformer.add_adapter(lora_config, adapter_name=ADAPTER)
         lora_parameters = [p for p in transformer.parameters() if p.requires_grad]
@@ -191,14 +191,14 @@ def train_lora(
             saved_eight_bit = _eight_bit_state(saved_optimizer)
             if saved_eight_bit != eight_bit and (not saved_eight_bit or _eight_bit_possible(device)):
                 eight_bit = saved_eight_bit
-        optimizer = _optimizer(lora_parameters, config.lr, device, eight_bit)
+        optimizer = _optimizer(lora_parameters, request.lr, device, eight_bit)
         lr_scheduler = get_scheduler(
             "constant_with_warmup" if config.lr_schedule == "constant" else "cosine",
             optimizer=optimizer,
             num_warmup_steps=config.warmup_steps,
-            num_training_steps=config.steps,
+            num_training_steps=request.steps,
         )
-        noise_rng = torch.Generator("cpu").manual_seed(config.seed)
+        noise_rng = torch.Generator("cpu").manual_seed(request.seed)
         result = TrainResult(Path(), last_step, math.nan, training_set.sha256, 0.0, memory=plan, start_step=start_step)
         run = _Run(
             config=config,
@@ -233,7 +233,7 @@ def train_lora(
 
         # 5. The loop. Cancelling takes effect between two steps.
         emit(Phase(PhaseName.TRAINING, f"steps {first_step} to {last_step}"))
-        order = BatchOrder(examples, config.batch_size, config.seed)
+        order = BatchOrder(examples, config.batch_size, request.seed)
         scheduler_config = pipe.scheduler.config
         loop_started = time.monotonic()
 
@@ -357,10 +357,10 @@ class _Run:
         """What an adapter file says about itself, in its header."""
         start_step = self.result.start_step
         written = {
-            "token": self.config.token,
+            "token": self.config.request.token,
             "base_model": self.base.name,
             "family": self.base.family.name,
-            "rank": self.config.rank,
+            "rank": self.config.request.rank,
             "alpha": self.config.alpha,
             "steps": step,
             "resolution": self.resolution,

@@ -84,7 +84,7 @@ class Dataset(commands.GroupCog, group_name="dataset", group_description="Your t
         why = "\n".join([header, *photo_checks.lines(left_out)]) if left_out else ""
         keep = keep_view([p for p, _ in left_out])
         bare = sum(1 for p in photos if not p.caption.strip())
-        if bare and self.bot.models.caption_model:  # CAPTION_MODEL: the trainer writes them (trainer/captioning.py)
+        if bare and self.bot.settings.caption_model:  # CAPTION_MODEL: the trainer writes them (trainer/captioning.py)
             why += f"\n{bare} without a caption get one when you /train: what the picture shows, not how you look."
         await interaction.followup.send(
             f"Your {len(photos)} photos. Change a caption with /dataset caption, remove one with /dataset remove."

@@ -66,7 +66,7 @@ async def from_prompt(bot: DoppelBot, requester: Owner, prompt: str, *, strength
     plan = await group.plan(bot, resolved, photo)
     if plan is not None:
         options["count"] = 1  # a group picture is one picture
-    request = _request(base=bot.models.picture_model, prompt=resolved.text, adapters=refs, group=plan, **options)
+    request = _request(base=bot.settings.picture_model, prompt=resolved.text, adapters=refs, group=plan, **options)
     return Drawing(request, resolved.owners, files, plain=resolved.plain)
 
 
@@ -83,7 +83,7 @@ async def again(bot: DoppelBot, presser: Owner, job: Job, **changes) -> Drawing:
                           "ask anew with /imagine")
     options = {"count": before.count, "seed": before.seed, "size": before.size, "compare": before.compare,
                "group": before.group} | changes
-    request = _request(base=bot.models.picture_model, prompt=before.prompt, adapters=refs, **options)
+    request = _request(base=bot.settings.picture_model, prompt=before.prompt, adapters=refs, **options)
     return Drawing(request, people, files, plain=bool(job.params.get("plain")))
 
 

@@ -50,8 +50,8 @@ async def start_training(
     token = await bot.token_for(owner)
     try:
         request = TrainRequest(
-            base=bot.models.base_model, token=token, steps=steps or bot.settings.train_default_steps,
-            resolution=resolution, memory_mode=bot.models.memory_mode, caption_model=bot.models.caption_model,
+            base=bot.settings.base_model, token=token, steps=steps or bot.settings.train_default_steps,
+            resolution=resolution, memory_mode=bot.settings.memory_mode, caption_model=bot.settings.caption_model,
         )
     except RequestError as problem:
         await interaction.followup.send(f"I cannot train that: {problem}.", ephemeral=True)

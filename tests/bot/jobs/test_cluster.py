@@ -160,8 +160,8 @@ async def test_a_training_whose_node_dies_resumes_on_another_and_ends_as_if_unbr
     dead_node = lost.location[0]
     cluster.crash(dead_node)
     # The run to compare with, made here while Ray notices the loss (the cores are idle meanwhile).
-    config = TrainConfig(base="tiny", images=photos, token=TOKEN, out=tmp_path / "unbroken", steps=STEPS, lr=1e-2,
-                         checkpoint_every=20, sample_every=0)
+    config = TrainConfig.from_options(base="tiny", images=photos, token=TOKEN, out=tmp_path / "unbroken", steps=STEPS,
+                                      lr=1e-2, checkpoint_every=20, sample_every=0)
     unbroken = asyncio.create_task(asyncio.to_thread(train_lora, config))
     done = await runner.wait(job.id, timeout=150)
 

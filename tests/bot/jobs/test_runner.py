@@ -133,7 +133,7 @@ async def test_a_killed_worker_resumes_from_its_checkpoint_and_ends_as_if_unbrok
     assert done.attempts == 2
     assert done.progress.resumed_from >= 100 and done.progress.resumed_from % 50 == 0  # its newest checkpoint
     unbroken = train_lora(
-        TrainConfig(base="tiny", images=photos, token=TOKEN, out=tmp_path / "unbroken", steps=300, lr=1e-2,
+        TrainConfig.from_options(base="tiny", images=photos, token=TOKEN, out=tmp_path / "unbroken", steps=300, lr=1e-2,
                     checkpoint_every=50, sample_every=0)
     )
     resumed, whole = load_file(done.training_result.adapter), load_file(unbroken.lora_path)

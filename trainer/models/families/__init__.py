@@ -19,7 +19,7 @@ from trainer.models.families.flux2_klein import FLUX2_KLEIN
 FAMILIES: dict[str, Family] = {family.name: family for family in (FLUX1, FLUX2_KLEIN)}
 
 __all__ = ["FAMILIES", "FLUX1", "FLUX2_KLEIN", "Family", "PromptEmbedding", "family_named", "family_of_folder",
-           "family_of_hub_id", "family_of_pipeline"]
+           "family_of_hub_id", "family_of_pipeline", "family_of_tiny"]
 
 
 def family_named(name: str) -> Family:
@@ -28,6 +28,11 @@ def family_named(name: str) -> Family:
         return FAMILIES[name]
     except KeyError:
         raise BaseModelError(f"unknown model family '{name}' (known: {', '.join(FAMILIES)})") from None
+
+
+def family_of_tiny(name: str) -> Family:
+    """The family of a tiny model's name (a key of contract.models.TINY_FOLDERS)."""
+    return next(family for family in FAMILIES.values() if name in family.tiny_shapes)
 
 
 def family_of_folder(folder: Path) -> Family:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
+
+from trainer.errors import ConfigError
+from trainer.models.memory import ModelSize
 
 
 @dataclass
@@ -40,6 +44,35 @@ class Family(ABC):
 
     transformer_class_name: str  # diffusers' class of the family's transformer
     inpaint_class_name: str  # diffusers' inpainting pipeline of the family
+    # The family's offline random models by name (the keys of contract.models.TINY_FOLDERS), the base first:
+    # each a shape dataclass of trainer/models/tiny.py or tiny_klein.py.
+    tiny_shapes: dict[str, Any]
+
+    # --- sizes ---------------------------------------------------------------------------------
+    @abstractmethod
+    def model_size(self, base_name: str) -> ModelSize:
+        """The memory planner's figures for a base of this family, by its size in its name."""
+
+    # --- the tiny random models ----------------------------------------------------------------
+    @abstractmethod
+    def build_tiny(self, shape: Any, device: str = "cpu") -> Any:
+        """A pipeline of the family with random weights of `shape`, the same every time."""
+
+    def write_tiny(self, name: str, folder: Path, on_stage=None) -> Path:
+        """Build the tiny model `name` into `folder`, atomically, with its marker."""
+        from trainer.models.tiny_build import write_built
+
+        shape = self.tiny_shapes[name]
+        return write_built(folder, shape, lambda: self.build_tiny(shape), on_stage)
+
+    def tiny_name(self, distilled: bool = False) -> str:
+        if distilled:
+            raise ConfigError(f"{self.title} has no distilled tiny model")
+        return next(iter(self.tiny_shapes))
+
+    def tiny_title(self, name: str) -> str:
+        """The tiny model `name` in words, for people."""
+        return self.title
 
     # --- loading ---------------------------------------------------------------------------
     def pipeline_class(self) -> Any:

@@ -9,6 +9,7 @@ import math
 
 import torch
 
+from trainer.models import memory, tiny
 from trainer.models.families.base import Defaults, Family, PromptEmbedding
 
 # The double blocks' joint attention, named alike in FLUX.1 and FLUX.2.
@@ -42,6 +43,13 @@ class Flux1(Family):
     lora_targets = LORA_TARGETS
     tokenizer_folders = ("tokenizer", "tokenizer_2")  # CLIP, T5
     text_encoder_names = ("text_encoder", "text_encoder_2")
+    tiny_shapes = {tiny.TINY.name: tiny.TINY}
+
+    def model_size(self, base_name: str) -> memory.ModelSize:
+        return memory.FLUX1_DEV  # dev and schnell: the same transformer
+
+    def build_tiny(self, shape, device: str = "cpu"):
+        return tiny.build_pipeline(shape, device)
 
     def defaults(self, transformer_config: dict, pipeline_config: dict) -> Defaults:
         if transformer_config.get("guidance_embeds", True):  # dev: guidance-distilled

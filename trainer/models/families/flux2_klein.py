@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from trainer.models import memory, tiny_klein
 from trainer.models.families.base import Defaults, Family, PromptEmbedding
 from trainer.models.families.flux1 import ATTENTION_TARGETS
 
@@ -41,6 +42,19 @@ class Flux2Klein(Family):
     lora_targets = LORA_TARGETS
     tokenizer_folders = ("tokenizer",)  # Qwen's byte-level BPE
     text_encoder_names = ("text_encoder",)
+    tiny_shapes = {shape.name: shape for shape in (tiny_klein.TINY_KLEIN, tiny_klein.TINY_KLEIN_DISTILLED)}
+
+    def model_size(self, base_name: str) -> memory.ModelSize:
+        return memory.KLEIN_9B if "9b" in base_name.lower() else memory.KLEIN_4B
+
+    def build_tiny(self, shape, device: str = "cpu"):
+        return tiny_klein.build_pipeline(shape, device)
+
+    def tiny_name(self, distilled: bool = False) -> str:
+        return (tiny_klein.TINY_KLEIN_DISTILLED if distilled else tiny_klein.TINY_KLEIN).name
+
+    def tiny_title(self, name: str) -> str:
+        return f"{self.title} ({'distilled' if self.tiny_shapes[name].distilled else 'base'})"
 
     def defaults(self, transformer_config: dict, pipeline_config: dict) -> Defaults:
         if pipeline_config.get("is_distilled", False):  # FLUX.2-klein-4B/-9B: 4 steps, guidance ignored

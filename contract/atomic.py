@@ -1,4 +1,5 @@
-"""Writes that either happen whole or not at all: a crash never leaves half a file."""
+"""Writes that either happen whole or not at all: a crash never leaves half a file. The one way doppel
+replaces a file or a folder, on both sides of the seam (no torch, no discord)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-
-from trainer.errors import DoppelError
 
 
 def atomic_write(path: Path | str, write: Callable[[Path], object], mode: int = 0o600) -> Path:
@@ -28,10 +27,25 @@ def atomic_write(path: Path | str, write: Callable[[Path], object], mode: int = 
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    _sync_folder(path.parent)
     return path
 
 
-class FolderNotOurs(DoppelError):
+def atomic_write_bytes(path: Path | str, data: bytes, mode: int = 0o600) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data), mode)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename into `folder` itself durable, where the OS allows opening a folder."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class FolderNotOurs(ValueError):
     """A folder that holds what doppel did not write there: it is never replaced (nor is a file)."""
 
 

@@ -19,7 +19,7 @@ TINY_DEFAULTS = {"train_default_steps": 40}
 
 
 def use_base(base: str) -> None:
-    """Name the base model for the bot and its Ray workers (they inherit this process's environment)."""
+    """Name the base model for the bot (its settings read the environment; the workers are told in each request)."""
     os.environ["BASE_MODEL"] = base
     if base == "tiny":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tiny model is built offline: nothing to fetch
