@@ -104,6 +104,8 @@ class TrainingRun:
                     await runner.transport.release(worker, job_id)
                 decided = recovery.training_ended(report.status, report.error, result is not None)
                 await runner.rescue.settle(job_id, decided, result=result.to_data() if result else None)
+                if decided.act is recovery.Act.REQUEUE:  # it paused for pictures: its subscribers see it wait
+                    await runner.announce(await runner.store.existing(job_id))
                 return
         except Exception as exc:  # a job must never be left running with nobody following it
             await runner.rescue.following_failed(job_id, exc)

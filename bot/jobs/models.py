@@ -102,7 +102,7 @@ class Reply:
     """A member's waiting interaction reply: where a picture goes while Discord's token for it lives."""
 
     application_id: int
-    token: str
+    token: str = field(repr=False)  # Discord's, for 15 minutes: never in a log line
     expires_at: float
 
 

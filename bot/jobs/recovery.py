@@ -7,25 +7,28 @@ asks here, and carries the answer out (bot/jobs/rescue.py). Every rule:
 |-------------------------------------------------|-------------------------------------------------|
 | it already finished (refused meanwhile)         | nothing                                         |
 | it goes back to the queue, its cancel asked for | cancelled (the request survives a restart)      |
-| its worker was lost, Ray itself was lost        | requeued, no attempt counted (not its fault)    |
-| its worker was lost                             | requeued, an attempt counted; resumes from its  |
-|                                                 | newest checkpoint                               |
+| its worker was lost with all of Ray             | requeued, no attempt counted (not its fault)    |
+| its worker was lost (died, restarted, a picture | requeued, an attempt counted; resumes from its  |
+| not made within GENERATION_TIMEOUT_S)           | newest checkpoint; the worker gets no work      |
+|                                                 | until it answers again                          |
 | ... stopped by force for not pausing in time    | requeued, no attempt counted                    |
 | ... for the MAX_JOB_ATTEMPTS-th time            | failed: "the GPU worker stopped N times ..."    |
 | following it raised, Ray lost under it          | requeued, no attempt counted                    |
 | following it raised: the disk is full           | failed: the disk is full (the operator's to fix)|
 | following it raised, anything else              | failed: the bot could not follow it (why)       |
-| a restart finds it running on its trainer       | reattached; asked to stop if its cancel was     |
+| a restart finds it running on its trainer       | reattached; stopped if its cancel was asked for |
 | a restart finds it running, nobody holds it     | requeued, no attempt counted                    |
 | a trainer holds work no job in the record owns  | that work is cancelled and released             |
 | Ray was lost: every running job                 | requeued, no attempt counted                    |
 | a new local Ray does not start                  | tried again after RAY_RETRY_S, then every minute|
 | asked to pause, not paused within half the      | its worker stopped by force (once)              |
 | pictures' GENERATION_MAX_WAIT_S                 |                                                 |
+| the bot stops with its local Ray                | each training asked to pause (a checkpoint to   |
+|                                                 | resume from), waited for up to STOP_GRACE_S     |
 | its request cannot be read (an older doppel's)  | failed: "this request cannot be read (why)"     |
 | its pictures came back with an error            | failed with the generator's words               |
-| ... and its cancel was asked for meanwhile      | cancelled, its pictures not kept                |
-| ... and it was refused meanwhile                | nothing (its pictures are not kept)             |
+| its pictures came back, its cancel asked for    | cancelled, its pictures not kept                |
+| its pictures came back, it was refused meanwhile| nothing (its pictures are not kept)             |
 | its training ended: succeeded with a result     | succeeded                                       |
 | ... paused (it yielded the card)                | requeued, no attempt counted                    |
 | ... cancelled                                   | cancelled                                       |

@@ -46,6 +46,7 @@ from contract import GenerateRequest, JobKind, JobState, TrainRequest
 log = logging.getLogger(__name__)
 
 COALESCE_S = 0.05
+PASS_EVERY_S = 1.0  # a dispatch pass at least this often, woken or not (pauses come due, workers return)
 TIMINGS_KEPT = 10_000
 
 
@@ -68,8 +69,8 @@ class JobRunner:
         self.training = TrainingRun(self, captions)
         self.pictures = PictureRun(self, consent)
         self.positions = QueuePositions(store, self.updates)
-        self._tasks: set[asyncio.Task] = set()
         self.waiting = Waiting(store)
+        self._tasks: set[asyncio.Task] = set()
         self._followups_tried_at = time.monotonic()
         self._loop_task: asyncio.Task | None = None
         self._recovering: asyncio.Task | None = None  # a new local Ray being started in place of a lost one
@@ -123,7 +124,6 @@ class JobRunner:
     def gpu_ready(self) -> bool:
         """Whether any trainer is up: without one, queued jobs wait for a GPU node to join."""
         return self.workers.ready
-
 
     # ---- what the bot calls -----------------------------------------------------------------
 
@@ -250,7 +250,7 @@ class JobRunner:
                 log.exception("dispatching failed; trying again")
             finally:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), 1.0)
+                    await asyncio.wait_for(self.wake.wait(), PASS_EVERY_S)
 
     async def _dispatch(self) -> None:
         pausing = self.rescue.pausing
