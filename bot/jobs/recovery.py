@@ -34,6 +34,9 @@ asks here, and carries the answer out (bot/jobs/rescue.py). Every rule:
 | ... cancelled                                   | cancelled                                       |
 | ... failed, or succeeded with no result         | failed with the trainer's words                 |
 | a worker is unavailable (Ray restarts it)       | waited for up to WORKER_PATIENCE_S, then lost   |
+| its cancel asked for while it trains            | its trainer stops it at the next step           |
+| ... while it is drawn                           | it finishes, and is not delivered               |
+| ... while nobody follows it (its follower died) | cancelled at once                               |
 """
 
 from __future__ import annotations
@@ -160,3 +163,10 @@ def picture_drawn(job: Job, error: str | None) -> Decision | None:
 def keep_waiting(waited_s: float, patience_s: float) -> bool:
     """A worker Ray is restarting is waited for, not called lost, until patience runs out."""
     return waited_s <= patience_s
+
+
+def cancel_running(*, on_trainer: bool, followed: bool) -> Decision:
+    """A running job's cancel was asked for. `stop`: its trainer is told to stop it."""
+    if on_trainer:
+        return Decision(Act.NOTHING, stop=True)
+    return NOTHING if followed else CANCEL

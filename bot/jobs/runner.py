@@ -25,13 +25,14 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bot.jobs import policy
+from bot.jobs import policy, recovery
 from bot.jobs.following import CaptionKeeper, TrainingRun
 from bot.jobs.followups import RETRY_S, FollowUps
 from bot.jobs.models import Job, JobNotes, Reply, Request
 from bot.jobs.pictures import ConsentCheck, PictureRun
 from bot.jobs.policy import Replica, Worker
 from bot.jobs.positions import QueuePositions
+from bot.jobs.recovery import Act
 from bot.jobs.rescue import Rescue
 from bot.jobs.sink import ArtifactSink
 from bot.jobs.store import JobStore
@@ -164,14 +165,14 @@ class JobRunner:
             await self.announce(await self.store.existing(job_id))
         elif state is JobState.RUNNING:
             worker = next((t for t in self.trainers if t.job_id == job_id), None)
-            followed = worker is not None or any(g.job_id == job_id for g in self.generators)
-            if worker is not None:
+            decided = recovery.cancel_running(on_trainer=worker is not None,
+                                              followed=any(g.job_id == job_id for g in self.generators))
+            if worker is not None and decided.stop:
                 with contextlib.suppress(WorkerLost):
                     await self.transport.cancel(worker, job_id)
-            elif not followed:  # nobody follows it (its follower died): nobody else would ever end it
-                await self.finish(job_id, JobState.CANCELLED, error="cancelled")
+            elif decided.act is Act.CANCEL:
+                await self.rescue.settle(job_id, decided)
                 return (await self.store.existing(job_id)).state
-            # A picture takes seconds: it finishes, and is then not delivered.
         return state
 
     async def refuse_pictures_of(

@@ -112,6 +112,12 @@ def test_an_unavailable_worker_is_waited_for_until_patience_runs_out():
     assert recovery.keep_waiting(59.0, patience_s=60) and not recovery.keep_waiting(60.5, patience_s=60)
 
 
+def test_a_cancel_stops_a_training_lets_a_picture_finish_and_ends_what_nobody_follows():
+    assert recovery.cancel_running(on_trainer=True, followed=True).stop
+    assert recovery.cancel_running(on_trainer=False, followed=True) == Decision(Act.NOTHING)
+    assert recovery.cancel_running(on_trainer=False, followed=False) == Decision(Act.CANCEL)
+
+
 def test_progress_follows_steps_and_phases():
     resumed = progress_after(None, Phase(PhaseName.RESUMING, step=40))
     assert (resumed.phase, resumed.resumed_from) == (PhaseName.RESUMING.value, 40)
