@@ -97,7 +97,7 @@ class DoppelBot(commands.Bot):
         self._token_lock = asyncio.Lock()
         self._closing = False
 
-    async def _captions_written(self, job: Job, captions: dict[str, str]) -> None:
+    async def captions_written(self, job: Job, captions: dict[str, str]) -> None:
         """A training's worker captioned photos that had none: the member's photos get them (see and edit them)."""
         # A run's copy names each photo by its number (bot/exts/training/starting.py, `_snapshot`); numbers hold
         # still while a training of the member's is queued or running (/dataset remove and clear wait for it).
@@ -109,10 +109,9 @@ class DoppelBot(commands.Bot):
         self.jobs = JobStore(self.db)
         self.members = MemberStore(self.db, self.settings.data_dir)
         self.adapters = AdapterService(self.members, self.jobs, self.settings.jobs_dir)
-        self.runner = JobRunner(self.jobs, self.settings)
         self.consent = Consent(self.members, self.adapters)
-        self.runner.consent = self.consent.refusal  # checked as each picture starts, and before it is kept
-        self.runner.captions_written = self._captions_written
+        # Consent is checked as each picture starts, and before it is kept.
+        self.runner = JobRunner(self.jobs, self.settings, consent=self.consent, captions=self)
         # First among a training's follow-ups: the announcement (a cog's) shows an adapter that is theirs.
         self.runner.followups.register(JobKind.TRAIN, "adopt_adapter", self.adapters.adopt)
         self.token_checker = await asyncio.to_thread(

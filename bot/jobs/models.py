@@ -1,14 +1,16 @@
-"""A job as the rest of the bot sees it: its request, progress and result as types, not dicts.
+"""A job as the rest of the bot sees it: its request, notes, progress and result as types, not dicts.
 
-The record keeps them as JSON. `params` holds the contract's request (`TrainRequest` or
-`GenerateRequest`, as `to_data` writes it) plus the bot's own bookkeeping beside it
-(where the photos are, which channel to post in); the typed views below read it.
+The record keeps them as JSON, read here and nowhere else: `params` holds the contract's
+request (`TrainRequest` or `GenerateRequest`, as `to_data` writes it), parsed once as a row
+is read; `notes` the bot's own bookkeeping beside it (`JobNotes`: where the photos are,
+which channel to post in); who a picture draws is the table `job_people`.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from bot.members.owner import Owner
@@ -88,12 +90,67 @@ class PicturesResult:
         return cls(tuple(SavedPicture(**i) for i in data["images"]))
 
 
+# Each row with the members its picture draws, in their order (bot/migrations/009_job_notes_and_people.sql).
+SELECT_JOBS = (
+    "SELECT jobs.*, (SELECT json_group_array(member_id) FROM (SELECT member_id FROM job_people"
+    " WHERE job_people.job_id = jobs.id ORDER BY seq)) AS people FROM jobs"
+)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A member's waiting interaction reply: where a picture goes while Discord's token for it lives."""
+
+    application_id: int
+    token: str = field(repr=False)  # Discord's, for 15 minutes: never in a log line
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class JobNotes:
+    """The bot's own notes on a job, beside its request. A training: its photos, and what it builds on.
+    A picture: its adapters' files, whom it draws (one member per adapter, in order), and where it goes."""
+
+    images_dir: str | None = None
+    start_from: str | None = None
+    snapshot: bool = False  # `images_dir` is a copy made for this run alone, deleted when it ends
+    adapter_files: Mapping[str, str] = field(default_factory=dict)  # adapter identity -> its file
+    people: tuple[int, ...] = ()  # member ids; kept in the table job_people
+    plain: bool = False  # the plain model: the member has no adapter yet
+    channel_id: int | None = None
+    reply: Reply | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        """The `notes` column: all but `people`."""
+        data = {k: v for k, v in asdict(self).items() if k != "people" and v is not None}
+        return data | {"adapter_files": dict(self.adapter_files)}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any] | None, people: list[int] | None = None) -> JobNotes:
+        data = data or {}
+        reply = data.get("reply")
+        return cls(
+            images_dir=data.get("images_dir"),
+            start_from=data.get("start_from"),
+            snapshot=bool(data.get("snapshot")),
+            adapter_files=dict(data.get("adapter_files") or {}),
+            people=tuple(people or ()),
+            plain=bool(data.get("plain")),
+            channel_id=data.get("channel_id"),
+            reply=Reply(reply["application_id"], reply["token"], reply["expires_at"]) if reply else None,
+        )
+
+
+Request = TrainRequest | GenerateRequest
+
+
 @dataclass(frozen=True)
 class Job:
     id: int
     kind: JobKind
     owner: Owner
-    params: dict
+    request: Request | None  # None when it cannot be read: `request_problem` says why
+    notes: JobNotes
     state: JobState
     attempts: int
     progress: Progress | None
@@ -106,14 +163,19 @@ class Job:
     created_at: float
     started_at: float | None
     finished_at: float | None
+    request_problem: str | None = None  # why the request cannot be read (one written by an older doppel, say)
 
     @property
     def training(self) -> TrainRequest:
-        return TrainRequest.from_data(self.params)
+        if not isinstance(self.request, TrainRequest):
+            raise ValueError(self.request_problem or f"job {self.id} is not a training")
+        return self.request
 
     @property
     def picture_request(self) -> GenerateRequest:
-        return GenerateRequest.from_data(self.params)
+        if not isinstance(self.request, GenerateRequest):
+            raise ValueError(self.request_problem or f"job {self.id} is not a picture")
+        return self.request
 
     @property
     def training_result(self) -> TrainingResult | None:
@@ -125,14 +187,23 @@ class Job:
 
     @classmethod
     def from_row(cls, row) -> Job:
+        """A row of SELECT_JOBS."""
         def loads(text: str | None) -> Any:
             return json.loads(text) if text else None
 
+        kind = JobKind(row["kind"])
+        request: Request | None = None
+        problem = None
+        try:
+            request = (TrainRequest if kind is JobKind.TRAIN else GenerateRequest).from_data(json.loads(row["params"]))
+        except (TypeError, KeyError, ValueError) as exc:  # RequestError is a ValueError
+            problem = str(exc) or type(exc).__name__
         return cls(
             id=row["id"],
-            kind=JobKind(row["kind"]),
+            kind=kind,
             owner=Owner(row["guild_id"], row["member_id"]),
-            params=json.loads(row["params"]),
+            request=request,
+            notes=JobNotes.from_data(loads(row["notes"]), loads(row["people"])),
             state=JobState(row["state"]),
             attempts=row["attempts"],
             progress=Progress.from_data(loads(row["progress"])),
@@ -145,4 +216,5 @@ class Job:
             created_at=row["created_at"],
             started_at=row["started_at"],
             finished_at=row["finished_at"],
+            request_problem=problem,
         )

@@ -113,11 +113,6 @@ def plan(
     return result
 
 
-def overdue(asked_at: dict[int, float], forced: set[int], now: float, limit_s: float) -> list[int]:
-    """Training jobs asked to pause more than `limit_s` ago that have not, and are not yet being stopped."""
-    return [job_id for job_id, at in asked_at.items() if job_id not in forced and now - at > limit_s]
-
-
 def positions(queued: list[Job], last_started: dict[Owner, float]) -> dict[int, int]:
     """Each queued job's place in line among its kind, 1 for the next to start."""
     return {job.id: place for place, job in enumerate(fair_order(queued, last_started), start=1)}

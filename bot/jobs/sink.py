@@ -10,8 +10,18 @@ import shutil
 from pathlib import Path
 
 from bot.jobs import files
-from bot.jobs.models import PicturesResult, SavedPicture, TrainingResult
-from contract import CaptionsWritten, CheckpointSaved, PicturesMade, RunLayout, SampleTaken, TrainingDone, TrainingFiles
+from bot.jobs.models import Job, PicturesResult, SavedPicture, TrainingResult
+from contract import (
+    CaptionsWritten,
+    CheckpointSaved,
+    JobKind,
+    JobState,
+    PicturesMade,
+    RunLayout,
+    SampleTaken,
+    TrainingDone,
+    TrainingFiles,
+)
 
 
 class ArtifactSink:
@@ -24,6 +34,13 @@ class ArtifactSink:
     async def remove(self, job_id: int) -> None:
         """The run's folder and everything in it (its job was forgotten)."""
         await asyncio.to_thread(shutil.rmtree, self.layout(job_id).root, True)
+
+    async def tidy(self, job: Job) -> None:
+        """A training that ended keeps no copy of its photos, and, unless it succeeded, no checkpoints."""
+        if job.kind is JobKind.TRAIN:
+            snapshot = job.notes.images_dir if job.notes.snapshot else None
+            await asyncio.to_thread(files.tidy_ended_training, self.layout(job.id), snapshot,
+                                    keep_checkpoints=job.state is JobState.SUCCEEDED)
 
     # ---- in ---------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from bot.db import Database, first_row
-from bot.jobs.models import Job, Progress
+from bot.jobs.models import SELECT_JOBS, Job, JobNotes, Progress, Request
 from bot.members.owner import Owner
 from contract import JobKind, JobState
 
@@ -32,7 +32,9 @@ class JobStore:
     async def close(self) -> None:
         await self.db.close()
 
-    async def submit(self, kind: JobKind, owner: Owner, params: dict, max_active: int) -> Job:
+    async def submit(
+        self, kind: JobKind, owner: Owner, request: Request, notes: JobNotes, max_active: int,
+    ) -> Job:
         """Queue a job, unless the owner already has `max_active` queued or running."""
         now = time.time()
         async with self.db.transaction() as tx:
@@ -45,22 +47,33 @@ class JobStore:
             if active >= max_active:
                 raise QueueFull(f"you already have {active} requests waiting or running; the limit is {max_active}")
             cursor = await tx.execute(
-                "INSERT INTO jobs (kind, guild_id, member_id, params, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (kind.value, owner.guild_id, owner.member_id, json.dumps(params), now, now),
+                "INSERT INTO jobs (kind, guild_id, member_id, params, notes, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (kind.value, owner.guild_id, owner.member_id, json.dumps(request.to_data()),
+                 json.dumps(notes.to_data()), now, now),
             )
+            for seq, member_id in enumerate(notes.people):
+                await tx.execute("INSERT INTO job_people (job_id, seq, member_id) VALUES (?, ?, ?)",
+                                 (cursor.lastrowid, seq, member_id))
         job = await self.get(cursor.lastrowid) if cursor.lastrowid is not None else None
         if job is None:
             raise LookupError("the job just queued is not in the database")
         return job
 
     async def get(self, job_id: int) -> Job | None:
-        row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        row = await self.db.fetchone(f"{SELECT_JOBS} WHERE id = ?", (job_id,))
         return Job.from_row(row) if row else None
+
+    async def existing(self, job_id: int) -> Job:
+        """The job; LookupError when it is not in the record (deleted: its member was forgotten)."""
+        job = await self.get(job_id)
+        if job is None:
+            raise LookupError(f"job {job_id} is not in the record")
+        return job
 
     async def in_state(self, *states: JobState, kind: JobKind | None = None) -> list[Job]:
         marks = ", ".join("?" for _ in states)
-        sql = f"SELECT * FROM jobs WHERE state IN ({marks})"
+        sql = f"{SELECT_JOBS} WHERE state IN ({marks})"
         args: list = [s.value for s in states]
         if kind is not None:
             sql += " AND kind = ?"
@@ -71,7 +84,7 @@ class JobStore:
     async def of_owner(self, owner: Owner, *states: JobState) -> list[Job]:
         marks = ", ".join("?" for _ in states)
         rows = await self.db.fetchall(
-            f"SELECT * FROM jobs WHERE guild_id = ? AND member_id = ? AND state IN ({marks}) ORDER BY id",
+            f"{SELECT_JOBS} WHERE guild_id = ? AND member_id = ? AND state IN ({marks}) ORDER BY id",
             (owner.guild_id, owner.member_id, *(s.value for s in states)),
         )
         return [Job.from_row(row) for row in rows]
@@ -80,9 +93,9 @@ class JobStore:
         """Picture jobs in these states, of anyone in the person's server, that use the person's adapter."""
         marks = ", ".join("?" for _ in states)
         rows = await self.db.fetchall(
-            f"SELECT * FROM jobs WHERE kind = 'generate' AND guild_id = ? AND state IN ({marks}) "
-            "AND EXISTS (SELECT 1 FROM json_each(jobs.params, '$.people') WHERE value = ?) ORDER BY id",
-            (person.guild_id, *(s.value for s in states), person.member_id),
+            f"{SELECT_JOBS} JOIN (SELECT DISTINCT job_id FROM job_people WHERE member_id = ?) AS drawn "
+            f"ON drawn.job_id = jobs.id WHERE kind = 'generate' AND guild_id = ? AND state IN ({marks}) ORDER BY id",
+            (person.member_id, person.guild_id, *(s.value for s in states)),
         )
         return [Job.from_row(row) for row in rows]
 

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 
-from bot.jobs import ray_leftovers
+from bot.jobs import ray_leftovers, recovery
 from bot.jobs.policy import Replica, Worker
 from bot.settings import BotSettings
 from contract import GenerateRequest, PicturesMade, Report, RunStatus, TrainingFiles, TrainRequest
@@ -243,13 +243,13 @@ class RayTransport:
         A restarted actor has lost its job; the caller learns that from the answer.
         """
         patience = self.settings.worker_patience_s
-        deadline = time.monotonic() + patience
+        since = time.monotonic()
         remote: Callable[..., Awaitable[Any]] = getattr(worker.handle, method).remote
         while True:
             try:
                 return await remote(*args)
             except ActorUnavailableError as exc:
-                if time.monotonic() > deadline:
+                if not recovery.keep_waiting(time.monotonic() - since, patience):
                     raise WorkerLost(f"{worker.name} stayed unavailable for {patience:g} s") from exc
                 await asyncio.sleep(0.5)  # Ray is restarting the actor
             except RayActorError as exc:

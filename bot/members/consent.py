@@ -33,7 +33,7 @@ class Consent:
         if job.kind is not JobKind.GENERATE:
             return None
         uses = job.picture_request.adapters
-        people = [Owner(job.owner.guild_id, member_id) for member_id in job.params.get("people", ())]
+        people = [Owner(job.owner.guild_id, member_id) for member_id in job.notes.people]
         if len(people) != len(uses) or any(adapter_name(p) != u.name for p, u in zip(people, uses, strict=False)):
             return "this request does not say whose adapters it uses; ask again"
         for person, use in zip(people, uses, strict=True):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -25,7 +24,7 @@ from bot.db import Database
 from bot.jobs.store import JobStore
 from bot.members.owner import Owner
 from bot.members.store import MemberStore
-from contract import JobState, RunLayout
+from contract import JobKind, JobState, RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +76,8 @@ async def sweep(db: Database, data_dir: Path, jobs_dir: Path, retention_days: fl
                 chunk = old[start : start + 500]
                 await tx.execute(f"DELETE FROM jobs WHERE id IN ({','.join('?' * len(chunk))})", chunk)
     in_use = {
-        str(Path(json.loads(row[0]).get("images_dir") or "").resolve())
-        for row in await db.fetchall("SELECT params FROM jobs WHERE kind = 'train' AND state IN ('queued', 'running')")
+        str(Path(job.notes.images_dir or "").resolve())
+        for job in await JobStore(db).in_state(JobState.QUEUED, JobState.RUNNING, kind=JobKind.TRAIN)
     }
 
     def remove() -> int:

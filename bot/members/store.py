@@ -304,8 +304,9 @@ class MemberStore:
 
             own = [row[0] for row in await ids("SELECT id FROM jobs WHERE guild_id = ? AND member_id = ?", (g, m))]
             pictures = [row[0] for row in await ids(
-                "SELECT id FROM jobs WHERE guild_id = ? AND kind = 'generate' AND member_id != ? AND EXISTS "
-                "(SELECT 1 FROM json_each(jobs.params, '$.people') WHERE value = ?) ORDER BY id", (g, m, m)
+                "SELECT DISTINCT jobs.id FROM jobs JOIN job_people ON job_people.job_id = jobs.id "
+                "WHERE jobs.guild_id = ? AND jobs.kind = 'generate' AND jobs.member_id != ? "
+                "AND job_people.member_id = ? ORDER BY jobs.id", (g, m, m)
             )]
             jobs = own + pictures
             marks = ", ".join("?" for _ in jobs) or "NULL"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import sqlite3
 from types import SimpleNamespace
 from urllib.parse import urlsplit
@@ -13,6 +14,7 @@ import pytest
 from PIL import Image
 
 from bot.app import DoppelBot
+from bot.jobs.models import JobNotes
 from bot.jobs.store import JobStore
 from bot.members.owner import Owner
 from bot.members.store import EVERYONE
@@ -424,10 +426,11 @@ async def test_pictures_asked_for_before_a_restart_are_posted_after_it(world):
     # What a bot that stopped mid-request leaves behind: the request, queued in the record, its interaction gone.
     store = await JobStore.open(w.settings.database_file)
     request = GenerateRequest(base="tiny", prompt="a lighthouse", seed=5)
-    params = request.to_data() | {"adapter_files": {}, "plain": True, "channel_id": w.general.id}
-    await store.submit(JobKind.GENERATE, w.owner(w.ann), params, max_active=3)
+    notes = JobNotes(plain=True, channel_id=w.general.id)
+    await store.submit(JobKind.GENERATE, w.owner(w.ann), request, notes, max_active=3)
     # and one written by an older doppel, which cannot be read: it fails with why, and holds up nothing.
-    await store.submit(JobKind.GENERATE, w.owner(w.bob), {"prompt": "old"}, max_active=3)
+    old = await store.submit(JobKind.GENERATE, w.owner(w.bob), request, JobNotes(), max_active=3)
+    await store.db.execute("UPDATE jobs SET params = ? WHERE id = ?", (json.dumps({"prompt": "old"}), old.id))
     await store.close()
 
     async with started(w):
@@ -518,24 +521,22 @@ async def test_consent_is_checked_as_a_picture_starts_before_it_is_kept_and_befo
         refused = await w.fake.wait_for_edit(waiting, no_picture, timeout=30)
         assert f"<@{w.ann.id}> has not shared their adapter with you" in refused.content
 
-        check = bot.runner.consent
-
-        def taken_back_after(calls: int):
+        class TakenBackAfter:
             """The runner's consent check, with the share taken back just after its `calls`th answer."""
-            answered = []
 
-            async def consent(job):
-                refusal = await check(job)
-                answered.append(job.id)
-                if len(answered) == calls:
+            def __init__(self, calls: int):
+                self.calls, self.answered = calls, []
+
+            async def refusal(self, job):
+                refusal = await bot.consent.refusal(job)
+                self.answered.append(job.id)
+                if len(self.answered) == self.calls:
                     await bot.members.unshare(ann, w.bob.id)
                 return refusal
 
-            return consent
-
         # ... while the picture is being drawn: it is made, and not kept.
         await bot.members.share(ann, w.bob.id)
-        bot.runner.consent = taken_back_after(1)
+        bot.runner.pictures.consent = TakenBackAfter(1)
         asked = await w.fake.slash(w.bob, w.general, "imagine", options={"prompt": prompt})
         refused = await w.fake.wait_for_edit(await asked.original(), no_picture, timeout=60)
         assert "has not shared" in refused.content and not refused.attachments
@@ -544,7 +545,7 @@ async def test_consent_is_checked_as_a_picture_starts_before_it_is_kept_and_befo
 
         # ... after the runner kept the pictures: they are not shown.
         await bot.members.share(ann, w.bob.id)
-        bot.runner.consent = taken_back_after(2)
+        bot.runner.pictures.consent = TakenBackAfter(2)
         asked = await w.fake.slash(w.bob, w.general, "imagine", options={"prompt": prompt})
         refused = await w.fake.wait_for_edit(await asked.original(), no_picture, timeout=60)
         assert "has not shared" in refused.content and not refused.attachments

@@ -1,5 +1,5 @@
 from bot.jobs.fairness import fair_order
-from bot.jobs.models import Job
+from bot.jobs.models import Job, JobNotes
 from bot.members.owner import Owner
 from contract import JobKind, JobState
 
@@ -7,8 +7,8 @@ ANN, BOB, CY = Owner(1, 10), Owner(1, 20), Owner(1, 30)
 
 
 def job(job_id, owner):
-    return Job(job_id, JobKind.GENERATE, owner, {}, JobState.QUEUED, 0, None, None, None, None, None, False, None,
-               float(job_id), None, None)
+    return Job(job_id, JobKind.GENERATE, owner, None, JobNotes(), JobState.QUEUED, 0, None, None, None, None, None,
+               False, None, float(job_id), None, None)
 
 
 def ids(jobs):

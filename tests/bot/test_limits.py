@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bot import intake
 from bot.app import NOT_SERVED
+from bot.jobs.models import JobNotes
 from bot.jobs.store import JobStore
 from bot.members import storage
 from contract import GenerateRequest, JobKind, JobState, RunLayout
@@ -109,8 +110,7 @@ async def test_pictures_older_than_the_retention_are_deleted(world):
     request = GenerateRequest(base="tiny", prompt="a lighthouse", seed=5)
     jobs = {}
     for age_days in (31, 29):
-        job = await store.submit(JobKind.GENERATE, w.owner(w.ann), request.to_data() | {"adapter_files": {}},
-                                 max_active=3)
+        job = await store.submit(JobKind.GENERATE, w.owner(w.ann), request, JobNotes(), max_active=3)
         finished = time.time() - age_days * 86400
         await store.db.execute("UPDATE jobs SET state = 'succeeded', finished_at = ? WHERE id = ?",
                                (finished, job.id))

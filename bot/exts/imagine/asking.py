@@ -17,7 +17,7 @@ import discord
 from bot.app import DoppelBot
 from bot.exts.imagine import delivering, group
 from bot.exts.imagine.refused import Refused
-from bot.jobs.models import Job
+from bot.jobs.models import Job, Reply
 from bot.jobs.store import QueueFull
 from bot.jobs.updates import JobUpdate
 from bot.members.owner import Owner, adapter_name
@@ -73,7 +73,7 @@ async def from_prompt(bot: DoppelBot, requester: Owner, prompt: str, *, strength
 async def again(bot: DoppelBot, presser: Owner, job: Job, **changes) -> Drawing:
     """A finished picture job's request made anew (a button press): consent and adapters checked again."""
     before = job.picture_request
-    people = tuple(Owner(job.owner.guild_id, m) for m in job.params.get("people", ()))
+    people = tuple(Owner(job.owner.guild_id, m) for m in job.notes.people)
     refs, files = await adapters_of(bot, presser, people, [a.weight for a in before.adapters])
     for person, was, now in zip(people, before.adapters, refs, strict=True):
         # Someone else's adapter must be the one these pictures were made with: after a /forget, the adapter
@@ -84,7 +84,7 @@ async def again(bot: DoppelBot, presser: Owner, job: Job, **changes) -> Drawing:
     options = {"count": before.count, "seed": before.seed, "size": before.size, "compare": before.compare,
                "group": before.group} | changes
     request = _request(base=bot.settings.picture_model, prompt=before.prompt, adapters=refs, **options)
-    return Drawing(request, people, files, plain=bool(job.params.get("plain")))
+    return Drawing(request, people, files, plain=job.notes.plain)
 
 
 def _request(**fields) -> GenerateRequest:
@@ -109,8 +109,7 @@ async def draw(bot: DoppelBot, interaction: discord.Interaction, owner: Owner, d
             # Where to show the result if the bot restarts before it is ready: the reply while its token lives
             # (the token is Discord's for 15 minutes; it is useless after), else the channel.
             channel_id=interaction.channel_id,
-            reply={"application_id": interaction.application_id, "token": interaction.token,
-                   "expires_at": time.time() + TOKEN_LIFE_S},
+            reply=Reply(interaction.application_id, interaction.token, time.time() + TOKEN_LIFE_S),
         )
     except QueueFull as full:
         await interaction.edit_original_response(content=f"Not now: {full}.")

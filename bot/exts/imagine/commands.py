@@ -34,7 +34,7 @@ class Imagine(commands.Cog):
         self.bot.runner.followups.register(JobKind.GENERATE, "deliver_pictures",
                                            lambda job: delivering.deliver(self.bot, job))
         for job in await self.bot.jobs.in_state(JobState.QUEUED, JobState.RUNNING, kind=JobKind.GENERATE):
-            if job.params.get("channel_id"):
+            if job.notes.channel_id:
                 task = asyncio.create_task(self._post_when_done(job))
                 self._posting.add(task)
                 task.add_done_callback(self._posting.discard)

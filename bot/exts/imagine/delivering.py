@@ -13,7 +13,7 @@ import discord
 from bot.app import DoppelBot
 from bot.exts.imagine import group
 from bot.exts.imagine.buttons import CompareButton, RerollButton
-from bot.jobs.models import Job
+from bot.jobs.models import Job, Reply
 from contract import JobState
 
 log = logging.getLogger(__name__)
@@ -32,12 +32,12 @@ async def show_outcome(bot: DoppelBot, job: Job) -> None:
     message is recorded, and a job with a recorded post is not posted again). Raises on what may pass (a
     Discord outage), so that the follow-up is tried again.
     """
-    reply = job.params.get("reply")
-    if reply and time.time() < reply["expires_at"] and await _edit_reply(bot, job, reply):
+    reply = job.notes.reply
+    if reply and time.time() < reply.expires_at and await _edit_reply(bot, job, reply):
         return
     if await _posted_already(bot, job):
         return
-    channel_id = job.params.get("channel_id")
+    channel_id = job.notes.channel_id
     if channel_id:
         try:
             await post(bot.get_partial_messageable(channel_id), job, bot)
@@ -50,11 +50,11 @@ async def show_outcome(bot: DoppelBot, job: Job) -> None:
         log.error("job %s: its result could be shown nowhere (reply expired, channel gone, DMs closed)", job.id)
 
 
-async def _edit_reply(bot: DoppelBot, job: Job, reply: dict[str, Any]) -> bool:
+async def _edit_reply(bot: DoppelBot, job: Job, reply: Reply) -> bool:
     """The result in the waiting reply; False when the reply is gone (deleted, or its token refused)."""
     done = await deliverable(bot, job)
     text, files, view = message(done)
-    hook = discord.Webhook.partial(reply["application_id"], reply["token"], client=bot)
+    hook = discord.Webhook.partial(reply.application_id, reply.token, client=bot)
     try:
         edited = await hook.edit_message(  # type: ignore[call-overload]  # "@original": an interaction's reply
             "@original", content=text, attachments=files, view=view, allowed_mentions=discord.AllowedMentions.none(),
@@ -68,7 +68,7 @@ async def _edit_reply(bot: DoppelBot, job: Job, reply: dict[str, Any]) -> bool:
     # Pictures are recorded as showing the people drawn (for /forget); a reply without pictures shows nobody.
     # Recorded after the edit: a crash in between repeats the follow-up, which edits and records again.
     if done.pictures is not None and done.state is JobState.SUCCEEDED:
-        await bot.record_posted(edited, done, done.params.get("people", ()))
+        await bot.record_posted(edited, done, done.notes.people)
     return True
 
 
@@ -87,7 +87,7 @@ async def post(channel: discord.abc.Messageable, job: Job, bot: DoppelBot | None
     sent = await channel.send(f"<@{member.id}> {text}", files=files,
                               allowed_mentions=discord.AllowedMentions(users=[member]), **kwargs)
     if bot is not None and job.pictures is not None and job.state is JobState.SUCCEEDED:
-        await bot.record_posted(sent, job, job.params.get("people", ()))
+        await bot.record_posted(sent, job, job.notes.people)
 
 
 async def deliverable(bot: DoppelBot, job: Job) -> Job:
@@ -105,7 +105,7 @@ def message(job: Job) -> tuple[str, list[discord.File], discord.ui.View | None]:
         return f"No picture this time: {job.error or job.state.value}.", [], None
     request = job.picture_request
     seeds = ", ".join(str(i.seed) for i in pictures.images)
-    note = " (plain model: you have no adapter yet, /train makes one)" if job.params.get("plain") else ""
+    note = " (plain model: you have no adapter yet, /train makes one)" if job.notes.plain else ""
     if request.compare:
         note = " · left: the base model, right: with the adapter"
     plural = "s" if len(pictures.images) > 1 else ""

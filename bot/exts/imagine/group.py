@@ -100,7 +100,7 @@ def outcome_of(job: Job) -> GroupOutcome | None:
 
 def who_is_where(job: Job, outcome: GroupOutcome) -> str:
     """Lines naming each face from the left, its person and score; or why the faces were not placed."""
-    members = dict(zip(outcome.people, job.params.get("people", ()), strict=False))
+    members = dict(zip(outcome.people, job.notes.people, strict=False))
     if outcome.fallback:
         return (f"{outcome.fallback}, so nobody was redrawn. "
                 "The button below draws everyone in one pass instead (faces may blend).")

@@ -7,6 +7,7 @@ import itertools
 import pytest
 import pytest_asyncio
 
+from bot.jobs.following import CaptionKeeper
 from bot.jobs.runner import JobRunner
 from bot.jobs.store import JobStore
 from bot.settings import BotSettings
@@ -37,10 +38,10 @@ async def make_runner(settings):
     """Runners on the test's database (several: a restarted bot is a second one); cleaned up after."""
     made: list[tuple[JobRunner, JobStore]] = []
 
-    async def make(start: bool = True, **overrides) -> JobRunner:
+    async def make(start: bool = True, captions: CaptionKeeper | None = None, **overrides) -> JobRunner:
         chosen = settings.model_copy(update=overrides)
         store = await JobStore.open(chosen.database_file)
-        runner = JobRunner(store, chosen)
+        runner = JobRunner(store, chosen, captions=captions)
         made.append((runner, store))
         if start:
             await runner.start()

@@ -92,7 +92,7 @@ async def test_cancels_survive_a_restart_and_a_full_disk_is_said_in_words(
         failed = await runner.wait(job.id, timeout=60)
     assert failed.state is JobState.FAILED and failed.error == files.DISK_FULL
     assert any("disk" in r.getMessage() and "full" in r.getMessage() for r in caplog.records
-               if r.levelno == logging.ERROR and r.name == "bot.jobs.runner")
+               if r.levelno == logging.ERROR and r.name == "bot.jobs.rescue")
 
     fill(disk)  # again: the failed run's checkpoints were deleted, which made room
     # The heartbeat cannot be renewed, but the last one stays whole: the check fails for staleness, not garbage.

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from bot.jobs import policy
-from bot.jobs.models import Job
+from bot.jobs.models import Job, JobNotes
 from bot.jobs.policy import Replica, Worker
 from bot.members.owner import Owner
 from contract import AdapterRef, GenerateRequest, JobKind, JobState, TrainRequest
@@ -17,14 +17,15 @@ CARD_A, CARD_B = ("node-a", ("0",)), ("node-b", ("0",))
 _ids = itertools.count(1)
 
 
-def job(kind: JobKind, owner: Owner, **params) -> Job:
+def job(kind: JobKind, owner: Owner, adapters=()) -> Job:
+    request: TrainRequest | GenerateRequest
     if kind is JobKind.TRAIN:
-        data = TrainRequest(base="tiny", token="ABCD12").to_data()
+        request = TrainRequest(base="tiny", token="ABCD12")
     else:
-        adapters = [AdapterRef(name, f"id-{name}") for name in params.pop("adapters", ())]
-        data = GenerateRequest(base="tiny", prompt="a cat", adapters=tuple(adapters)).to_data()
-    return Job(next(_ids), kind, owner, data | params, JobState.QUEUED, 0, None, None, None, None, None, False, None,
-               0.0, None, None)
+        refs = tuple(AdapterRef(name, f"id-{name}") for name in adapters)
+        request = GenerateRequest(base="tiny", prompt="a cat", adapters=refs)
+    return Job(next(_ids), kind, owner, request, JobNotes(), JobState.QUEUED, 0, None, None, None, None, None, False,
+               None, 0.0, None, None)
 
 
 def cards(*, trainer_busy: dict | None = None, generator_busy: dict | None = None, held: dict | None = None):
@@ -84,12 +85,6 @@ def test_lost_workers_get_nothing_and_no_gpu_means_everything_waits():
     assert decided.generations == decided.trainings == []
     one = plan([job(JobKind.GENERATE, CY)], trainers=trainers[1:], generators=generators[1:])
     assert [r.name for _, r in one.generations] == ["g-b"]
-
-
-def test_overdue_pauses_are_stopped_once():
-    asked = {7: 100.0, 8: 109.0}
-    assert policy.overdue(asked, forced=set(), now=110.0, limit_s=5) == [7]
-    assert policy.overdue(asked, forced={7}, now=110.0, limit_s=5) == []
 
 
 @pytest.mark.parametrize(

@@ -64,13 +64,13 @@ def past_step(n):
 
 
 async def test_a_training_job_reports_progress_and_delivers_its_adapter(make_runner, photos):
-    runner = await make_runner()
     captioned: dict[str, str] = {}
 
-    async def captions_written(job, captions):  # what the bot gives the member's photos that had none
-        captioned.update(captions)
+    class Captions:  # what the bot gives the member's photos that had none
+        async def captions_written(self, job, captions):
+            captioned.update(captions)
 
-    runner.captions_written = captions_written
+    runner = await make_runner(captions=Captions())
     job = await runner.submit_training(ANN, **training(photos, caption_model="tiny"))
     watch = Watch(runner, job.id)
     done = await runner.wait(job.id, timeout=120)

@@ -1,12 +1,13 @@
 import pytest
 
 from bot.db import Database
+from bot.jobs.models import JobNotes
 from bot.jobs.store import JobStore
 from bot.members.owner import Owner
 from bot.members.prompts import PromptRefused, resolve_prompt
 from bot.members.store import EVERYONE, MemberStore, PhotoLimit
 from bot.members.tokens import TokenChecker, new_token, random_token
-from contract import JobKind
+from contract import JobKind, TrainRequest
 
 ANN, BOB, CY = Owner(1, 100), Owner(1, 200), Owner(1, 300)
 
@@ -99,7 +100,7 @@ async def test_photos_are_numbered_capped_and_forgotten_with_everything_else(mem
     await with_adapter(members, BOB, "KRZT42")
     await members.share(BOB, ANN.member_id)
     jobs = JobStore(members.db)
-    await jobs.submit(JobKind.TRAIN, ANN, {}, max_active=5)
+    await jobs.submit(JobKind.TRAIN, ANN, TrainRequest(base="tiny", token="ABCD12"), JobNotes(), max_active=5)
     counts = await members.forget(ANN)
     assert counts == {"photos": 2, "adapters": 1, "shares": 2, "jobs": 1, "token": 1}
     for table, column in (("photos", "member_id"), ("adapters", "member_id"), ("jobs", "member_id"),
