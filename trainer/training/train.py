@@ -215,6 +215,7 @@ def train_lora(
             lr_scheduler=lr_scheduler,
             noise_rng=noise_rng,
             sample_embeddings={p: prompts[p] for p in sample_prompts},
+            empty_embedding=empty_prompt,
             result=result,
             scorer=scorer,
         )
@@ -332,6 +333,7 @@ class _Run:
     lr_scheduler: torch.optim.lr_scheduler.LRScheduler
     noise_rng: torch.Generator
     sample_embeddings: dict[str, PromptEmbedding]
+    empty_embedding: PromptEmbedding  # cached with the captions: a caption dropped, and samples' guidance
     result: TrainResult
     scorer: SampleScorer | None = None  # samples' likeness; None: the photos gave no face to compare with
     # Samples drawn but not yet scored, in step order: (step, images, their scores to come).
@@ -409,6 +411,7 @@ class _Run:
             steps=self.base.inference_steps,
             guidance=self.base.guidance,
             device=self.device,
+            empty=self.empty_embedding,
         )
         if self.scorer is None:
             self._write_samples(step, images, None)
