@@ -105,7 +105,9 @@ def train_lora(
     # photo before loading anything heavy: bad files fail fast.
     caption_missing_photos(config.images, config.token, config.caption_model, emit)
     emit(Phase(PhaseName.READING, str(config.images)))
-    training_set = load_training_set(config.images, config.token, resolution)
+    training_set = load_training_set(config.images, config.token, resolution, leave_out=config.leave_out_doubtful)
+    for name, why in training_set.left_out:
+        emit(Phase(PhaseName.READING, f"left out {name}: {why}"))
     targets = list(config.target_modules or family.lora_targets)
     record = config.to_record() | {
         "resolution": resolution, "dataset_sha256": training_set.sha256, "target_modules": targets,
