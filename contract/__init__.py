@@ -28,7 +28,7 @@ from contract.events import (
     Step,
     TrainingDone,
 )
-from contract.layout import ADAPTER_FILENAME, RunLayout
+from contract.layout import ADAPTER_FILENAME, LOOKS_FILENAME, RunLayout
 from contract.requests import (
     AdapterRef,
     GenerateRequest,
@@ -40,6 +40,7 @@ from contract.requests import (
 
 __all__ = [
     "ADAPTER_FILENAME",
+    "LOOKS_FILENAME",
     "AdapterRef",
     "CaptionsWritten",
     "CheckpointSaved",

@@ -8,6 +8,9 @@ from pathlib import Path
 
 # diffusers' name for a LoRA file (`FluxPipeline.save_lora_weights`): tools that load a folder look for it.
 ADAPTER_FILENAME = "pytorch_lora_weights.safetensors"
+# Beside a training's photos: what the bot's face checks saw in each, by file name (faces.verdict.Look's data),
+# so a trainer looks again only at the photos it was not told about.
+LOOKS_FILENAME = "doppel-looks.json"
 _SAMPLE_NAME = re.compile(r"^step-(\d{6})-(\d+)\.png$")
 
 

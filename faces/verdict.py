@@ -42,7 +42,14 @@ class Look:
     faces: tuple[Face, ...]
 
     def to_json(self) -> str:
-        return json.dumps({
+        return json.dumps(self.to_data())
+
+    @classmethod
+    def from_json(cls, text: str) -> Look:
+        return cls.from_data(json.loads(text))
+
+    def to_data(self) -> dict:
+        return {
             "size": list(self.size),
             "sharpness": round(self.sharpness, 2),
             "faces": [
@@ -50,11 +57,10 @@ class Look:
                  "descriptor": base64.b64encode(np.asarray(f.descriptor, dtype="<f4").tobytes()).decode()}
                 for f in self.faces
             ],
-        })
+        }
 
     @classmethod
-    def from_json(cls, text: str) -> Look:
-        data = json.loads(text)
+    def from_data(cls, data: dict) -> Look:
         faces = tuple(
             Face(box=tuple(f["box"]), detector=f["detector"],
                  descriptor=np.frombuffer(base64.b64decode(f["descriptor"]), dtype="<f4").copy())

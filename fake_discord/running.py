@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 from discord import app_commands
 from discord.ext import commands
@@ -78,13 +79,21 @@ async def running_bot(
         runner = asyncio.create_task(bot.start(token or fake.token), name=f"bot {type(bot).__name__}")
         waiter = asyncio.create_task(ready.wait())
 
-        async def stop() -> None:
+        async def stop(*, failed: bool = False) -> None:
             waiter.cancel()
             bot.remove_listener(on_ready, "on_ready")
             await bot.close()
-            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+            try:
                 await asyncio.wait_for(runner, 5)
-            discord_logger.removeHandler(errors)
+            except (TimeoutError, asyncio.CancelledError):
+                pass
+            except Exception:
+                # Closing under a start-up still in progress breaks it (its database is shut, say): that
+                # follows from the failure being raised, and must not stand in its place.
+                if not failed:
+                    raise
+            finally:
+                discord_logger.removeHandler(errors)
 
         try:
             done, _ = await asyncio.wait({runner, waiter}, timeout=ready_timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -92,13 +101,25 @@ async def running_bot(
                 runner.result()  # raises the bot's start-up failure
                 raise RuntimeError("the bot stopped before it was ready")
             if waiter not in done:
-                raise TimeoutError(f"the bot was not ready within {ready_timeout} s")
+                raise TimeoutError(f"the bot was not ready within {ready_timeout} s; its start was at "
+                                   + (_awaiting(runner) or "its end"))
             yield bot
         except BaseException:
-            await stop()
+            await stop(failed=True)
             raise
         await stop()
         if fail_on_bot_errors and errors.records:
             raise AssertionError(
                 "the bot logged errors (running_bot(..., fail_on_bot_errors=False) to allow):\n" + errors.report()
             )
+
+
+def _awaiting(task: asyncio.Task) -> str:
+    """Where a task is suspended, outermost call first: what a start-up that took too long was waiting on."""
+    places = []
+    coroutine: Any = task.get_coro()
+    while coroutine is not None and getattr(coroutine, "cr_frame", None) is not None:
+        frame = coroutine.cr_frame
+        places.append(f"{frame.f_code.co_name} ({Path(frame.f_code.co_filename).name}:{frame.f_lineno})")
+        coroutine = coroutine.cr_await
+    return " > ".join(places)

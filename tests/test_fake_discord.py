@@ -203,6 +203,25 @@ class ProbeBot(commands.Bot):
 # The world is built by fixtures, before the bot connects: its GUILD_CREATE carries all of it.
 
 
+class SlowStartBot(commands.Bot):
+    """A start-up that waits for what never comes and breaks when closed under it, as one whose database closes."""
+
+    def __init__(self) -> None:
+        super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default(), help_command=None)
+        self.closing = asyncio.Event()
+
+    async def setup_hook(self) -> None:
+        await self.open_the_records()
+
+    async def open_the_records(self) -> None:
+        await self.closing.wait()
+        raise ValueError("no active connection")
+
+    async def close(self) -> None:
+        self.closing.set()
+        await super().close()
+
+
 @pytest.fixture
 def fake(fake_discord: FakeDiscord) -> FakeDiscord:
     return fake_discord
@@ -361,6 +380,12 @@ async def test_post_and_edit_a_channel_message(fake, ann, general):
         await fake.wait_for_edit(posted, lambda m: m.content == "news (edited)")
         assert posted.author_id == fake.bot_user.id and posted.edits == 1
         assert (await inter.original()).ephemeral
+
+
+async def test_a_start_too_slow_is_reported_with_where_it_waited_not_by_what_closing_broke(fake):
+    with pytest.raises(TimeoutError, match=r"not ready within 0.2 s; its start was at .*open_the_records"):
+        async with running_bot(fake, SlowStartBot(), ready_timeout=0.2):
+            pytest.fail("the bot cannot have been ready")
 
 
 async def test_late_acknowledgement_is_unknown_interaction(fake, ann, general):

@@ -96,6 +96,11 @@ def _parser() -> argparse.ArgumentParser:
         help="first write a caption file for each photo without one, with CAPTION_MODEL (Florence-2; 'tiny' offline)",
     )
     train.add_argument(
+        "--keep-all",
+        action="store_true",
+        help="train on every photo, those without a face or with someone else's too (default: they are left out)",
+    )
+    train.add_argument(
         "--checkpoint-every",
         type=int,
         default=defaults["checkpoint_every"].default,
@@ -278,6 +283,7 @@ def _train(args) -> int:
         warmup_steps=args.warmup_steps,
         gradient_checkpointing=args.gradient_checkpointing,
         memory_mode=args.memory_mode or work.memory_mode,
+        leave_out_doubtful=not args.keep_all,
     )
     _check_token(config)
     bar = None

@@ -80,7 +80,8 @@ def plan(
     for job in fair_order(pictures, last_started.get("generate", {})):
         idle = [g for g in generators if g.job_id is None and g.name not in busy_replicas]
         if not idle:
-            waiting_cards.update(g.location for g in generators)
+            if policy == "yield":  # under `share` a picture backlog leaves the trainers to their work
+                waiting_cards.update(g.location for g in generators)
             break
         names = {a.name for a in job.picture_request.adapters}
         replica = max(idle, key=lambda g: (len(names & g.adapters), -len(g.adapters)))

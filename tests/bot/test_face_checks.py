@@ -4,10 +4,13 @@ doubted ones are told, kept only with a button, marked on /dataset list, and lef
 from __future__ import annotations
 
 import io
+import json
 
 from PIL import Image
 
 from bot.members.owner import Owner
+from contract import LOOKS_FILENAME
+from faces.verdict import Look
 from fake_discord.fixtures import fake_discord, running_bot  # noqa: F401  (fixture)
 from tests.bot.test_bot import PNG, actors, started, world  # noqa: F401  (fixtures)
 from tests.photos import astronaut, cameraman, no_face, variants
@@ -65,6 +68,13 @@ async def test_doubted_photos_are_told_kept_by_button_marked_and_left_out_of_tra
         runs = bot.members.folder(Owner(w.guild.id, w.ann.id)) / "runs"
         (snapshot,) = runs.iterdir()
         assert sorted(p.name for p in snapshot.glob("*.jpg")) == ["002.jpg", "003.jpg", "004.jpg", "005.jpg"]
+        # What the checks saw goes with the photos, so the trainer does not look at them again.
+        sent = json.loads((snapshot / LOOKS_FILENAME).read_text())
+        told = {name: Look.from_data(data) for name, data in sent.items()}
+        assert sorted(told) == ["002.jpg", "003.jpg", "004.jpg", "005.jpg"]
+        assert told["002.jpg"].faces == () and all(len(told[n].faces) == 1 for n in ("003.jpg", "004.jpg", "005.jpg"))
+        with Image.open(snapshot / "003.jpg") as stored:
+            assert told["003.jpg"].size == stored.size
         await w.fake.slash(w.ann, w.general, "cancel")
 
 

@@ -33,7 +33,7 @@ def test_make_tiny_train_and_generate(tmp_path, photos, monkeypatch, capsys):
 
     code, out, err = cli(
         capsys, "train", "--base", "tiny", "--images", photos, "--token", TOKEN, "--out", tmp_path / "out",
-        "--steps", "4", "--checkpoint-every", "2",
+        "--steps", "4", "--checkpoint-every", "2", "--keep-all",  # the drawn faces are no faces to dlib
     )
     assert code == 0, err
     assert "adapter:" in out and "4/4" in err  # the progress bar reached the end
@@ -43,7 +43,8 @@ def test_make_tiny_train_and_generate(tmp_path, photos, monkeypatch, capsys):
 
     code, out, err = cli(
         capsys, "train", "--base", "tiny", "--images", photos, "--token", TOKEN, "--out", tmp_path / "more",
-        "--steps", "2", "--sample-every", "0", "--start-from", tmp_path / "out" / "checkpoints" / "step-000002.ckpt",
+        "--steps", "2", "--sample-every", "0", "--keep-all",
+        "--start-from", tmp_path / "out" / "checkpoints" / "step-000002.ckpt",
     )
     assert code == 0, err
     assert "(4 steps" in out and "continuing: from an adapter of 2 steps" in err
@@ -104,9 +105,12 @@ def test_bad_input_gives_one_line_and_a_non_zero_exit(tmp_path, photos, model_ca
         (("generate", "--base", "tiny", "--lora", tmp_path / "absent.safetensors", "--prompt", "x", "--out", tmp_path),
          "there is no adapter file"),
         (("train", "--base", "tiny", "--images", photos, "--token", TOKEN, "--out", tmp_path / "o",
-          "--start-from", tmp_path / "absent.ckpt"), "no checkpoint at"),
+          "--keep-all", "--start-from", tmp_path / "absent.ckpt"), "no checkpoint at"),
+        (("train", "--base", "tiny", "--images", photos, "--token", TOKEN, "--out", tmp_path / "o"),
+         "the face checks leave out every photo"),
         # A Hub model that is not cached (the tests are offline): what to do about it.
-        (("train", "--base", "nobody/no-such-flux", "--images", photos, "--token", TOKEN, "--out", tmp_path / "o"),
+        (("train", "--base", "nobody/no-such-flux", "--images", photos, "--token", TOKEN, "--out", tmp_path / "o",
+          "--keep-all"),
          "HF_TOKEN set (in .env). To try doppel offline, use --base tiny"),
     ]
     for args, reason in cases:
@@ -116,6 +120,20 @@ def test_bad_input_gives_one_line_and_a_non_zero_exit(tmp_path, photos, model_ca
         assert len(errors) == 1 and "Traceback" not in err, err
         assert reason in errors[0], errors[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_train_leaves_out_photos_without_a_face_with_a_line_each(tmp_path, model_cache, capsys):
+    from tests.photos import astronaut, no_face, variants
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for index, picture in enumerate([astronaut(), *list(variants(astronaut()).values())[:2], no_face()]):
+        picture.save(folder / f"{index:03d}.jpg")
+    code, out, err = cli(capsys, "train", "--base", "tiny", "--images", folder, "--token", TOKEN,
+                         "--out", tmp_path / "out", "--steps", "1", "--sample-every", "0")
+    assert code == 0, err
+    left = [line for line in err.splitlines() if "left out" in line]
+    assert left == ["reading: left out 003.jpg: I see no face in it"]
 
 
 def test_make_tiny_never_replaces_what_it_did_not_make(tmp_path, capsys):

@@ -96,3 +96,54 @@ def test_an_empty_or_missing_folder_is_refused(tmp_path):
         load_training_set(tmp_path, TOKEN, 64)
     with pytest.raises(DatasetError, match="does not exist"):
         load_training_set(tmp_path / "nowhere", TOKEN, 64)
+
+
+def test_the_looks_sent_with_the_photos_are_used_and_only_where_they_fit(tmp_path, photos):
+    import json
+    import shutil
+
+    import numpy as np
+
+    from contract import LOOKS_FILENAME
+    from faces.detect import Face
+    from faces.verdict import Look
+
+    folder = shutil.copytree(photos, tmp_path / "photos")
+    # No face is found in these drawn ones; the looks sent say each shows one, the same person's.
+    descriptor = np.linspace(-0.1, 0.1, 128, dtype=np.float32)
+    told = {}
+    for path in sorted(folder.glob("me-*.*")):
+        if path.suffix == ".txt":
+            continue
+        with Image.open(path) as opened:
+            told[path.name] = Look(opened.size, 100.0, (Face((8, 8, 40, 40), descriptor, "hog"),)).to_data()
+    (folder / LOOKS_FILENAME).write_text(json.dumps(told))
+    used = load_training_set(folder, TOKEN, 64)
+    assert len(used.images) == 4  # the looks file is no photo
+    assert used.identity is not None and np.allclose(used.identity, descriptor)
+
+    # A look of another size is not this picture's: every photo is looked at again, and none shows a face.
+    for name in told:
+        told[name]["size"] = [1, 1]
+    (folder / LOOKS_FILENAME).write_text(json.dumps(told))
+    assert load_training_set(folder, TOKEN, 64).identity is None
+
+
+def test_leaving_out_the_doubtful_says_which_and_why_and_refuses_a_set_with_none_left(tmp_path, photos):
+    import shutil
+
+    from tests.photos import astronaut, no_face, variants
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for index, picture in enumerate([astronaut(), *list(variants(astronaut()).values())[:2]]):
+        picture.save(folder / f"{index:03d}.jpg")
+    no_face().save(folder / "003.jpg")
+    kept = load_training_set(folder, TOKEN, 64, leave_out=True)
+    assert [i.name for i in kept.images] == ["000.jpg", "001.jpg", "002.jpg"]
+    assert kept.left_out == (("003.jpg", "I see no face in it"),)
+    assert len(load_training_set(folder, TOKEN, 64).images) == 4  # without leave_out, all train
+
+    none = shutil.copytree(photos, tmp_path / "faceless")
+    with pytest.raises(DatasetError, match="the face checks leave out every photo"):
+        load_training_set(none, TOKEN, 64, leave_out=True)

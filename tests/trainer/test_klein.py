@@ -12,10 +12,11 @@ from contract import AdapterRef, GenerateRequest, adapter_identity
 from tests.conftest import TOKEN
 from trainer.errors import DoppelError
 from trainer.generation.generator import Generator
-from trainer.models.base_model import resolve_base
+from trainer.models.base_model import load_pipeline, resolve_base
 from trainer.models.families import FLUX1, FLUX2_KLEIN
 from trainer.training.config import TrainConfig
 from trainer.training.lora_file import read_facts
+from trainer.training.sampling import draw_samples
 from trainer.training.train import train_lora
 
 
@@ -116,3 +117,25 @@ def test_make_tiny_writes_the_tiny_klein_the_same_bytes_every_time(model_cache, 
     assert main(["make-tiny", str(tmp_path / "again"), "--family", "flux2-klein"]) == 0
     assert "FLUX.2 [klein] (base)" in capsys.readouterr().out
     assert digests(tmp_path / "again") == digests(Path(resolve_base("tiny-klein").location))
+
+
+def test_samples_on_a_klein_base_reuse_the_cached_empty_prompt_for_their_guidance(model_cache):
+    base = resolve_base("tiny-klein")
+    pipe = load_pipeline(base)
+    prompt = f"photo of {TOKEN}"
+    cached = {text: FLUX2_KLEIN.encode_prompt(pipe, text, "cpu", base.max_sequence_length) for text in (prompt, "")}
+    calls = []
+    hook = pipe.text_encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        # What the pipeline does on its own: the empty prompt encoded again, at the cache's length.
+        own = pipe(prompt_embeds=cached[prompt].sequence, height=64, width=64, num_inference_steps=2,
+                   guidance_scale=base.guidance, max_sequence_length=base.max_sequence_length,
+                   generator=torch.Generator("cpu").manual_seed(3)).images[0]
+        assert calls, "the base's guidance encodes the empty prompt when it is not handed one"
+        calls.clear()
+        reused = draw_samples(pipe, {prompt: cached[prompt]}, seed=3, size=64, steps=2, guidance=base.guidance,
+                              device="cpu", empty=cached[""])
+    finally:
+        hook.remove()
+    assert calls == []
+    assert np.array_equal(np.asarray(reused[0]), np.asarray(own))

@@ -47,6 +47,9 @@ class TrainConfig:
     start_from: Path | None = None
     device: str | None = None  # None: CUDA when there is one
     time_steps: bool = False  # synchronise around the model to time it (benchmarks)
+    # Leave out the photos the face checks doubt, as the bot does (the command line); the bot's own runs are
+    # sent only the photos it trains, those its member kept included.
+    leave_out_doubtful: bool = False
 
     def __post_init__(self):
         self.images, self.out = Path(self.images), Path(self.out)
@@ -90,7 +93,8 @@ class TrainConfig:
         # LoRA and its optimizer state carry over; only the base's rounding (fp8, nf4) changes.
         for key in ("images", "out", "resume", "start_from", "device", "time_steps", "checkpoint_every", "sample_every",
                     "sample_prompts", "sample_seed", "memory_mode", "gradient_checkpointing", "eight_bit_adam",
-                    "caption_model"):  # the captions it wrote are in the data's SHA-256
+                    # The captions it wrote, and the photos it left out, are in the data's SHA-256.
+                    "caption_model", "leave_out_doubtful"):
             record.pop(key)
         record["target_modules"] = list(self.target_modules)
         return record

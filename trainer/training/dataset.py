@@ -7,13 +7,16 @@ reported rather than silently skipped; all problems are reported at once.
 Each photo is looked at for faces (faces.verdict) and cropped to its bucket around the member's face: the
 face stays in the frame, and on a photo with several faces the others are cropped out where they can be.
 Photos with doubts (no face, someone else) are logged, not left out: the bot leaves out those its member did
-not keep, and `python -m trainer dataset check` reports them before a run from a folder.
+not keep, and `python -m trainer dataset check` reports them before a run from a folder; `leave_out` (the
+command line's `train`) leaves them out as the bot does. What the bot's checks saw comes with its photos
+(LOOKS_FILENAME): those photos are not looked at again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import math
 import re
@@ -23,8 +26,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from contract import LOOKS_FILENAME
 from faces.crops import crop_box
-from faces.verdict import Verdict, identity, judge, look
+from faces.verdict import Look, Verdict, identity, judge, look
 from trainer.errors import DatasetError, FileProblem
 from trainer.images import READABLE
 
@@ -54,6 +58,7 @@ class TrainingSet:
     images: list[TrainingImage]
     sha256: str  # of names, bytes and captions: says which data an adapter came from
     identity: np.ndarray | None = None  # the member's face (faces.verdict.identity): samples are scored against it
+    left_out: tuple[tuple[str, str], ...] = ()  # (file name, why) of each photo left out for its face check
 
 
 def caption_with_token(caption: str | None, token: str) -> str:
@@ -126,21 +131,37 @@ def decode_image(data: bytes) -> Image.Image:
 def image_files(folder: Path) -> list[Path]:
     """Every file that should be an image: all but captions and hidden files."""
     return sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() != ".txt"
+        p for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() != ".txt" and p.name != LOOKS_FILENAME
     )
 
 
-def load_training_set(folder: Path, token: str, resolution: int, faces: bool = True) -> TrainingSet:
+def given_looks(folder: Path) -> dict[str, Look]:
+    """What the bot's face checks saw in the folder's photos, by file name; {} where it said nothing."""
+    path = folder / LOOKS_FILENAME
+    try:
+        return {name: Look.from_data(data) for name, data in json.loads(path.read_text(encoding="utf-8")).items()}
+    except FileNotFoundError:
+        return {}
+    except (ValueError, KeyError, TypeError, AttributeError) as unreadable:
+        log.warning("%s cannot be read (%s): every photo is looked at again", path, unreadable)
+        return {}
+
+
+def load_training_set(
+    folder: Path, token: str, resolution: int, faces: bool = True, leave_out: bool = False
+) -> TrainingSet:
     """Read, check and crop every image of a folder; raise DatasetError naming every bad file.
 
-    `faces`: look for faces and crop around the member's (see the module's text); off, crops are centred."""
+    `faces`: look for faces and crop around the member's (see the module's text); off, crops are centred.
+    `leave_out`: the photos the checks doubt (no face, someone else's) are not trained on."""
     folder = Path(folder)
     if not folder.is_dir():
         what = "is a file, not a folder of photos" if folder.exists() else "does not exist"
         raise DatasetError([], summary=f"the image folder '{folder}' {what}")
     buckets = buckets_for(resolution)
     read, problems = [], []
-    digest = hashlib.sha256()
+    told = given_looks(folder) if faces else {}
     for path in image_files(folder):
         data = path.read_bytes()
         try:
@@ -153,19 +174,30 @@ def load_training_set(folder: Path, token: str, resolution: int, faces: bool = T
         caption = caption_with_token(caption, token)
         # The bytes, not the picture, wait for the set's verdicts: decoding again is cheaper than holding
         # forty decoded photos.
-        read.append((path.name, caption, data, look(picture) if faces else None))
-        for part in (path.name.encode(), hashlib.sha256(data).digest(), caption.encode()):
-            digest.update(len(part).to_bytes(8, "big") + part)
+        seen = told.get(path.name)
+        if faces and (seen is None or seen.size != picture.size):  # a size that differs: not this picture's
+            seen = look(picture)
+        read.append((path.name, caption, data, seen if faces else None))
     if problems:
         raise DatasetError(problems)
     if not read:
         raise DatasetError([], summary=f"the image folder '{folder}' has no images")
     verdicts = judge([found for *_, found in read])
-    images = []
+    images, left_out = [], []
+    digest = hashlib.sha256()
     for (name, caption, data, _), verdict in zip(read, verdicts, strict=True):
         if verdict is not None and verdict.doubts:
+            if leave_out:
+                left_out.append((name, "; ".join(verdict.doubts)))
+                continue
             log.info("%s: %s (trained on all the same)", name, "; ".join(verdict.doubts))
+        for part in (name.encode(), hashlib.sha256(data).digest(), caption.encode()):
+            digest.update(len(part).to_bytes(8, "big") + part)
         picture = decode_image(data)
         bucket = nearest_bucket(picture.width, picture.height, buckets)
         images.append(TrainingImage(name, caption, fit_to_bucket(picture, bucket, verdict)))
-    return TrainingSet(images, digest.hexdigest(), identity([found for *_, found in read]))
+    if not images:
+        why = "; ".join(f"{name}: {why}" for name, why in left_out)
+        raise DatasetError([], summary=f"the face checks leave out every photo in '{folder}' ({why}); "
+                                       "--keep-all trains on them all")
+    return TrainingSet(images, digest.hexdigest(), identity([found for *_, found in read]), tuple(left_out))

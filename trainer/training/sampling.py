@@ -24,17 +24,21 @@ def draw_samples(
     steps: int,
     guidance: float,
     device,
+    empty: PromptEmbedding | None = None,
 ) -> list[Image.Image]:
-    """One image per prompt, in order."""
+    """One image per prompt, in order. `empty`: the empty prompt already encoded, for a pipeline whose guidance
+    would encode it again for each image."""
     # The pipeline runs where its VAE is, and decodes in the transformer's dtype (bf16 on the CPU
     # when a run asked for it there).
     vae_dtype = pipe.vae.dtype
     family = family_of_pipeline(pipe)
     pipe.vae.to(device, pipe.transformer.dtype)
+    negative = family.negative_arguments(empty, device, pipe.transformer.dtype) if empty is not None else {}
     try:
         return [
             pipe(
                 **family.prompt_arguments(embedding, device, pipe.transformer.dtype),
+                **negative,
                 height=size,
                 width=size,
                 num_inference_steps=steps,

@@ -105,7 +105,9 @@ def train_lora(
     # photo before loading anything heavy: bad files fail fast.
     caption_missing_photos(config.images, request.token, request.caption_model, emit)
     emit(Phase(PhaseName.READING, str(config.images)))
-    training_set = load_training_set(config.images, request.token, resolution)
+    training_set = load_training_set(config.images, request.token, resolution, leave_out=config.leave_out_doubtful)
+    for name, why in training_set.left_out:
+        emit(Phase(PhaseName.READING, f"left out {name}: {why}"))
     targets = list(config.target_modules or family.lora_targets)
     record = config.to_record() | {
         "resolution": resolution, "dataset_sha256": training_set.sha256, "target_modules": targets,
@@ -215,6 +217,7 @@ def train_lora(
             lr_scheduler=lr_scheduler,
             noise_rng=noise_rng,
             sample_embeddings={p: prompts[p] for p in sample_prompts},
+            empty_embedding=empty_prompt,
             result=result,
             scorer=scorer,
         )
@@ -332,6 +335,7 @@ class _Run:
     lr_scheduler: torch.optim.lr_scheduler.LRScheduler
     noise_rng: torch.Generator
     sample_embeddings: dict[str, PromptEmbedding]
+    empty_embedding: PromptEmbedding  # cached with the captions: a caption dropped, and samples' guidance
     result: TrainResult
     scorer: SampleScorer | None = None  # samples' likeness; None: the photos gave no face to compare with
     # Samples drawn but not yet scored, in step order: (step, images, their scores to come).
@@ -409,6 +413,7 @@ class _Run:
             steps=self.base.inference_steps,
             guidance=self.base.guidance,
             device=self.device,
+            empty=self.empty_embedding,
         )
         if self.scorer is None:
             self._write_samples(step, images, None)

@@ -7,6 +7,7 @@ announced as "training_queued" (job, channel id, message id): the Training cog f
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -23,7 +24,7 @@ from bot.jobs.updates import JobUpdate
 from bot.members import photo_checks, storage
 from bot.members.owner import Owner
 from bot.ui.progress import render
-from contract import JobKind, JobState, RequestError, TrainRequest
+from contract import LOOKS_FILENAME, JobKind, JobState, RequestError, TrainRequest
 from contract.limits import MEMBER_STEPS
 from contract.models import adapter_facts
 
@@ -147,6 +148,9 @@ async def _snapshot(bot: DoppelBot, owner: Owner) -> Path:
             for photo in photos:
                 _write_private(folder / f"{photo.number:03d}.jpg", Path(photo.path).read_bytes())
                 _write_private(folder / f"{photo.number:03d}.txt", photo.caption.encode("utf-8"))
+            # What the face checks saw travels too: the trainer looks only at photos it is not told about.
+            looks = {f"{photo.number:03d}.jpg": json.loads(photo.look) for photo in photos if photo.look}
+            _write_private(folder / LOOKS_FILENAME, json.dumps(looks).encode("utf-8"))
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise

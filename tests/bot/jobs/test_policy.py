@@ -70,6 +70,14 @@ def test_under_yield_training_keeps_off_cards_with_pictures_and_empties_the_gene
     assert [g.name for g in decided.offload] == ["g-b"]
 
 
+def test_under_share_a_picture_backlog_does_not_keep_an_idle_trainer_from_training():
+    trainers, generators = cards()
+    backlog = [job(JobKind.GENERATE, owner) for owner in (ANN, BOB, CY, ANN, BOB)]
+    decided = plan(backlog, [job(JobKind.TRAIN, CY)], trainers=trainers, generators=generators)
+    assert len(decided.generations) == 2
+    assert [(j.owner, t.name) for j, t in decided.trainings] == [(CY, "t-a")]
+
+
 def test_one_training_per_member_and_members_take_turns():
     trainers, generators = cards()
     ann1, ann2, bob = job(JobKind.TRAIN, ANN), job(JobKind.TRAIN, ANN), job(JobKind.TRAIN, BOB)

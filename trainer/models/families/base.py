@@ -100,6 +100,11 @@ class Family(ABC):
     def prompt_arguments(self, embedding: PromptEmbedding, device, dtype) -> dict[str, torch.Tensor]:
         """The pipeline call's keyword arguments for an already encoded prompt."""
 
+    def negative_arguments(self, empty: PromptEmbedding, device, dtype) -> dict[str, torch.Tensor]:
+        """The pipeline call's keyword arguments for the empty prompt where its guidance encodes one on every
+        call (classifier-free guidance's negative); none where the family's pipeline never does."""
+        return {}
+
     @abstractmethod
     def encode_latents(self, vae, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) pixels in [-1, 1] to the latents the transformer denoises, unpacked (B, C, h, w)."""

@@ -68,6 +68,10 @@ class Flux2Klein(Family):
     def prompt_arguments(self, embedding: PromptEmbedding, device, dtype) -> dict[str, torch.Tensor]:
         return {"prompt_embeds": embedding.sequence.to(device, dtype)}
 
+    def negative_arguments(self, empty: PromptEmbedding, device, dtype) -> dict[str, torch.Tensor]:
+        # The bases' pipeline encodes "" with Qwen3 on each call for its guidance unless handed it.
+        return {"negative_prompt_embeds": empty.sequence.to(device, dtype)}
+
     def encode_latents(self, vae, pixels: torch.Tensor) -> torch.Tensor:
         latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
         latents = self.pipeline_class()._patchify_latents(latents)
