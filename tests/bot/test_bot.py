@@ -103,9 +103,9 @@ async def add_photos(w, member, count=4, first=0):
 
 
 @pytest.mark.parametrize("base", ["tiny", "tiny-klein"])  # FLUX.1 and FLUX.2 [klein], each the whole path
-async def test_photos_train_progress_announce_and_imagine(world, trained, base, monkeypatch):
+async def test_photos_train_progress_announce_and_imagine(world, trained, base):
     w = world
-    monkeypatch.setenv("BASE_MODEL", base)
+    w.settings = w.settings.model_copy(update={"base_model": base})  # what the bot trains and draws on
     resolve_base(base)  # built before the bot starts, as `tiny` is by its fixture: the bot reads its tokenizer
     async with started(w) as bot:
         report = await add_photos(w, w.ann)
