@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fake_discord.gateway import HEARTBEAT_INTERVAL_MS
+
 PLAYGROUND_PORT = 8765
 
 
@@ -46,5 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     play.add_argument(
         "--data-dir", type=Path, default=None,
         help="keep photos, adapters and the database in this folder (default: a temporary one, deleted at the end)",
+    )
+    play.add_argument(  # for tests: two heartbeats in seconds, not minutes
+        "--heartbeat-ms", type=int, default=HEARTBEAT_INTERVAL_MS, help=argparse.SUPPRESS,
     )
     return parser
