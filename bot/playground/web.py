@@ -129,7 +129,7 @@ class Page:
         channel = await self._channel(me, str(form.get("in", "")))
         if text.startswith("/"):
             try:
-                asked = parse(text, files, await self._registered(), self.cast.members)
+                asked = parse(text, files, await self._registered(), self.cast.members, self.cast.guild.everyone)
                 interaction = await self.fake.slash(me, channel, asked.name, asked.options, asked.attachments)
             except Unclear as unclear:
                 return _answer(note=str(unclear))
