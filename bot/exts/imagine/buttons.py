@@ -13,6 +13,7 @@ import discord
 
 from bot.app import DoppelBot, owner_of
 from bot.exts.imagine import drawing
+from bot.exts.imagine.refusal import refuse
 from bot.jobs.models import Job
 
 
@@ -52,7 +53,7 @@ class _PictureButton(discord.ui.DynamicItem[discord.ui.Button], template=r"doppe
         try:
             asked = await drawing.again(bot, job.owner, job, **self.changes(job))
         except drawing.Refused as refusal:
-            await interaction.edit_original_response(content=f"I cannot draw that: {refusal}.")
+            await refuse(interaction, refusal)
             return
         await drawing.draw(bot, interaction, job.owner, asked)
 

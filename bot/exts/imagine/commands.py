@@ -12,6 +12,7 @@ from discord.ext import commands
 
 from bot.app import DoppelBot, owner_of
 from bot.exts.imagine import drawing
+from bot.exts.imagine.refusal import refuse
 from bot.jobs.models import Job
 from contract import JobKind, JobState
 from contract.limits import IMAGE_COUNT, PROMPT_LENGTH, SEED, SIZES, STRENGTH
@@ -110,5 +111,5 @@ class Imagine(commands.Cog):
         try:
             return await drawing.from_prompt(self.bot, owner_of(interaction), prompt, strength=strength, **options)
         except drawing.Refused as refusal:
-            await interaction.edit_original_response(content=f"I cannot draw that: {refusal}.")
+            await refuse(interaction, refusal)
             return None
