@@ -37,6 +37,12 @@ class Training(commands.Cog):
     def __init__(self, bot: DoppelBot):
         self.bot = bot
         self._watching: dict[int, asyncio.Task] = {}
+        # The range Discord's client shows and enforces is TRAIN_MAX_STEPS's, the one the bot holds to (and the
+        # playground says); discord.py offers no public way to set an option's bounds after the class is made.
+        steps = self.train._params["steps"]
+        steps.max_value = bot.settings.train_max_steps
+        default = bot.settings.train_default_steps
+        steps.description = f"Training steps: more learns more, and takes longer (default {default})"
 
     async def cog_load(self) -> None:
         """Announce finished runs (a follow-up), and pick up the progress messages of jobs still going."""
@@ -202,7 +208,7 @@ async def _refusal(bot: DoppelBot, owner: Owner, steps: int | None) -> str | Non
             f"{settings.min_photos_to_train}. Add more with /dataset add."
         )
     if steps is not None and steps > settings.train_max_steps:
-        return f"Steps must be between {MEMBER_STEPS.low} and {settings.train_max_steps}."
+        return f"Steps are from {MEMBER_STEPS.low} to {settings.train_max_steps}; you asked for {steps}."
     active = await bot.jobs.of_owner(owner, JobState.QUEUED, JobState.RUNNING)
     if any(job.kind is JobKind.TRAIN for job in active):
         return "You already have a training queued or running; /status shows it, /cancel stops it."
