@@ -52,7 +52,7 @@ class Playground:
 @contextlib.asynccontextmanager
 async def playground(
     settings_for: Callable[[FakeDiscord, int], BotSettings], base_note: str, port: int = 0,
-    heartbeat_ms: int = HEARTBEAT_INTERVAL_MS,
+    heartbeat_ms: int = HEARTBEAT_INTERVAL_MS, host: str = "127.0.0.1",
 ) -> AsyncIterator[Playground]:
     """Everything started; stopped in reverse order on exit. `settings_for(fake, guild id)` gives the bot's
     settings."""
@@ -73,7 +73,7 @@ async def playground(
             f" on their shorter side{fewer}."
         )
         page = Page(fake, cast, feed, base_note + photos)
-        url = await page.start(port)
+        url = await page.start(port, host)
         bot = asyncio.create_task(_run_bot(fake, settings, feed, stop), name="playground bot")
         yield Playground(fake, cast, feed, url, bot)
     finally:
