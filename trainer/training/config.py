@@ -7,7 +7,6 @@ from pathlib import Path
 
 from contract import RequestError, TrainRequest, limits
 from trainer.errors import ConfigError
-from trainer.models.families.flux1 import LORA_TARGETS as FLUX_LORA_TARGETS  # noqa: F401  (tests, benches)
 
 DEFAULT_SAMPLE_PROMPTS = (
     "photo of [trigger], portrait, natural light",
