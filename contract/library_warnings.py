@@ -66,6 +66,8 @@ def quiet_library_warnings(show: bool | None = None) -> bool:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore", message=".*torchvision.*")
+    # peft, as diffusers loads a second adapter into a pipeline: doppel loads several on purpose (group pictures)
+    warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute in the model")
     for name in CHATTY:
         logging.getLogger(name).setLevel(logging.ERROR)
     return True
