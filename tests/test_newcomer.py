@@ -99,3 +99,14 @@ def test_a_short_run_is_sampled_and_checkpointed_at_its_quarters():
     every_two = TrainRequest(base="tiny", token=TOKEN, steps=10, sample_every=2, checkpoint_every=5)
     assert [d for d in range(1, 11) if every_two.sample_due(d)] == [2, 4, 6, 8, 10]
     assert [d for d in range(1, 11) if every_two.checkpoint_due(d)] == [5, 10]
+
+
+def test_the_contact_sheet_reads_at_the_width_discord_shows_it(tmp_path):
+    from bot.ui.contact_sheet import DISCORD_WIDTH, READABLE, contact_sheet, text_size
+
+    path = tmp_path / "me.jpg"
+    scene(4, 400, 300).save(path)
+
+    with Image.open(io.BytesIO(contact_sheet([(n, str(path), "me at home") for n in range(1, 9)]))) as sheet:
+        assert sheet.width <= 1.2 * DISCORD_WIDTH  # four to a row: shown near its own size
+        assert text_size(sheet.width) * DISCORD_WIDTH / sheet.width >= READABLE
