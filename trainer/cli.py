@@ -197,8 +197,8 @@ class _DefaultsHelp(argparse.HelpFormatter):
 
 def _hub_hint(exc: Exception, args) -> str:
     """What to do when a base model from the Hub could not be had: most often FLUX.1-dev, gated, not yet cached."""
+    from contract.models import TINY_FOLDERS
     from trainer.errors import BaseModelError
-    from trainer.models.base_model import TINY_FOLDERS
 
     if not isinstance(exc, BaseModelError) or not hasattr(args, "base"):
         return ""
@@ -265,7 +265,6 @@ def _train(args) -> int:
     from trainer.settings import trainer_settings
     from trainer.training.config import TrainConfig
     from trainer.training.progress import CheckpointEvent, Phase, SampleEvent, Step
-    from trainer.training.train import train_lora
 
     config = TrainConfig(
         base=_base(args),
@@ -288,6 +287,8 @@ def _train(args) -> int:
         memory_mode=args.memory_mode,
     )
     _check_token(config)
+    from trainer.training.train import train_lora  # torch: only once the options are known to be good
+
     bar = None
 
     def show(event) -> None:

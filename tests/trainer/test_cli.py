@@ -170,3 +170,15 @@ def test_train_refuses_before_loading_anything_and_says_how_to_resume(tmp_path, 
     hint = _resume_hint(argparse.Namespace(run=_train, out=tmp_path / "o"))
     assert hint == f"; --resume {earlier} goes on from there"
     assert _resume_hint(argparse.Namespace(run=_train, out=tmp_path / "new")) == " before the first checkpoint"
+
+
+def test_a_bad_option_is_refused_without_loading_torch(tmp_path):
+    """Seconds, not the time torch takes to load (7.7 s on a laptop)."""
+    script = (
+        "import sys; from trainer.cli import main; "
+        f"code = main(['train', '--base', 'tiny', '--images', {str(tmp_path)!r}, '--token', 'no way', "
+        f"'--out', {str(tmp_path / 'o')!r}]); print(code, 'torch' in sys.modules)"
+    )
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert shown.stdout.split() == ["2", "False"], shown.stderr
+    assert "error: the token must be letters and digits" in shown.stderr
