@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fake_discord.gateway import HEARTBEAT_INTERVAL_MS
-
 PLAYGROUND_PORT = 8765
 
 
@@ -55,6 +53,6 @@ def _parser() -> argparse.ArgumentParser:
         help="keep photos, adapters and the database in this folder (default: a temporary one, deleted at the end)",
     )
     play.add_argument(  # for tests: two heartbeats in seconds, not minutes
-        "--heartbeat-ms", type=int, default=HEARTBEAT_INTERVAL_MS, help=argparse.SUPPRESS,
+        "--heartbeat-ms", type=int, default=None, help=argparse.SUPPRESS,
     )
     return parser

@@ -23,7 +23,7 @@ NOISE = (
 
 
 def main(
-    port: int, base: str, gpus: float | None, data_dir: Path | None, log_level: str, heartbeat_ms: int,
+    port: int, base: str, gpus: float | None, data_dir: Path | None, log_level: str, heartbeat_ms: int | None,
     host: str = "127.0.0.1",
 ) -> int:
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -52,7 +52,7 @@ def main(
 
 
 async def _serve(
-    port: int, host: str, gpus: float | None, data_dir: Path | None, note: str, heartbeat_ms: int
+    port: int, host: str, gpus: float | None, data_dir: Path | None, note: str, heartbeat_ms: int | None
 ) -> None:
     from .session import data_folder, playground  # imports Ray: after without_rays_signal_handler
 

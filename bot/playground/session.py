@@ -52,14 +52,14 @@ class Playground:
 @contextlib.asynccontextmanager
 async def playground(
     settings_for: Callable[[FakeDiscord, int], BotSettings], base_note: str, port: int = 0,
-    heartbeat_ms: int = HEARTBEAT_INTERVAL_MS, host: str = "127.0.0.1",
+    heartbeat_ms: int | None = None, host: str = "127.0.0.1",
 ) -> AsyncIterator[Playground]:
     """Everything started; stopped in reverse order on exit. `settings_for(fake, guild id)` gives the bot's
     settings."""
     spec = load_if_present()
     if isinstance(spec, Unchecked):
         log.warning("Discord's OpenAPI file is not at %s: the stand-in does not check the bot's requests", SPEC_PATH)
-    fake = FakeDiscord(spec=spec, heartbeat_interval_ms=heartbeat_ms).start()
+    fake = FakeDiscord(spec=spec, heartbeat_interval_ms=heartbeat_ms or HEARTBEAT_INTERVAL_MS).start()
     page: Page | None = None
     bot: asyncio.Task[None] | None = None
     stop = asyncio.Event()
