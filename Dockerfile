@@ -6,9 +6,17 @@
 # default, README "Operations"; Docker's default 10 s would kill it mid-checkpoint.)
 # (--shm-size: Ray keeps its object store in /dev/shm, which Docker otherwise caps at 64 MB.)
 # (--restart on-failure:10: exits 2, 3 and 4 need a person, and Docker cannot leave codes out; README "Operations".)
-FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+# The playground in the container, opened from the host at http://127.0.0.1:8765/ (it has no login: the port is
+# published on the host's loopback only):
+#   docker run --gpus all --shm-size=8g -p 127.0.0.1:8765:8765 doppel python -m bot playground --host 0.0.0.0
+# The NVIDIA driver on the host: 580 or newer (torch 2.13.0's wheel brings the CUDA 13 libraries itself; the
+# base image has none, and needs none: --gpus gives the container the driver).
+FROM ubuntu:24.04
 
-ENV DEBIAN_FRONTEND=noninteractive \
+# What the NVIDIA container toolkit gives the container (the nvidia/cuda images set them; this image has none).
+ENV NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
+    DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -23,7 +31,8 @@ RUN python3.11 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /app
-# Dependencies first, so a code change does not reinstall torch (PyPI's Linux wheel is the CUDA build).
+# Dependencies first, so a code change does not reinstall torch (PyPI's Linux wheel is the CUDA 13 build, with
+# its CUDA and cuDNN libraries).
 COPY pyproject.toml README.md ./
 RUN mkdir bot trainer contract faces fake_discord \
  && touch bot/__init__.py trainer/__init__.py contract/__init__.py faces/__init__.py fake_discord/__init__.py \

@@ -28,7 +28,9 @@ def main(argv: list[str]) -> int:
     if args.command == "playground":
         from playground import run
 
-        return run.main(args.port, args.base, args.gpus, args.data_dir, settings.log_level)
+        return run.main(
+            args.port, args.base, args.gpus, args.data_dir, settings.log_level, args.heartbeat_ms, args.host
+        )
     if args.command == "healthcheck":
         return health.check(settings)
     if settings.discord_token is None:

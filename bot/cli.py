@@ -31,7 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     play.add_argument(
         "--port", type=int, default=PLAYGROUND_PORT,
-        help="the page's port on 127.0.0.1, 0 for any free one (default: %(default)s)",
+        help="the page's port, 0 for any free one (default: %(default)s)",
+    )
+    play.add_argument(
+        "--host", default="127.0.0.1",
+        help="the address the page listens on (default: %(default)s, this machine only); another, such as 0.0.0.0 "
+        "in a container, lets anyone who can reach it act in the playground as any of its members",
     )
     play.add_argument(
         "--base", default="tiny",
@@ -46,5 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     play.add_argument(
         "--data-dir", type=Path, default=None,
         help="keep photos, adapters and the database in this folder (default: a temporary one, deleted at the end)",
+    )
+    play.add_argument(  # for tests: two heartbeats in seconds, not minutes
+        "--heartbeat-ms", type=int, default=None, help=argparse.SUPPRESS,
     )
     return parser

@@ -31,7 +31,7 @@ NO_RAY_HANDLER = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"
 
 
 def run(settings: BotSettings) -> int:
-    _without_rays_signal_handler()
+    without_rays_signal_handler()
     try:
         asyncio.run(serve(settings))
     except DatabaseLost as lost:
@@ -52,7 +52,7 @@ def _refused(sentence: str, code: int) -> int:
     return code
 
 
-def _without_rays_signal_handler() -> None:
+def without_rays_signal_handler() -> None:
     """Import Ray without its C++ failure-signal handler, which it installs on import: it would turn the SIGTERM
     of a graceful stop into an abort (exit -6) once the bot's own handler has run. Ray's worker processes are
     started without the variable, so they keep theirs (stack traces of crashes)."""

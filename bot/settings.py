@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
-from contract.limits import MIN_PHOTOS_TO_TRAIN
+from contract.limits import MEMBER_STEPS, MIN_PHOTOS_TO_TRAIN, STEPS
 from contract.settings import ENV_CONFIG, ModelSource, WorkSettings
 
 
@@ -87,8 +87,13 @@ class BotSettings(WorkSettings, ModelSource):
     min_photo_side: int = Field(512, ge=16, description="Shortest side, in pixels, a training photo may have.")
     max_upload_mb: int = Field(20, ge=1, le=100, description="Largest photo file accepted, in MB.")
     trainings_per_day: int = Field(3, ge=1, description="Trainings one member may start in 24 hours.")
-    train_default_steps: int = Field(1000, ge=1, description="Training steps when /train is not told.")
-    train_max_steps: int = Field(3000, ge=1, description="Most training steps /train accepts.")
+    train_default_steps: int = Field(
+        1000, ge=MEMBER_STEPS.low, le=STEPS.high, description="Training steps when /train is not told."
+    )
+    train_max_steps: int = Field(
+        3000, ge=MEMBER_STEPS.low, le=STEPS.high,
+        description="Most training steps /train (and Train more) accepts, from 10; at most 10000.",
+    )
 
     @property
     def database_file(self) -> Path:

@@ -90,6 +90,15 @@ class PlacedFace(_Wire):
     def __post_init__(self) -> None:
         object.__setattr__(self, "box", tuple(int(v) for v in self.box))
 
+    def verdict(self) -> str:
+        """In words, as its JSON says it: whether it passed as its person, and after how many tries."""
+        if self.owner is None:
+            return "kept as the composition drew it"
+        tries = f" after {self.tries} {'try' if self.tries == 1 else 'tries'}" if self.tries else ""
+        if self.score is None:
+            return "not scored" if self.passed else f"did not pass: no face found where it was redrawn{tries}"
+        return f"distance {self.score:.2f}, {'passed' if self.passed else 'did not pass'}{tries}"
+
 
 @dataclass(frozen=True)
 class GroupOutcome(_Wire):

@@ -22,6 +22,11 @@ KNOWN = (
     # torchao registers its enums with torch the deprecated way (one message per enum)
     ("torch.utils._pytree", "is an Enum subclass and is now natively supported"),
     ("discord.client", "PyNaCl is not installed"),  # voice support, which doppel never uses
+    ("discord.client", "davey is not installed"),  # voice encryption, as PyNaCl
+    # a local Ray is started from a thread of its own (bot/jobs/transport.py); the bot handles SIGTERM itself
+    ("ray._private.worker", "SIGTERM handler is not set"),
+    # Ray turns its token authentication on for a new local Ray, and says so each start
+    ("ray._private.authentication.authentication_token_setup", "Token authentication is enabled"),
 )
 # Library loggers whose INFO and WARNING chatter (advice, progress) is turned down to errors.
 CHATTY = ("diffusers", "transformers", "peft")
@@ -31,7 +36,7 @@ class LibraryWarningSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
 
     show_library_warnings: bool = Field(
-        False, description="Show the libraries' known, harmless start-up warnings (torchao, triton, PyNaCl...)."
+        False, description="Show the libraries' known, harmless start-up warnings (torchao, triton, PyNaCl, Ray...)."
     )
 
 
@@ -61,6 +66,8 @@ def quiet_library_warnings(show: bool | None = None) -> bool:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore", message=".*torchvision.*")
+    # peft, as diffusers loads a second adapter into a pipeline: doppel loads several on purpose (group pictures)
+    warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute in the model")
     for name in CHATTY:
         logging.getLogger(name).setLevel(logging.ERROR)
     return True

@@ -103,6 +103,14 @@ class TrainRequest(_Wire):
     def sample_interval(self) -> int:
         return quarter(self.steps) if self.sample_every is None else self.sample_every
 
+    def checkpoint_due(self, done: int) -> bool:
+        """Whether the run keeps a checkpoint after `done` of its steps (the last one it keeps anyway)."""
+        return _due(done, self.steps, self.checkpoint_every)
+
+    def sample_due(self, done: int) -> bool:
+        """Whether the run draws its samples after `done` of its steps (when it draws any)."""
+        return _due(done, self.steps, self.sample_every)
+
 
 @dataclass(frozen=True)
 class TrainingFiles:
@@ -117,8 +125,19 @@ class TrainingFiles:
 
 
 def quarter(steps: int) -> int:
-    """A quarter of a run: how often it is sampled and checkpointed unless told otherwise."""
+    """A quarter of a run: about how often it is sampled and checkpointed unless told otherwise."""
     return max(1, steps // 4)
+
+
+def quarters(steps: int) -> set[int]:
+    """The steps done at 25, 50, 75 and 100 % of a run, rounded half up: where it is sampled and checkpointed
+    unless told otherwise, so that its timeline and its "Use step" buttons show those points (3, 5, 8, 10 of
+    10 steps; every 2 steps would have shown 2, 4, 8)."""
+    return {max(1, (k * steps + 2) // 4) for k in (1, 2, 3, 4)}
+
+
+def _due(done: int, steps: int, every: int | None) -> bool:
+    return done % every == 0 if every else done in quarters(steps)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from . import interactions as build
 from .cdn import CDN
 from .clock import Clock
 from .errors import ErrorLog, Expectation, RecordedError
-from .gateway import Gateway
+from .gateway import HEARTBEAT_INTERVAL_MS, Gateway
 from .interactions import FileSpec
 from .model import Attachment, Channel, Guild, Interaction, Member, Message, User, World
 from .openapi import API_PREFIX, OpenAPI
@@ -39,13 +39,16 @@ class FakeDiscord:
     the `fake_discord` fixture of fake_discord/fixtures.py does this and checks errors.
     """
 
-    def __init__(self, *, token: str = "test-token", bot_name: str = "doppel", spec: OpenAPI | None = None) -> None:
+    def __init__(
+        self, *, token: str = "test-token", bot_name: str = "doppel", spec: OpenAPI | None = None,
+        heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS,
+    ) -> None:
         self.token = token
         self.clock = Clock()
         self.errors = ErrorLog()
         self._bridge = Bridge()
         self.world = World(self.clock, self._bridge, bot_name=bot_name)
-        self.gateway = Gateway(self.world, token)
+        self.gateway = Gateway(self.world, token, heartbeat_interval_ms)
         self.spec = spec or OpenAPI.load()
         self._server = ServerThread(self._bridge, self.errors, self.spec, now=self.clock.now)
         rest = RestAPI(self.world, self.gateway, token)

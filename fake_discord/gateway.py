@@ -12,9 +12,11 @@ with empty content, embeds, attachments and components unless it mentions the bo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +38,10 @@ DIRECT_MESSAGES = 1 << 12
 MESSAGE_CONTENT = 1 << 15
 
 HEARTBEAT_INTERVAL_MS = 41250
+# Discord's ACK comes after a network round trip. discord.py's heartbeat thread notes the time it sent only once
+# the loop has sent the beat: an ACK from this machine that came before would read as a whole interval late
+# ("Can't keep up, ... 41.3s behind", every heartbeat).
+HEARTBEAT_ACK_DELAY_S = 0.2
 REPLAY_BUFFER = 1000  # dispatches kept for a RESUME
 AUTHENTICATION_FAILED = 4004
 
@@ -53,9 +59,10 @@ class Session:
 
 
 class Gateway:
-    def __init__(self, world: World, token: str) -> None:
+    def __init__(self, world: World, token: str, heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS) -> None:
         self.world = world
         self.token = token
+        self.heartbeat_interval_ms = heartbeat_interval_ms
         self.url = ""  # ws://127.0.0.1:PORT/gateway, set once the server listens
         self.sessions: dict[str, Session] = {}
         self._sockets: set[web.WebSocketResponse] = set()
@@ -75,7 +82,7 @@ class Gateway:
         session: Session | None = None
         try:
             await self._send(
-                ws, {"op": HELLO, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS}, "s": None, "t": None}
+                ws, {"op": HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms}, "s": None, "t": None}
             )
             async for frame in ws:
                 if frame.type != WSMsgType.TEXT:
@@ -83,7 +90,7 @@ class Gateway:
                 payload = json.loads(frame.data)
                 op, data = payload.get("op"), payload.get("d")
                 if op == HEARTBEAT:
-                    await self._send(ws, {"op": HEARTBEAT_ACK, "d": None, "s": None, "t": None})
+                    self._later(self._acknowledge(ws))
                 elif op == IDENTIFY:
                     session = await self._identify(ws, data)
                 elif op == RESUME:
@@ -231,9 +238,18 @@ class Gateway:
             if session.ws is not None:
                 await self._send(session.ws, {"op": RECONNECT, "d": None, "s": None, "t": None})
 
+    async def _acknowledge(self, ws: web.WebSocketResponse) -> None:
+        await asyncio.sleep(HEARTBEAT_ACK_DELAY_S)
+        if not ws.closed:
+            with contextlib.suppress(ConnectionResetError):
+                await self._send(ws, {"op": HEARTBEAT_ACK, "d": None, "s": None, "t": None})
+
     def _entity_added(self, event: str, data: dict[str, Any]) -> None:
         intent = GUILD_MEMBERS if event == "GUILD_MEMBER_ADD" else GUILDS
-        task = asyncio.get_running_loop().create_task(self.dispatch(event, data, intent=intent))
+        self._later(self.dispatch(event, data, intent=intent))
+
+    def _later(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -387,9 +387,11 @@ class RestAPI:
         limit = interaction.payload.get("attachment_size_limit", DEFAULT_UPLOAD_LIMIT)
         rules.check_message(body, files, limit)
         original = interaction._original
-        if original is not None and original.loading and interaction.callback_type == DEFERRED_CHANNEL_MESSAGE:
+        thinking = interaction.callback_type == DEFERRED_CHANNEL_MESSAGE
+        if original is not None and original.loading and not original.deleted and thinking:
             # As on Discord: the first follow-up after a deferred "thinking" response fills in that
             # message (keeping the defer's ephemerality). It is both the original and followups[0].
+            # Once that message is deleted, a follow-up is a message of its own, with its own flags.
             fields = self._message_fields(
                 body, files, interaction.channel, existing=original, ephemeral=original.ephemeral
             )

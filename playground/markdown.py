@@ -1,5 +1,5 @@
 """The part of Discord's markdown the bot writes, as HTML: bold, italics, code, quotes, small text, links,
-mentions and timestamps. Everything is escaped first, so a message can never inject markup."""
+mentions, timestamps and backslash escapes. Everything is escaped first, so a message can never inject markup."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ _MENTION = re.compile(r"&lt;@!?(\d+)&gt;")
 _TIME = re.compile(r"&lt;t:(\d+)(?::([tTdDfFR]))?&gt;")
 _JUMP = re.compile(r"https://discord\.com/channels/[\d@me]+/\d+/(\d+)")  # a link to a message: here, on the page
 _EMOJI = re.compile(r"&lt;a?:(\w+):\d+&gt;")
+# A backslash before a markdown character shows that character (`astro1\_full.jpg`), as in Discord.
+_ESCAPED = re.compile(r"\\(&gt;|&lt;|[\\*_~`|#:\[\]()-])")  # < and > are escaped to HTML already
 
 
 def to_html(text: str, name_of: Callable[[int], str | None]) -> str:
@@ -59,6 +61,8 @@ def _inline(line: str, name_of: Callable[[int], str | None]) -> str:
         return f"\0{len(codes) - 1}\0"
 
     line = _CODE.sub(aside, line)
+    # as an entity, so that no pattern below sees it
+    line = _ESCAPED.sub(lambda m: m[1] if m[1].startswith("&") else f"&#{ord(m[1])};", line)
     line = _JUMP.sub(r'<a href="#m\1">the message ↑</a>', line)
     for pattern, replacement in _INLINE:
         line = pattern.sub(replacement, line)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -14,7 +15,9 @@ from pathlib import Path
 
 from bot.app import DoppelBot
 from bot.settings import BotSettings
+from contract.limits import MIN_PHOTOS_TO_TRAIN
 from fake_discord import FakeDiscord, running_bot
+from fake_discord.gateway import HEARTBEAT_INTERVAL_MS
 from fake_discord.openapi import SPEC_PATH, Unchecked, load_if_present
 
 from .cast import Cast
@@ -47,23 +50,31 @@ class Playground:
 
 
 @contextlib.asynccontextmanager
-async def playground(settings_for: Callable[[FakeDiscord, int], BotSettings], base_note: str, port: int = 0
-                     ) -> AsyncIterator[Playground]:
+async def playground(
+    settings_for: Callable[[FakeDiscord, int], BotSettings], base_note: str, port: int = 0,
+    heartbeat_ms: int | None = None, host: str = "127.0.0.1",
+) -> AsyncIterator[Playground]:
     """Everything started; stopped in reverse order on exit. `settings_for(fake, guild id)` gives the bot's
     settings."""
     spec = load_if_present()
     if isinstance(spec, Unchecked):
         log.warning("Discord's OpenAPI file is not at %s: the stand-in does not check the bot's requests", SPEC_PATH)
-    fake = FakeDiscord(spec=spec).start()
+    fake = FakeDiscord(spec=spec, heartbeat_interval_ms=heartbeat_ms or HEARTBEAT_INTERVAL_MS).start()
     page: Page | None = None
     bot: asyncio.Task[None] | None = None
     stop = asyncio.Event()
     try:
         cast = Cast.build(fake)
         feed = Feed(fake, cast)
-        page = Page(fake, cast, feed, base_note)
-        url = await page.start(port)
-        bot = asyncio.create_task(_run_bot(fake, settings_for(fake, cast.guild.id), feed, stop), name="playground bot")
+        settings = settings_for(fake, cast.guild.id)
+        fewer = " (the real bot: 10 of 512 px by default)" if settings.min_photos_to_train < MIN_PHOTOS_TO_TRAIN else ""
+        photos = (
+            f" /train needs {settings.min_photos_to_train} photos with a face, of at least {settings.min_photo_side} px"
+            f" on their shorter side{fewer}."
+        )
+        page = Page(fake, cast, feed, base_note + photos)
+        url = await page.start(port, host)
+        bot = asyncio.create_task(_run_bot(fake, settings, feed, stop), name="playground bot")
         yield Playground(fake, cast, feed, url, bot)
     finally:
         stop.set()
@@ -91,12 +102,29 @@ async def _run_bot(fake: FakeDiscord, settings: BotSettings, feed: Feed, stop: a
 
 @contextlib.contextmanager
 def data_folder(kept: Path | None):
-    """The bot's DATA_DIR: the folder given (kept), else a new temporary one deleted at the end."""
+    """The bot's DATA_DIR: the folder given (kept), else a new temporary one deleted at the end.
+
+    A temporary one holds the temporary files of this process and of the Ray workers it starts too (TMPDIR:
+    the generator's adapter copies, torch's compile cache), so that nothing of the playground outlives it.
+    Ray's own session folder (its logs) stays where Ray keeps it (RAY_TMPDIR, else the usual TMPDIR): Ray
+    writes it again as the process ends, and its sockets' paths must stay short.
+    """
     if kept is not None:
         yield kept
         return
     made = Path(tempfile.mkdtemp(prefix="doppel-playground-"))
+    before = {name: os.environ.get(name) for name in ("TMPDIR", "RAY_TMPDIR")}
+    os.environ.setdefault("RAY_TMPDIR", tempfile.gettempdir())
+    (made / "tmp").mkdir()
+    os.environ["TMPDIR"] = str(made / "tmp")
+    tempfile.tempdir = None  # read TMPDIR again
     try:
         yield made
     finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        tempfile.tempdir = None
         shutil.rmtree(made, ignore_errors=True)

@@ -14,8 +14,10 @@ from fake_discord import FakeDiscord
 ACTOR_PREFIX = "playground"
 
 # A short first training on the tiny model: its pictures are noise whatever the steps, so a newcomer waits
-# seconds, not minutes, for the timeline. Said by BASE_MODEL=tiny only; TRAIN_DEFAULT_STEPS still wins.
-TINY_DEFAULTS = {"train_default_steps": 40}
+# seconds, not minutes, for the timeline; and 4 photos of at least 64 px, not 10 of 512 px, so that a visitor
+# can try it with the photos at hand (the page says so). Said by BASE_MODEL=tiny only; TRAIN_DEFAULT_STEPS,
+# MIN_PHOTOS_TO_TRAIN and MIN_PHOTO_SIDE still win.
+TINY_DEFAULTS = {"train_default_steps": 40, "min_photos_to_train": 4, "min_photo_side": 64}
 
 
 def use_base(base: str) -> None:

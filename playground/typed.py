@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fake_discord import Member
+from fake_discord import Member, Role
 from fake_discord.interactions import (
     ATTACHMENT,
     BOOLEAN,
@@ -78,8 +78,10 @@ def flatten(registered: Sequence[Mapping[str, Any]]) -> list[Command]:
 
 
 def parse(
-    text: str, files: Sequence[FileSpec], commands: Sequence[Command], members: Mapping[str, Member]
+    text: str, files: Sequence[FileSpec], commands: Sequence[Command], members: Mapping[str, Member],
+    everyone: Role | None = None,
 ) -> Invocation:
+    """`everyone`: the server's @everyone role, which a role or mentionable option takes as `@everyone`."""
     words = text.strip().removeprefix("/")
     command = max(
         (c for c in commands if words == c.name or words.startswith(c.name + " ")),
@@ -93,7 +95,7 @@ def parse(
     options: dict[str, Any] = {}
     for spec in command.options:
         if spec["name"] in values and spec["type"] != ATTACHMENT:
-            options[spec["name"]] = _value(spec, values[spec["name"]], members)
+            options[spec["name"]] = _value(spec, values[spec["name"]], members, everyone)
     attachments = _attach(command, files)
     missing = [s["name"] for s in command.options if s.get("required") and s["name"] not in {**options, **attachments}]
     if missing:
@@ -128,7 +130,7 @@ def _split(rest: str, command: Command) -> dict[str, str]:
     return values
 
 
-def _value(spec: Mapping[str, Any], text: str, members: Mapping[str, Member]) -> Any:
+def _value(spec: Mapping[str, Any], text: str, members: Mapping[str, Member], everyone: Role | None) -> Any:
     name, kind = spec["name"], spec["type"]
     choices = spec.get("choices") or []
     if choices:
@@ -145,10 +147,13 @@ def _value(spec: Mapping[str, Any], text: str, members: Mapping[str, Member]) ->
         if text.lower() not in TRUE | FALSE:
             raise Unclear(f"{name}: is True or False, not {text!r}.")
         return text.lower() in TRUE
+    if kind in (ROLE, MENTIONABLE) and everyone is not None and text == "@everyone":
+        return everyone
     if kind in (USER, MENTIONABLE):
         member = members.get(text.removeprefix("@"))
         if member is None:
-            raise Unclear(f"{name}: names a member ({', '.join('@' + m for m in members)}), not {text!r}.")
+            also = " or @everyone" if kind == MENTIONABLE and everyone is not None else ""
+            raise Unclear(f"{name}: names a member ({', '.join('@' + m for m in members)}){also}, not {text!r}.")
         return member
     if kind in (CHANNEL, ROLE):
         raise Unclear(f"{name}: is not something the playground can send yet.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import html
+import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -52,13 +53,14 @@ class Page:
         ])
         self._runner: web.AppRunner | None = None
 
-    async def start(self, port: int) -> str:
+    async def start(self, port: int, host: str = LOCAL_NAMES[0]) -> str:
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        site = web.TCPSite(self._runner, host, port)
         await site.start()
         bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # the port 0 became
-        return f"http://127.0.0.1:{bound}/"
+        shown = LOCAL_NAMES[0] if host in ("0.0.0.0", "::", "") else host  # all addresses: this machine's is one
+        return f"http://{shown}:{bound}/"
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -129,7 +131,7 @@ class Page:
         channel = await self._channel(me, str(form.get("in", "")))
         if text.startswith("/"):
             try:
-                asked = parse(text, files, await self._registered(), self.cast.members)
+                asked = parse(text, files, await self._registered(), self.cast.members, self.cast.guild.everyone)
                 interaction = await self.fake.slash(me, channel, asked.name, asked.options, asked.attachments)
             except Unclear as unclear:
                 return _answer(note=str(unclear))
@@ -200,14 +202,25 @@ class Page:
 
 @web.middleware
 async def _own_page_only(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Only this machine's browser, on this page: another site's form cannot act in the playground, and a name
-    that resolves to 127.0.0.1 (DNS rebinding) does not reach it either."""
+    """Only this page: another site's form cannot act in the playground, and a name that resolves to its address
+    (DNS rebinding) does not reach it either. An address itself (`--host`, opened from another machine) is no name
+    to rebind."""
     origin = request.headers.get("Origin")
-    if urlsplit(f"//{request.host}").hostname not in LOCAL_NAMES or (
+    if not _own_address(urlsplit(f"//{request.host}").hostname) or (
         request.method == "POST" and origin is not None and urlsplit(origin).netloc != request.host
     ):
         raise web.HTTPForbidden(text="The playground answers only its own page, on this machine.")
     return await handler(request)
+
+
+def _own_address(hostname: str | None) -> bool:
+    if hostname in LOCAL_NAMES:
+        return True
+    try:
+        ipaddress.ip_address(hostname or "")
+    except ValueError:
+        return False
+    return True
 
 
 def _answer(note: str | None = None, modal: str | None = None) -> web.Response:

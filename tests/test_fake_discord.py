@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import time
 
 import aiohttp
@@ -527,3 +528,42 @@ async def test_limits_without_a_bot(fake: FakeDiscord, general: Channel):
 
         assert (await send("GET", f"{fake.api_url}/users/@me", headers={"Authorization": "Bot wrong"}))[0] == 401
     assert not fake.unexpected_errors()
+
+
+class _Heartbeats(logging.Handler):
+    """discord.py's gateway log: its heartbeat thread's beats (DEBUG) and any warning."""
+
+    def __init__(self, beats_wanted: int) -> None:
+        super().__init__(logging.DEBUG)
+        self.loop = asyncio.get_running_loop()
+        self.beats = 0
+        self.beats_wanted = beats_wanted
+        self.enough = asyncio.Event()
+        self.warnings: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            self.warnings.append(record.getMessage())
+        elif record.getMessage().startswith("Keeping shard ID"):
+            self.beats += 1
+            if self.beats >= self.beats_wanted:
+                self.loop.call_soon_threadsafe(self.enough.set)
+
+
+async def test_heartbeats_are_acknowledged_in_time():
+    """The stand-in's ACK comes after a round trip, as Discord's does, not before discord.py notes its beat."""
+    with FakeDiscord(heartbeat_interval_ms=1000) as fake:
+        fake.add_guild("Team")
+        gateway_log = logging.getLogger("discord.gateway")
+        heartbeats = _Heartbeats(beats_wanted=3)  # the second beat's ACK has come by the third beat
+        level = gateway_log.level
+        gateway_log.setLevel(logging.DEBUG)
+        gateway_log.addHandler(heartbeats)
+        try:
+            async with running_bot(fake, ProbeBot()) as bot:
+                await asyncio.wait_for(heartbeats.enough.wait(), 20)
+                assert bot.latency < 1
+        finally:
+            gateway_log.removeHandler(heartbeats)
+            gateway_log.setLevel(level)
+    assert heartbeats.warnings == []

@@ -85,3 +85,28 @@ def test_the_docker_run_lines_give_ray_its_shared_memory():
     for text in (ROOT / "Dockerfile").read_text(), (ROOT / "README.md").read_text():
         runs = re.findall(r"docker run --gpus [^\n`]*", text)  # the full run lines, not mentions of one option
         assert runs and all("--shm-size=" in run for run in runs), runs
+
+
+def test_a_short_run_is_sampled_and_checkpointed_at_its_quarters():
+    """A 10-step run's timeline and "Use step" buttons show 25, 50 and 75 % as the README says, not 2, 4, 8."""
+    from contract import TrainRequest
+    from trainer.training.timeline import columns
+
+    request = TrainRequest(base="tiny", token=TOKEN, steps=10)
+    sampled = [done for done in range(1, 11) if request.sample_due(done)]
+    assert sampled == [3, 5, 8, 10] == [done for done in range(1, 11) if request.checkpoint_due(done)]
+    assert columns([0, *sampled], 10) == [0, 3, 5, 8, 10]
+    every_two = TrainRequest(base="tiny", token=TOKEN, steps=10, sample_every=2, checkpoint_every=5)
+    assert [d for d in range(1, 11) if every_two.sample_due(d)] == [2, 4, 6, 8, 10]
+    assert [d for d in range(1, 11) if every_two.checkpoint_due(d)] == [5, 10]
+
+
+def test_the_contact_sheet_reads_at_the_width_discord_shows_it(tmp_path):
+    from bot.ui.contact_sheet import DISCORD_WIDTH, READABLE, contact_sheet, text_size
+
+    path = tmp_path / "me.jpg"
+    scene(4, 400, 300).save(path)
+
+    with Image.open(io.BytesIO(contact_sheet([(n, str(path), "me at home") for n in range(1, 9)]))) as sheet:
+        assert sheet.width <= 1.2 * DISCORD_WIDTH  # four to a row: shown near its own size
+        assert text_size(sheet.width) * DISCORD_WIDTH / sheet.width >= READABLE

@@ -31,8 +31,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}{_hub_hint(exc, args)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
+        print(f"\ninterrupted{_resume_hint(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _resume_hint(args) -> str:
+    """After an interrupted `train`: how to go on from its newest checkpoint, if it wrote one."""
+    if getattr(args, "run", None) is not _train:
+        return ""
+    from contract.layout import RunLayout
+
+    newest = max(RunLayout(args.out).checkpoints.glob("step-*.ckpt"), default=None)
+    return f"; --resume {newest} goes on from there" if newest else " before the first checkpoint"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -194,8 +204,8 @@ class _DefaultsHelp(argparse.HelpFormatter):
 
 def _hub_hint(exc: Exception, args) -> str:
     """What to do when a base model from the Hub could not be had: most often FLUX.1-dev, gated, not yet cached."""
+    from contract.models import TINY_FOLDERS
     from trainer.errors import BaseModelError
-    from trainer.models.base_model import TINY_FOLDERS
 
     if not isinstance(exc, BaseModelError) or not hasattr(args, "base"):
         return ""
@@ -255,13 +265,13 @@ def _make_tiny(args) -> int:
 
 
 def _train(args) -> int:
+    _refuse_early(args)
     from tqdm import tqdm
 
     from contract import CaptionsWritten
     from contract.settings import WorkSettings
     from trainer.training.config import TrainConfig
     from trainer.training.progress import CheckpointEvent, Phase, SampleEvent, Step
-    from trainer.training.train import train_lora
 
     work = WorkSettings()  # this machine asks for the work, as the bot does: BASE_MODEL, MEMORY_MODE, CAPTION_MODEL
     config = TrainConfig.from_options(
@@ -286,6 +296,8 @@ def _train(args) -> int:
         leave_out_doubtful=not args.keep_all,
     )
     _check_token(config)
+    from trainer.training.train import train_lora  # torch: only once the options are known to be good
+
     bar = None
 
     def show(event) -> None:
@@ -323,6 +335,24 @@ def _train(args) -> int:
     if config.request.base in TINY_FOLDERS:
         print("note: trained on a tiny random model, so its pictures are noise")
     return 0
+
+
+def _refuse_early(args) -> None:
+    """What can be refused in a moment, before torch loads: a photo folder that is not there, and an --out that
+    holds an earlier run's checkpoints (a new run there would mix its own with them)."""
+    from contract.layout import RunLayout
+    from trainer.errors import ConfigError
+
+    if not args.images.is_dir():
+        what = "is a file, not a folder of photos" if args.images.exists() else "does not exist"
+        raise ConfigError(f"the image folder '{args.images}' {what}")
+    if args.resume is None:
+        earlier = sorted(RunLayout(args.out).checkpoints.glob("step-*.ckpt"))
+        if earlier:
+            raise ConfigError(
+                f"'{args.out}' holds an earlier run's checkpoints: --resume {earlier[-1]} goes on with that run, "
+                "another --out starts a new one"
+            )
 
 
 def _check_token(config) -> None:
@@ -422,6 +452,5 @@ def _group(args) -> int:
     if outcome.fallback:
         print(f"note: {outcome.fallback}, so nobody was redrawn", file=sys.stderr)
     for face in outcome.faces:
-        score = "not scored" if face.score is None else f"distance {face.score:.2f}"
-        print(f"{face.owner or '(kept)'} at {face.box}: {score}")
+        print(f"{face.owner or '(kept)'} at {face.box}: {face.verdict()}")
     return 0

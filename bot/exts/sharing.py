@@ -40,9 +40,11 @@ class Sharing(commands.Cog):
             return
         await self.bot.token_for(owner)
         await self.bot.members.share(owner, grantee)
-        await interaction.response.send_message(
-            f"{name} can now use your adapter in /imagine by mentioning you. /unshare takes it back.", ephemeral=True
-        )
+        if await self.bot.members.adapter(owner):
+            text = f"{name} can now use your adapter in /imagine by mentioning you."
+        else:
+            text = f"You have no adapter yet: once /train has made one, {name} can use it in /imagine."
+        await interaction.response.send_message(f"{text} /unshare takes it back.", ephemeral=True)
 
     @app_commands.command(name="unshare", description="Stop a member, or everyone, from drawing you")
     @app_commands.describe(who="A member, or @everyone")

@@ -203,8 +203,18 @@ async def test_a_member_cannot_draw_someone_who_has_not_shared(world, trained):
         await bot.members.set_adapter(ann, trained.lora_path, None, 30, identity=None)
 
         refused = await w.fake.slash(w.bob, w.general, "imagine", options={"prompt": f"<@{w.ann.id}> as a pirate"})
-        message = await w.fake.wait_for_edit(await refused.original(), lambda m: "cannot draw" in m.content)
+        message = await refused.wait_followup(lambda m: "cannot draw" in m.content)
         assert "has not shared" in message.content and not message.attachments
+        assert message.ephemeral  # told to bob only: the public "thinking..." reply went
+
+        # /train's range as Discord's client shows it is the one TRAIN_MAX_STEPS says, and its default is said
+        train = next(c for c in w.fake.commands() + w.fake.commands(w.guild) if c["name"] == "train")
+        steps = next(o for o in train["options"] if o["name"] == "steps")
+        assert (steps["min_value"], steps["max_value"]) == (10, bot.settings.train_max_steps)
+        assert f"(default {bot.settings.train_default_steps})" in steps["description"]
+
+        early = await w.fake.slash(w.bob, w.general, "share", options={"who": w.ann})  # bob has no adapter
+        assert "You have no adapter yet: once /train has made one" in (await early.original()).content
 
         share = await w.fake.slash(w.ann, w.general, "share", options={"who": w.bob})
         assert "can now use your adapter" in (await share.original()).content
@@ -503,8 +513,9 @@ async def test_unsharing_stops_the_waiting_pictures_and_old_buttons_of_those_who
 
         for key in ("reroll", "compare"):  # the buttons under bob's pictures from before
             pressed = await w.fake.click(w.bob, pictures, buttons[key])
-            refused = await w.fake.wait_for_edit(await pressed.original(), lambda m: "cannot draw" in m.content)
+            refused = await pressed.wait_followup(lambda m: "cannot draw" in m.content)
             assert "has not shared their adapter with you" in refused.content and not refused.attachments
+            assert refused.ephemeral
 
 
 async def test_consent_is_checked_as_a_picture_starts_before_it_is_kept_and_before_it_is_shown(world, trained):

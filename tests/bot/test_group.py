@@ -44,7 +44,7 @@ async def test_imagine_with_two_people_draws_each_face_with_its_own_adapter(worl
 
         # Consent as today: bob has not shared with ann.
         refused = await w.fake.slash(w.ann, w.general, "imagine", options={"prompt": prompt})
-        said = await w.fake.wait_for_edit(await refused.original(), lambda m: "cannot draw" in m.content)
+        said = await refused.wait_followup(lambda m: "cannot draw" in m.content)
         assert "has not shared" in said.content and not said.attachments
         shared = await w.fake.slash(w.bob, w.general, "share", options={"who": w.ann})
         assert "can now use your adapter" in (await shared.original()).content

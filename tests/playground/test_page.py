@@ -19,6 +19,9 @@ async def handler(request):
     ("localhost:8765", "http://localhost:8765", True),
     ("127.0.0.1:8765", "http://example.com", False),  # another site's form posting to the playground
     ("rebound.example.com:8765", "http://rebound.example.com:8765", False),  # a name made to resolve here
+    ("192.168.1.5:8765", "http://192.168.1.5:8765", True),  # --host 0.0.0.0, opened by its address from outside
+    ("[::1]:8765", None, True),
+    ("192.168.1.5:8765", "http://rebound.example.com:8765", False),
 ])
 async def test_only_its_own_page_may_act(host, origin, served):
     headers = {"Host": host, **({"Origin": origin} if origin else {})}

@@ -34,6 +34,19 @@ COMMANDS = flatten(REGISTERED)
 MEMBERS = {"ann": SimpleNamespace(id=11), "bob": SimpleNamespace(id=22)}
 
 
+def test_a_mentionable_option_takes_a_member_or_everyone():
+    """As /share's `who`: /help offers `/share @everyone`."""
+    everyone = SimpleNamespace(id=1, name="@everyone")
+    who = {"name": "who", "type": 9, "required": True}  # a mentionable
+    lend = flatten([{"name": "lend", "description": "Share", "options": [who]}])
+    assert parse("/lend who: @everyone", [], lend, MEMBERS, everyone).options == {"who": everyone}
+    assert parse("/lend @ann", [], lend, MEMBERS, everyone).options == {"who": MEMBERS["ann"]}
+    with pytest.raises(Unclear, match=r"names a member \(@ann, @bob\) or @everyone, not '@cat'"):
+        parse("/lend @cat", [], lend, MEMBERS, everyone)
+    with pytest.raises(Unclear, match="names a member"):  # a user option never takes a role
+        parse("/share member: @everyone", [], COMMANDS, MEMBERS, everyone)
+
+
 def test_options_by_name_the_first_one_unnamed_and_subcommands_spelled_out():
     asked = parse("/imagine as a knight with @bob seed: 7 strength: 0.5", [], COMMANDS, MEMBERS)
     assert (asked.name, asked.options) == ("imagine", {"prompt": "as a knight with <@22>", "seed": 7, "strength": 0.5})
@@ -70,3 +83,10 @@ def test_markdown_is_rendered_and_markup_escaped():
     assert "<strong>For <code>AB12</code></strong>" in shown
     assert '<span class="mention">@ann</span>' in shown and '<span class="small">' in shown
     assert "<script>" not in shown and "&lt;script&gt;" in shown
+
+
+def test_backslash_escapes_show_the_character_as_discord_does():
+    shown = to_html(r"saved astro1\_full\_2.jpg, \*not bold\*, \> no quote, a \\ backslash, `c\_d`", lambda uid: None)
+    assert "astro1&#95;full&#95;2.jpg" in shown and "<em>" not in shown  # shown as astro1_full_2.jpg
+    assert "&#42;not bold&#42;" in shown and "&gt; no quote" in shown and "a &#92; backslash" in shown
+    assert "<code>c\\_d</code>" in shown  # inside code a backslash is as typed

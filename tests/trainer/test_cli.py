@@ -166,3 +166,37 @@ def test_compare_writes_one_labelled_picture_whose_halves_differ(tmp_path, train
         assert picture.width == 2 * MIN_CELL + GAP  # the tiny model's 64 px, enlarged four times
         left, right = (np.asarray(half, dtype=np.int16) for half in halves(picture.convert("RGB"), (64, 64)))
     assert np.abs(left - right).mean() > 1
+
+
+def test_train_refuses_before_loading_anything_and_says_how_to_resume(tmp_path, photos, capsys):
+    """A missing folder and an --out with an earlier run are refused first (no plan, no model loaded)."""
+    import argparse
+
+    from trainer.cli import _resume_hint, _train
+
+    code, out, err = cli(capsys, "train", "--base", "tiny", "--images", tmp_path / "nope", "--token", TOKEN,
+                         "--out", tmp_path / "o")
+    assert code == 2 and err.splitlines() == [f"error: the image folder '{tmp_path / 'nope'}' does not exist"], err
+    earlier = tmp_path / "o" / "checkpoints" / "step-000004.ckpt"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"a checkpoint of an earlier run")
+    code, out, err = cli(capsys, "train", "--base", "tiny", "--images", photos, "--token", TOKEN,
+                         "--out", tmp_path / "o")
+    assert code == 2 and f"holds an earlier run's checkpoints: --resume {earlier} goes on" in err, err
+    assert sorted(p.name for p in earlier.parent.iterdir()) == [earlier.name]  # nothing of it touched
+    # What Ctrl-C says after it (main prints "interrupted" and this)
+    hint = _resume_hint(argparse.Namespace(run=_train, out=tmp_path / "o"))
+    assert hint == f"; --resume {earlier} goes on from there"
+    assert _resume_hint(argparse.Namespace(run=_train, out=tmp_path / "new")) == " before the first checkpoint"
+
+
+def test_a_bad_option_is_refused_without_loading_torch(tmp_path):
+    """Seconds, not the time torch takes to load (7.7 s on a laptop)."""
+    script = (
+        "import sys; from trainer.cli import main; "
+        f"code = main(['train', '--base', 'tiny', '--images', {str(tmp_path)!r}, '--token', 'no way', "
+        f"'--out', {str(tmp_path / 'o')!r}]); print(code, 'torch' in sys.modules)"
+    )
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert shown.stdout.split() == ["2", "False"], shown.stderr
+    assert "error: the token must be letters and digits" in shown.stderr

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from contract import AdapterRef, GenerateRequest, adapter_identity
 from tests.conftest import TOKEN
 from trainer.generation.generator import Generator
-from trainer.training.config import FLUX_LORA_TARGETS
+from trainer.models.families.flux1 import LORA_TARGETS as FLUX_LORA_TARGETS
 from trainer.training.lora_file import lora_config_dict, save_lora
 
 PROMPT = f"photo of {TOKEN} in a garden"

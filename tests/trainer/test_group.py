@@ -26,7 +26,7 @@ def random_adapter(pipe, folder: Path, seed: int) -> Path:
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
-    from trainer.training.config import FLUX_LORA_TARGETS
+    from trainer.models.families.flux1 import LORA_TARGETS as FLUX_LORA_TARGETS
 
     torch.manual_seed(seed)
     config = LoraConfig(r=4, lora_alpha=4, target_modules=list(FLUX_LORA_TARGETS), init_lora_weights=False)
@@ -184,3 +184,15 @@ def test_a_face_that_does_not_pass_is_redrawn_with_other_seeds_and_scored(genera
     assert face.owner == "ANN" and face.tries == 2 and not face.passed and face.score is None
     assert len(seeds) == 2 and group.face_seed_for(5, 0, 0) != group.face_seed_for(5, 0, 1)
     assert picture.outcome.threshold == faces.SAME_PERSON
+
+
+def test_the_command_line_says_each_face_as_its_json_does():
+    from contract.group import PlacedFace
+
+    box = (0, 0, 8, 8)
+    said = PlacedFace(box, "ANN", None, False, 3).verdict()
+    assert said == "did not pass: no face found where it was redrawn after 3 tries"
+    assert PlacedFace(box, "ANN", 0.31, True, 1).verdict() == "distance 0.31, passed after 1 try"
+    assert PlacedFace(box, "ANN", 0.72, False, 3).verdict() == "distance 0.72, did not pass after 3 tries"
+    assert PlacedFace(box, "ANN").verdict() == "not scored"  # no photos to score against
+    assert PlacedFace(box).verdict() == "kept as the composition drew it"

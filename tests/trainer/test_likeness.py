@@ -14,7 +14,7 @@ from trainer.images import save_png
 from trainer.training import likeness
 from trainer.training.dataset import load_training_set
 from trainer.training.lora_file import read_facts
-from trainer.training.timeline import CELL, HEADER, PROMPTS_WIDTH, choose_columns, timeline
+from trainer.training.timeline import CELL, DISCORD_WIDTH, READABLE, Geometry, choose_columns, timeline
 
 PROMPTS = ("photo of THGH96, portrait, natural light", "THGH96 as an astronaut on the moon, digital art")
 
@@ -76,8 +76,11 @@ def test_the_timeline_shows_each_score_and_marks_the_recommended_step(tmp_path, 
     sheet = timeline(samples, shown)
     # Four columns of at least CELL px (the 64 px start enlarged), two prompt rows, labels and scores around them.
     assert sheet.width > 4 * CELL and sheet.height > 2 * CELL
+    # Its text as Discord shows the sheet (DISCORD_WIDTH wide) is READABLE px or more.
+    at = Geometry.for_cells(4, CELL)
+    assert at.small * DISCORD_WIDTH / sheet.width >= READABLE and at.text > at.small
     # The start column's 64 px sample enlarged 4x without smoothing: blocks of 4 equal pixels.
-    start = sheet.crop((PROMPTS_WIDTH, HEADER, PROMPTS_WIDTH + CELL, HEADER + CELL))
+    start = sheet.crop((at.prompts_width, at.header, at.prompts_width + CELL, at.header + CELL))
     pixels = start.load()
     assert all(pixels[x, y] == pixels[x - x % 4, y - y % 4] for x in range(0, CELL, 7) for y in range(0, CELL, 5))
 

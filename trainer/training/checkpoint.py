@@ -36,6 +36,15 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> Path:
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+# A run's record, in the words of the options that set it (what a refusal to resume names).
+RECORD_WORDS = {
+    "dataset_sha256": "the photos or their captions", "target_modules": "the LoRA's modules",
+    "family": "the model family", "lr": "--lr", "rank": "--rank", "seed": "--seed", "resolution": "--resolution",
+    "base": "--base", "token": "--token", "batch_size": "the batch size", "lr_schedule": "--lr-schedule",
+    "alpha": "the LoRA's alpha", "warmup_steps": "--warmup-steps", "steps": "--steps",
+}
+
+
 def load_checkpoint(path: Path, record: dict | None = None) -> Checkpoint:
     """Read a checkpoint; with `record`, refuse one that belongs to a different run."""
     path = Path(path)
@@ -55,8 +64,8 @@ def load_checkpoint(path: Path, record: dict | None = None) -> Checkpoint:
         different = sorted(k for k in record if payload["record"].get(k) != record[k])
         if different:
             raise CheckpointError(
-                f"the checkpoint '{path.name}' is from a run with other settings ({', '.join(different)}); "
-                "resume with the settings it was made with"
+                f"the checkpoint '{path.name}' is from a run with other settings "
+                f"({', '.join(RECORD_WORDS.get(k, k) for k in different)}); resume with the settings it was made with"
             )
     return Checkpoint(
         step=payload["step"],

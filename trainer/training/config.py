@@ -8,7 +8,6 @@ from typing import Any
 
 from contract import RequestError, TrainRequest, limits
 from trainer.errors import ConfigError
-from trainer.models.families.flux1 import LORA_TARGETS as FLUX_LORA_TARGETS  # noqa: F401  (tests, benches)
 
 DEFAULT_SAMPLE_PROMPTS = (
     "photo of [trigger], portrait, natural light",

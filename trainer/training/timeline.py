@@ -5,6 +5,7 @@ where it started. Rows are the prompts (written on the left), columns the steps 
 each sample, its likeness to the member, and under each column the step's likeness; the recommended step
 (trainer/training/likeness.py says which and why) is framed and says so.
 
+The text is sized for the width Discord shows the picture at (DISCORD_WIDTH): the wider the sheet, the larger.
 Cells are at least CELL px: small samples (the tiny model's 64 px) are enlarged by a whole factor without
 smoothing (NEAREST), so what was drawn is what is seen.
 
@@ -25,11 +26,11 @@ from trainer.training.likeness import Score, recommended, said, sample_scores, s
 
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 CELL = 256  # the least side of a cell
-HEADER = 28  # the steps' labels
-UNDER = 22  # a sample's likeness, under it
-FOOTER = 48  # a step's likeness, and "recommended"
-PROMPTS_WIDTH = 220  # the prompts, on the left
 GAP = 4
+# Discord shows a picture in a message about this wide: the text is sized to be READABLE px tall there.
+DISCORD_WIDTH = 640
+READABLE = 12
+PROMPT_CHARACTERS = 14  # the prompts' column, in widths of its text's height
 BACKGROUND = (32, 34, 37)
 TEXT = (235, 235, 235)
 MUTED = (150, 150, 150)
@@ -82,23 +83,26 @@ def timeline(samples: Mapping[int, Mapping[int, Path]], shown: Shown | list[int]
         width, height = first.size
     factor = max(1, math.ceil(CELL / min(width, height)))
     cell_w, cell_h = width * factor, height * factor
-    row_h = cell_h + UNDER
+    at = Geometry.for_cells(len(steps), cell_w)
+    row_h = cell_h + at.under
     col_w = cell_w + GAP
-    sheet = Image.new("RGB", (PROMPTS_WIDTH + col_w * len(steps), HEADER + row_h * len(indices) + FOOTER), BACKGROUND)
+    sheet = Image.new("RGB", (at.prompts_width + col_w * len(steps), at.header + row_h * len(indices) + at.footer),
+                      BACKGROUND)
     draw = ImageDraw.Draw(sheet)
-    font, small = ImageFont.load_default(size=16), ImageFont.load_default(size=13)
+    font, small = ImageFont.load_default(size=at.text), ImageFont.load_default(size=at.small)
     prompts = _prompts(samples, steps, indices)
     scores = sample_scores({step: samples[step] for step in steps})
 
     for row, index in enumerate(indices):
-        top = HEADER + row * row_h
-        wrapped = textwrap.wrap(prompts.get(index, f"prompt {index + 1}"), width=26)[: max(1, cell_h // 18)]
-        draw.multiline_text((8, top + 4), "\n".join(wrapped), fill=TEXT, font=small, spacing=4)
+        top = at.header + row * row_h
+        wrapped = textwrap.wrap(prompts.get(index, f"prompt {index + 1}"), width=2 * PROMPT_CHARACTERS - 2)
+        lines = wrapped[: max(1, cell_h // round(at.small * 1.25))]
+        draw.multiline_text((8, top + 4), "\n".join(lines), fill=TEXT, font=small, spacing=at.small // 4)
     for column, step in enumerate(steps):
-        left = PROMPTS_WIDTH + column * col_w
-        draw.text((left + 4, 6), f"step {step}" + (" (start)" if column == 0 else ""), fill=TEXT, font=font)
+        left = at.prompts_width + column * col_w
+        draw.text((left + 4, at.small // 3), f"start: {step}" if column == 0 else f"step {step}", fill=TEXT, font=font)
         for row, index in enumerate(indices):
-            top = HEADER + row * row_h
+            top = at.header + row * row_h
             path = samples[step].get(index)
             if path is not None:
                 with Image.open(path) as picture:
@@ -106,22 +110,56 @@ def timeline(samples: Mapping[int, Mapping[int, Path]], shown: Shown | list[int]
                 sheet.paste(enlarged, (left, top))
             by_prompt = scores.get(step, {})
             if index in by_prompt:
-                draw.text((left + 4, top + cell_h + 3), f"likeness {said(by_prompt[index])}", fill=MUTED, font=small)
-        _footer(draw, shown, step, left, HEADER + row_h * len(indices), cell_w, font)
+                score = by_prompt[index]
+                words = said(score) if score is None else f"likeness {said(score)}"
+                draw.text((left + 4, top + cell_h + 3), words, fill=MUTED, font=small)
+        _footer(draw, shown, step, left, at.header + row_h * len(indices), at, font)
     if shown.recommended in steps:
-        left = PROMPTS_WIDTH + steps.index(shown.recommended) * col_w
+        left = at.prompts_width + steps.index(shown.recommended) * col_w
         draw.rectangle((left - 2, 2, left + cell_w + 1, sheet.height - 3), outline=GOOD, width=3)
     return sheet
 
 
-def _footer(draw: ImageDraw.ImageDraw, shown: Shown, step: int, left: int, top: int, width: int, font) -> None:
+@dataclass(frozen=True)
+class Geometry:
+    """The text's sizes and the bands around the cells, for a sheet whose text reads at DISCORD_WIDTH."""
+
+    text: int  # the steps' labels and scores
+    small: int  # the prompts and each sample's likeness
+
+    @classmethod
+    def for_cells(cls, columns: int, cell_w: int) -> Geometry:
+        # small * DISCORD_WIDTH / sheet width >= READABLE, where the sheet is the cells and a prompts column
+        # PROMPT_CHARACTERS small-text heights wide
+        cells = columns * (cell_w + GAP)
+        small = math.ceil(READABLE * cells / (DISCORD_WIDTH - READABLE * PROMPT_CHARACTERS))
+        return cls(text=round(small * 1.2), small=small)
+
+    @property
+    def prompts_width(self) -> int:
+        return self.small * PROMPT_CHARACTERS
+
+    @property
+    def header(self) -> int:
+        return round(self.text * 1.6)
+
+    @property
+    def under(self) -> int:
+        return round(self.small * 1.6)
+
+    @property
+    def footer(self) -> int:
+        return round(self.text * 3.2)
+
+
+def _footer(draw: ImageDraw.ImageDraw, shown: Shown, step: int, left: int, top: int, at: Geometry, font) -> None:
     if step not in shown.scores:
         return
     score = shown.scores[step]
-    words = f"score {said(score)}" if score is not None else "score: a prompt drew no face"
+    words = f"score {said(score)}" if score is not None else "no face"
     draw.text((left + 4, top + 4), words, fill=TEXT, font=font)
     if step == shown.recommended:
-        draw.text((left + 4, top + 24), "recommended", fill=GOOD, font=font)
+        draw.text((left + 4, top + 4 + round(at.text * 1.3)), "recommended", fill=GOOD, font=font)
 
 
 def _prompts(samples: Mapping[int, Mapping[int, Path]], steps: list[int], indices: list[int]) -> dict[int, str]:

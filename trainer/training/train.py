@@ -290,10 +290,10 @@ def train_lora(
             log.debug("step %d took %.4f s", step, time.monotonic() - step_started)
 
             # The last step is always kept: it is what "train more" continues from.
-            if (step - start_step) % request.checkpoint_interval == 0 or step == last_step:
+            if request.checkpoint_due(step - start_step) or step == last_step:
                 run.save_state(step)
 
-            if run.sample_embeddings and ((step - start_step) % request.sample_interval == 0 or step == last_step):
+            if run.sample_embeddings and (request.sample_due(step - start_step) or step == last_step):
                 run.take_samples(step)
 
         # 6. The adapter, in diffusers' format, with what it is in its header; and the timeline, from

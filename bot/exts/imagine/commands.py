@@ -13,6 +13,7 @@ from discord.ext import commands
 
 from bot.app import DoppelBot, owner_of
 from bot.exts.imagine import asking, delivering
+from bot.exts.imagine.refusal import refuse
 from bot.exts.imagine.refused import Refused
 from bot.jobs.models import Job
 from contract import JobKind, JobState
@@ -64,7 +65,7 @@ class Imagine(commands.Cog):
         try:
             asked = await asking.again(self.bot, job.owner, job, **changes)
         except Refused as refusal:
-            await interaction.edit_original_response(content=f"I cannot draw that: {refusal}.")
+            await refuse(interaction, refusal)
             return
         await asking.draw(self.bot, interaction, job.owner, asked)
 
@@ -122,5 +123,5 @@ class Imagine(commands.Cog):
         try:
             return await asking.from_prompt(self.bot, owner_of(interaction), prompt, strength=strength, **options)
         except Refused as refusal:
-            await interaction.edit_original_response(content=f"I cannot draw that: {refusal}.")
+            await refuse(interaction, refusal)
             return None

@@ -21,6 +21,12 @@ class Training(commands.Cog):
     def __init__(self, bot: DoppelBot):
         self.bot = bot
         self._watching: dict[int, asyncio.Task] = {}
+        # The range Discord's client shows and enforces is TRAIN_MAX_STEPS's, the one the bot holds to (and the
+        # playground says); discord.py offers no public way to set an option's bounds after the class is made.
+        steps = self.train._params["steps"]
+        steps.max_value = bot.settings.train_max_steps
+        default = bot.settings.train_default_steps
+        steps.description = f"Training steps: more learns more, and takes longer (default {default})"
 
     async def cog_load(self) -> None:
         """Announce finished runs (a follow-up), and pick up the progress messages of jobs still going."""

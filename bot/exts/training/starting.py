@@ -111,7 +111,7 @@ async def _refusal(bot: DoppelBot, owner: Owner, steps: int | None) -> str | Non
             f"{settings.min_photos_to_train}. Add more with /dataset add."
         )
     if steps is not None and steps > settings.train_max_steps:
-        return f"Steps must be between {MEMBER_STEPS.low} and {settings.train_max_steps}."
+        return f"Steps are from {MEMBER_STEPS.low} to {settings.train_max_steps}; you asked for {steps}."
     active = await bot.jobs.of_owner(owner, JobState.QUEUED, JobState.RUNNING)
     if any(job.kind is JobKind.TRAIN for job in active):
         return "You already have a training queued or running; /status shows it, /cancel stops it."
