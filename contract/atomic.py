@@ -21,10 +21,10 @@ def atomic_write(path: Path | str, write: Callable[[Path], object], mode: int = 
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        with open(tmp, "rb") as handle:
+        with tmp.open("rb") as handle:
             os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        tmp.chmod(mode)
+        tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
     _sync_folder(path.parent)
@@ -84,8 +84,8 @@ def atomic_directory(path: Path, marker: str | None = None) -> Iterator[Path]:
         old = None
         if path.exists():  # moved aside, not deleted, until the new folder is in place
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.rename(path, old / path.name)
-        os.rename(staging, path)
+            path.rename(old / path.name)
+        staging.rename(path)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:

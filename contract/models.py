@@ -18,7 +18,7 @@ def adapter_facts(path: Path | str) -> dict[str, str]:
     readable safetensors file. A safetensors file starts with the header's length (8 bytes, little-endian),
     then the header, JSON with the metadata under `__metadata__`."""
     try:
-        with open(path, "rb") as handle:
+        with Path(path).open("rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
             if length > 100_000_000:
                 return {}

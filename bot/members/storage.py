@@ -41,7 +41,7 @@ def tree_bytes(*roots: Path) -> int:
         for folder, _, names in os.walk(root):
             for name in names:
                 with contextlib.suppress(FileNotFoundError):  # deleted while we looked
-                    total += os.lstat(os.path.join(folder, name)).st_size
+                    total += Path(folder, name).lstat().st_size
     return total
 
 
@@ -66,7 +66,7 @@ async def sweep(db: Database, data_dir: Path, jobs_dir: Path, retention_days: fl
     """Delete generated pictures older than the retention (rows, then files) and snapshots nobody reads."""
     now = time.time() if now is None else now
     rows = await db.fetchall(
-        f"SELECT id FROM jobs WHERE kind = 'generate' AND state IN ({','.join('?' * len(FINISHED))}) "
+        f"SELECT id FROM jobs WHERE kind = 'generate' AND state IN ({','.join('?' * len(FINISHED))}) "  # noqa: S608  (fixed fragments and ? placeholders; the values are bound)
         "AND finished_at < ?", (*FINISHED, now - retention_days * DAY),
     )
     old = [row[0] for row in rows]
@@ -74,7 +74,7 @@ async def sweep(db: Database, data_dir: Path, jobs_dir: Path, retention_days: fl
         async with db.transaction() as tx:
             for start in range(0, len(old), 500):
                 chunk = old[start : start + 500]
-                await tx.execute(f"DELETE FROM jobs WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+                await tx.execute(f"DELETE FROM jobs WHERE id IN ({','.join('?' * len(chunk))})", chunk)  # noqa: S608  (fixed fragments and ? placeholders; the values are bound)
     in_use = {
         str(Path(job.notes.images_dir or "").resolve())
         for job in await JobStore(db).in_state(JobState.QUEUED, JobState.RUNNING, kind=JobKind.TRAIN)

@@ -311,7 +311,7 @@ class MemberStore:
             jobs = own + pictures
             marks = ", ".join("?" for _ in jobs) or "NULL"
             messages = [(row[0], row[1]) for row in await ids(
-                f"SELECT channel_id, message_id FROM shown_messages WHERE (guild_id = ? AND member_id = ?) "
+                f"SELECT channel_id, message_id FROM shown_messages WHERE (guild_id = ? AND member_id = ?) "  # noqa: S608  (fixed fragments and ? placeholders; the values are bound)
                 f"OR job_id IN ({marks}) UNION SELECT channel_id, message_id FROM progress_messages "
                 f"WHERE job_id IN ({marks}) ORDER BY 2", (g, m, *jobs, *jobs)
             )]

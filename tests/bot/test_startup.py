@@ -33,13 +33,13 @@ def test_the_bot_never_imports_torch_and_the_trainer_never_imports_discord():
 
 
 def test_without_a_token_the_bot_says_what_to_do(tmp_path):
-    result = _python(["-m", "bot"], cwd=tmp_path, env_extra={"PYTHONPATH": os.getcwd()})
+    result = _python(["-m", "bot"], cwd=tmp_path, env_extra={"PYTHONPATH": str(Path.cwd())})
     assert result.returncode == 2
     assert "DISCORD_TOKEN is not set" in result.stderr and ".env" in result.stderr
 
 
 def test_a_setting_that_is_not_accepted_is_named_in_a_line_and_exits_2(tmp_path):
-    result = _python(["-m", "bot"], cwd=tmp_path, env_extra={"PYTHONPATH": os.getcwd(), "STOP_GRACE_S": "soon"})
+    result = _python(["-m", "bot"], cwd=tmp_path, env_extra={"PYTHONPATH": str(Path.cwd()), "STOP_GRACE_S": "soon"})
     assert result.returncode == exit_codes.BAD_CONFIGURATION
     assert result.stderr.startswith("error: the setting STOP_GRACE_S is not accepted: Input should be a valid number")
     assert len(result.stderr.splitlines()) == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 import ray
@@ -23,7 +24,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PREFIX = "pg-browser"
 WAIT_MS = 60_000  # the longest any one step may take on a busy machine
 
-if not os.path.exists(CHROMIUM):
+if not Path(CHROMIUM).exists():
     if os.environ.get("CI") == "true":
         raise RuntimeError("CI must run the browser test: .ci/run installs chromium (apt-get install -y chromium)")
     pytest.skip("Chromium is not installed (apt-get install -y chromium); CI runs this test", allow_module_level=True)

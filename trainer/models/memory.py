@@ -50,7 +50,7 @@ NF4 = MemoryMode("nf4", "4-bit NormalFloat, double-quantized scales (bitsandbyte
 MODES = {mode.name: mode for mode in (FP32, BF16, FP8, NF4)}
 OVERRIDES = MEMORY_MODES  # what a request may ask for; "auto" lets the planner choose
 # A mode a request may name must be one this file knows how to apply, and the other way round.
-assert set(OVERRIDES) == {"auto", *MODES}, (OVERRIDES, tuple(MODES))
+assert set(OVERRIDES) == {"auto", *MODES}, (OVERRIDES, tuple(MODES))  # noqa: S101  (tests/trainer/test_memory.py checks it too)
 
 # --- The planner's estimates, for FLUX.1-dev with a rank-16 LoRA at batch 1 -------------------
 # Tokens in a step: (resolution / 16)^2 image tokens + 512 T5 tokens (1536 at 512 px, 4608 at 1024).

@@ -108,7 +108,7 @@ def qwen_tokenizer():
     for special in SPECIAL_TOKENS:
         vocab.setdefault(special, len(vocab))
     tokenizer = Qwen2TokenizerFast(
-        vocab=vocab, merges=merges, unk_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>"
+        vocab=vocab, merges=merges, unk_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>"  # noqa: S106  (tokenizer marks)
     )
     tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS[1:])})
     tokenizer.chat_template = CHAT_TEMPLATE

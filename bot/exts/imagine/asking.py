@@ -47,7 +47,7 @@ async def adapters_of(bot: DoppelBot, requester: Owner, people: Sequence[Owner],
         adapter = await bot.consent.usable(requester, person)
         if isinstance(adapter, str):
             raise Refused(adapter)
-        assert adapter.identity is not None  # usable() gives only adapters whose identity is known
+        assert adapter.identity is not None  # noqa: S101  usable() gives only adapters whose identity is known
         refs.append(AdapterRef(adapter_name(person), adapter.identity, weight))
         files[adapter.identity] = adapter.path
     return tuple(refs), files

@@ -55,7 +55,7 @@ def small_disk(settings):
 def fill(folder: Path) -> None:
     """Write until the disk says it is full."""
     for chunk in (MB, 4096):  # the last few KiB too
-        with contextlib.suppress(OSError), open(folder / f"filler-{chunk}", "ab") as filler:
+        with contextlib.suppress(OSError), (folder / f"filler-{chunk}").open("ab") as filler:
             while True:
                 filler.write(b"\0" * chunk)
                 filler.flush()

@@ -80,7 +80,7 @@ async def test_a_training_job_reports_progress_and_delivers_its_adapter(make_run
     assert read_facts(done.training_result.adapter)["token"] == TOKEN
     assert len(done.training_result.samples) == 6  # two prompts at steps 0, 20 and 40
     assert Path(done.training_result.timeline).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert done.checkpoint_step == 40 and os.path.isfile(done.checkpoint)
+    assert done.checkpoint_step == 40 and Path(done.checkpoint).is_file()
     assert done.progress.step == 40 and done.attempts == 1
     states = [u.state for u in watch.updates]
     assert states[0] is JobState.RUNNING and states[-1] is JobState.SUCCEEDED

@@ -63,7 +63,7 @@ class Flux1(Family):
         return PromptEmbedding(sequence, pooled)
 
     def prompt_arguments(self, embedding: PromptEmbedding, device, dtype) -> dict[str, torch.Tensor]:
-        assert embedding.pooled is not None, "a FLUX.1 prompt has CLIP's pooled vector"
+        assert embedding.pooled is not None, "a FLUX.1 prompt has CLIP's pooled vector"  # noqa: S101  (encode_prompt sets it)
         return {
             "prompt_embeds": embedding.sequence.to(device, dtype),
             "pooled_prompt_embeds": embedding.pooled.to(device, dtype),
