@@ -156,18 +156,17 @@ class DoppelBot(commands.Bot):
             return await self.members.add_member(owner, candidate)
 
     async def roles_of(self, owner: Owner) -> list[Role] | None:
-        """The member's roles now, from Discord (no privileged intent needed); None: not in the server."""
+        """The member's roles now, asked of Discord: without the privileged members intent no role change reaches
+        the cache, so a cached member's roles may be old. None: not in the server."""
         guild = self.get_guild(owner.guild_id)
         if guild is None:
             return None
-        member = guild.get_member(owner.member_id)
-        if member is None:
-            try:
-                member = await guild.fetch_member(owner.member_id)
-            except discord.NotFound:
-                return None
-            except discord.HTTPException as failed:
-                raise RolesUnknown(f"Discord answered {failed.status}") from None
+        try:
+            member = await guild.fetch_member(owner.member_id)
+        except discord.NotFound:
+            return None
+        except discord.HTTPException as failed:
+            raise RolesUnknown(f"Discord answered {failed.status}") from None
         return roles(member)
 
     async def forget_member(self, owner: Owner) -> Forgotten:
