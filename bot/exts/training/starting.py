@@ -31,6 +31,7 @@ from contract.models import adapter_facts
 
 log = logging.getLogger(__name__)
 
+
 async def start_training(
     bot: DoppelBot, interaction: discord.Interaction, steps: int | None, resolution: int | None = None,
     fresh: bool = False,
