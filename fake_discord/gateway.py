@@ -232,7 +232,7 @@ class Gateway:
                 await self._send(session.ws, {"op": RECONNECT, "d": None, "s": None, "t": None})
 
     def _entity_added(self, event: str, data: dict[str, Any]) -> None:
-        intent = GUILD_MEMBERS if event == "GUILD_MEMBER_ADD" else GUILDS
+        intent = GUILD_MEMBERS if event in ("GUILD_MEMBER_ADD", "GUILD_MEMBER_UPDATE") else GUILDS
         task = asyncio.get_running_loop().create_task(self.dispatch(event, data, intent=intent))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -327,6 +327,10 @@ async def test_dm_photos_and_the_admin_and_help_commands_and_the_limits(world):
 
 async def test_status_and_cancel_and_editing_the_dataset(world):
     w = world
+    trainers = w.guild.add_role("Trainers")
+    for member in (w.ann, w.bob):
+        w.guild.set_member_roles(member, (trainers,))
+    w.settings = w.settings.model_copy(update={"train_roles": ["Trainers"]})
     async with started(w) as bot:
         await add_photos(w, w.ann, count=4)
         caption = await w.fake.slash(
@@ -379,10 +383,14 @@ async def test_status_and_cancel_and_editing_the_dataset(world):
         anns = (await (await w.fake.slash(w.ann, w.general, "queue")).original()).content
         assert "Your training: running, step " in anns and " of 3000, ends in about " in anns, anns
         assert "0 trainings running and 1 waiting" in anns
-        assert "Stopping your training" in (await (await w.fake.slash(w.bob, w.general, "cancel")).original()).content
+        # While it waits, an admin takes bob's role away: his training is refused as it would start.
+        w.guild.set_member_roles(w.bob, ())
+        bobs_progress = next(m for m in w.general.messages if "Training the adapter" in m.content and m is not progress)
         cancel = await w.fake.slash(w.ann, w.general, "cancel")
         assert "Stopping your training" in (await cancel.original()).content
         await w.fake.wait_for_edit(progress, lambda m: "Cancelled" in m.content, timeout=30)
+        refused = await w.fake.wait_for_edit(bobs_progress, lambda m: "failed" in m.content, timeout=30)
+        assert refused.content.endswith("❌ Training failed: only members with the role `Trainers` may train here")
 
         cleared = await w.fake.slash(w.ann, w.general, "dataset clear")
         assert "Removed all 4" in (await cleared.original()).content
