@@ -6,6 +6,7 @@ runner measured since it started; until something of a kind has run, that kind h
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import discord
@@ -39,7 +40,9 @@ async def lines(bot: DoppelBot) -> list[Line]:
         queued = await bot.jobs.in_state(JobState.QUEUED, kind=kind)
         places = {job.id: await runner.position(job.id) or 0 for job in queued}
         waiting = sorted((job for job in queued if places[job.id]), key=lambda job: places[job.id])
-        left = [estimates.job_left(job, rates, runner.pace.own_step_s(job.id)) for job in running]
+        now = time.monotonic()
+        left = [estimates.job_left(job, rates, runner.pace.own_step_s(job.id),
+                                   now - runner.timings.get(job.id, {}).get("started", now)) for job in running]
         starts = estimates.starts(left, [estimates.job_left(job, rates) for job in waiting],
                                   sum(1 for w in workers if w.ready))
         result.append(Line(kind, list(zip(running, left, strict=True)), list(zip(waiting, starts, strict=True))))

@@ -56,15 +56,16 @@ def training_left(progress: Progress | None, steps: int, rates: Rates, own_step_
     return (rates.startup_s or 0) + step_s * steps
 
 
-def pictures_left(count: int, rates: Rates) -> float | None:
-    return None if rates.picture_s is None else rates.picture_s * count
+def pictures_left(count: int, rates: Rates, running_s: float = 0.0) -> float | None:
+    """Seconds until a picture job of `count` pictures ends, once it has been drawing for `running_s`."""
+    return None if rates.picture_s is None else max(0.0, rates.picture_s * count - running_s)
 
 
-def job_left(job: Job, rates: Rates, own_step_s: float | None = None) -> float | None:
-    """Seconds until a job (running or waiting) ends, by its kind."""
+def job_left(job: Job, rates: Rates, own_step_s: float | None = None, running_s: float = 0.0) -> float | None:
+    """Seconds until a job ends, by its kind: a training by its progress, a picture job by how long it has run."""
     if job.kind is JobKind.TRAIN:
         return training_left(job.progress, job.training.steps, rates, own_step_s)
-    return pictures_left(job.picture_request.count, rates)
+    return pictures_left(job.picture_request.count, rates, running_s)
 
 
 def starts(running_left: Sequence[float | None], waiting: Sequence[float | None], workers: int) -> list[float | None]:

@@ -46,6 +46,9 @@ def test_pictures_and_trainings_each_take_their_time():
     assert estimates.job_left(job(JobKind.GENERATE, count=3), rates) == 15.0
     assert estimates.job_left(job(JobKind.TRAIN, steps=50), rates) == 100.0
     assert estimates.job_left(job(JobKind.GENERATE), Rates(step_s=2.0)) is None
+    # Drawing for 10 s of its 15: 5 s to go; one running longer than the pace says ends any moment.
+    assert estimates.job_left(job(JobKind.GENERATE, count=3), rates, running_s=10.0) == 5.0
+    assert estimates.job_left(job(JobKind.GENERATE), rates, running_s=60.0) == 0.0
 
 
 def test_waiting_jobs_take_the_worker_that_frees_first_in_their_order():
