@@ -17,10 +17,12 @@ from bot.jobs.models import Job
 from bot.jobs.runner import JobRunner
 from bot.jobs.store import JobStore
 from bot.members import storage
+from bot.members.access import Access, Role, RolesUnknown
 from bot.members.adapters import AdapterService
 from bot.members.consent import Consent
 from bot.members.erasure import Forgotten, forget_member
 from bot.members.owner import Owner
+from bot.members.quotas import Quotas
 from bot.members.store import MemberStore
 from bot.members.tokens import TokenChecker, new_token
 from bot.settings import BotSettings
@@ -36,6 +38,8 @@ EXTENSIONS = (
     "bot.exts.imagine",
     "bot.exts.sharing",
     "bot.exts.forget",
+    "bot.exts.queue",
+    "bot.exts.limits",
     "bot.exts.admin",
     "bot.exts.help",
 )
@@ -80,6 +84,8 @@ class DoppelBot(commands.Bot):
     members: MemberStore
     adapters: AdapterService
     consent: Consent
+    access: Access
+    quotas: Quotas
     runner: JobRunner
     token_checker: TokenChecker
 
@@ -110,8 +116,10 @@ class DoppelBot(commands.Bot):
         self.members = MemberStore(self.db, self.settings.data_dir)
         self.adapters = AdapterService(self.members, self.jobs, self.settings.jobs_dir)
         self.consent = Consent(self.members, self.adapters)
-        # Consent is checked as each picture starts, and before it is kept.
-        self.runner = JobRunner(self.jobs, self.settings, consent=self.consent, captions=self)
+        self.access = Access(self.db, self.roles_of, self.settings.train_roles, self.settings.draw_roles)
+        self.quotas = Quotas(self.jobs, self.settings)
+        # Consent is checked as each picture starts, and before it is kept; access (blocks, roles) as any job starts.
+        self.runner = JobRunner(self.jobs, self.settings, consent=self.consent, captions=self, access=self.access)
         # First among a training's follow-ups: the announcement (a cog's) shows an adapter that is theirs.
         self.runner.followups.register(JobKind.TRAIN, "adopt_adapter", self.adapters.adopt)
         self.token_checker = await asyncio.to_thread(
@@ -146,6 +154,20 @@ class DoppelBot(commands.Bot):
             taken = await self.members.all_tokens()
             candidate = await asyncio.to_thread(new_token, taken, self.token_checker)
             return await self.members.add_member(owner, candidate)
+
+    async def roles_of(self, owner: Owner) -> list[Role] | None:
+        """The member's roles now, asked of Discord: without the privileged members intent no role change reaches
+        the cache, so a cached member's roles may be old. None: not in the server."""
+        guild = self.get_guild(owner.guild_id)
+        if guild is None:
+            return None
+        try:
+            member = await guild.fetch_member(owner.member_id)
+        except discord.NotFound:
+            return None
+        except discord.HTTPException as failed:
+            raise RolesUnknown(f"Discord answered {failed.status}") from None
+        return roles(member)
 
     async def forget_member(self, owner: Owner) -> Forgotten:
         """Everything of a member deleted (/forget, /admin purge), the messages showing them included; returns
@@ -217,6 +239,11 @@ class DoppelBot(commands.Bot):
         if hasattr(self, "db"):  # closing checkpoints the WAL into the database file
             await self.db.close()
         await super().close()
+
+
+def roles(member: discord.Member | discord.User) -> list[Role]:
+    """A member's roles as doppel compares them (id, name); a user outside a server has none."""
+    return [(role.id, role.name) for role in getattr(member, "roles", ())]
 
 
 def owner_of(interaction: discord.Interaction) -> Owner:

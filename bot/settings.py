@@ -87,6 +87,17 @@ class BotSettings(WorkSettings, ModelSource):
     min_photo_side: int = Field(512, ge=16, description="Shortest side, in pixels, a training photo may have.")
     max_upload_mb: int = Field(20, ge=1, le=100, description="Largest photo file accepted, in MB.")
     trainings_per_day: int = Field(3, ge=1, description="Trainings one member may start in 24 hours.")
+    pictures_per_hour: int = Field(60, ge=1, description="Pictures one member may ask for in an hour.")
+    pictures_per_day: int = Field(300, ge=1, description="Pictures one member may ask for in 24 hours.")
+    request_cooldown_s: float = Field(
+        0, ge=0, description="Seconds a member waits between two picture requests; 0: no wait."
+    )
+    train_roles: list[str] = Field(
+        [], description="Roles (names or ids) whose members may train; empty: everyone."
+    )
+    draw_roles: list[str] = Field(
+        [], description="Roles (names or ids) whose members may ask for pictures; empty: everyone."
+    )
     train_default_steps: int = Field(
         1000, ge=MEMBER_STEPS.low, le=STEPS.high, description="Training steps when /train is not told."
     )

@@ -245,7 +245,7 @@ class Gateway:
                 await self._send(ws, {"op": HEARTBEAT_ACK, "d": None, "s": None, "t": None})
 
     def _entity_added(self, event: str, data: dict[str, Any]) -> None:
-        intent = GUILD_MEMBERS if event == "GUILD_MEMBER_ADD" else GUILDS
+        intent = GUILD_MEMBERS if event in ("GUILD_MEMBER_ADD", "GUILD_MEMBER_UPDATE") else GUILDS
         self._later(self.dispatch(event, data, intent=intent))
 
     def _later(self, work: Coroutine[Any, Any, Any]) -> None:

@@ -417,6 +417,11 @@ class Guild:
     def add_role(self, name: str, permissions: int = 0) -> Role:
         return self.world.bridge.call_sync(self.world.add_role, self, name, permissions)
 
+    def set_member_roles(self, member: Member, roles: tuple[Role, ...]) -> None:
+        """A server admin changes a member's roles (Server Settings > Members): GUILD_MEMBER_UPDATE follows, to
+        bots with the GUILD_MEMBERS intent only; others see the new roles in interactions and the REST API."""
+        self.world.bridge.call_sync(self.world.set_member_roles, self, member, roles)
+
     # --- payloads ---
 
     def payload(self) -> dict[str, Any]:
@@ -649,6 +654,13 @@ class World:
         guild.members[user.id] = member
         self._announce("GUILD_MEMBER_ADD", lambda: {**member.payload(), "guild_id": str(guild.id)})
         return member
+
+    def set_member_roles(self, guild: Guild, member: Member, roles: tuple[Role, ...]) -> None:
+        unknown = [role for role in roles if role not in guild.roles]
+        if unknown:
+            raise ValueError(f"{unknown} are not roles of {guild.name}")
+        member.roles = list(roles)
+        self._announce("GUILD_MEMBER_UPDATE", lambda: {**member.payload(), "guild_id": str(guild.id)})
 
     def add_channel(self, guild: Guild, name: str) -> Channel:
         channel = Channel(self.ids.next(), name, GUILD_TEXT, self, guild=guild, position=len(guild.channels))

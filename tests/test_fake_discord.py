@@ -293,6 +293,25 @@ async def test_member_chunking_and_late_members(fake, guild, ann, boss):
         guild.add_member("cy")  # after READY: arrives as GUILD_MEMBER_ADD
         assert (await joined).name == "cy"
 
+        # A role given later arrives as GUILD_MEMBER_UPDATE (the members intent's), and shows in the REST API.
+        painters = guild.add_role("Painters")
+        updated = asyncio.ensure_future(bot.wait_for("member_update", timeout=5))
+        guild.set_member_roles(ann, (painters,))
+        before, after = await updated
+        assert "Painters" in {r.name for r in after.roles} and "Painters" not in {r.name for r in before.roles}
+        fetched = await cached.fetch_member(ann.id)
+        assert [r.name for r in fetched.roles] == ["@everyone", "Painters"]
+
+
+async def test_a_bot_without_the_members_intent_sees_a_role_change_when_it_asks(fake, guild, ann):
+    async with running_bot(fake, ProbeBot()) as bot:
+        painters = guild.add_role("Painters")
+        guild.set_member_roles(ann, (painters,))
+        fetched = await bot.get_guild(guild.id).fetch_member(ann.id)
+        assert [r.name for r in fetched.roles] == ["@everyone", "Painters"]
+        with pytest.raises(ValueError, match="not roles of"):
+            guild.set_member_roles(ann, (fake.add_guild("Elsewhere").add_role("Theirs"),))
+
 
 async def test_command_permissions_and_contexts(fake, ann, boss, general):
     async with running_bot(fake, ProbeBot()):

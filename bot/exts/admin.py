@@ -1,4 +1,4 @@
-"""/admin: the queue, the limits, and removing a member's data, for members with Manage Server."""
+"""/admin: the queue, the limits, blocking a member, and removing a member's data, for members with Manage Server."""
 
 from __future__ import annotations
 
@@ -59,6 +59,30 @@ class Admin(commands.GroupCog, group_name="admin", group_description="For member
         await interaction.followup.send(f"Deleted for <@{target}>: {describe(forgotten, f'<@{target}>')}.",
                                         ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
 
+    @app_commands.command(name="block", description="Stop a member from training and asking for pictures here")
+    @app_commands.describe(member="Whom to block")
+    async def block(self, interaction: discord.Interaction, member: discord.Member) -> None:
+        """Their jobs waiting or running are stopped (one that starts meanwhile is refused by the runner's own
+        check); their photos and adapter stay."""
+        if member.id == interaction.user.id:
+            await interaction.response.send_message("You cannot block yourself.", ephemeral=True)
+            return
+        owner = Owner(interaction.guild_id or 0, member.id)
+        done = await self.bot.access.block(owner, by=interaction.user.id)
+        stopped = [job for job in await self.bot.jobs.of_owner(owner, JobState.QUEUED, JobState.RUNNING)
+                   if await self.bot.runner.cancel(job.id) is not None]
+        text = (f"Blocked <@{member.id}>: they can no longer train or ask for pictures here"
+                + (f"; {len(stopped)} of their requests stopped" if stopped else "")
+                + ". /admin unblock lifts it." if done else f"<@{member.id}> is blocked already.")
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+
+    @app_commands.command(name="unblock", description="Let a blocked member train and ask for pictures again")
+    @app_commands.describe(member="Whom to unblock")
+    async def unblock(self, interaction: discord.Interaction, member: discord.Member) -> None:
+        done = await self.bot.access.unblock(Owner(interaction.guild_id or 0, member.id))
+        text = f"Unblocked <@{member.id}>." if done else f"<@{member.id}> is not blocked."
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+
     @app_commands.command(name="limits", description="The limits members have")
     async def limits(self, interaction: discord.Interaction) -> None:
         s = self.bot.settings
@@ -67,11 +91,18 @@ class Admin(commands.GroupCog, group_name="admin", group_description="For member
             f"{s.min_photo_side} px short side, {s.max_upload_mb} MB a file)\n"
             f"Trainings per member per day: {s.trainings_per_day}, {s.train_default_steps} steps by default, "
             f"at most {s.train_max_steps}\n"
+            f"Pictures per member: {s.pictures_per_hour} an hour, {s.pictures_per_day} a day"
+            + (f", {s.request_cooldown_s:g} s between requests" if s.request_cooldown_s else "") + "\n"
+            f"Who may train: {_roles(s.train_roles)}; who may draw: {_roles(s.draw_roles)}\n"
             f"Requests waiting or running per member: {s.max_active_jobs_per_member}\n"
             f"GPU sharing: {self.bot.runner.policy}; pictures wait at most {s.generation_max_wait_s:g} s for training\n"
             "Change them in the bot's environment (.env) and restart it.",
             ephemeral=True,
         )
+
+
+def _roles(named: list[str]) -> str:
+    return "members with " + ", ".join(f"`{name}`" for name in named) if named else "everyone"
 
 
 async def setup(bot: DoppelBot) -> None:

@@ -58,7 +58,9 @@ class Help(commands.Cog):
         settings = self.bot.settings
         limits = (
             f"\n**Limits**: {settings.max_photos} photos, {settings.trainings_per_day} trainings a day, "
-            f"{settings.max_active_jobs_per_member} requests waiting at a time."
+            f"{settings.pictures_per_hour} pictures an hour and {settings.pictures_per_day} a day, "
+            f"{settings.max_active_jobs_per_member} requests waiting at a time. `/limits` shows your use, "
+            "`/queue` the line and when yours start."
         )
         # One message holds 2000 characters: the steps first, then group pictures, sharing and the limits.
         await interaction.response.send_message(HELP, ephemeral=True)

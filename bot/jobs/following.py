@@ -8,10 +8,11 @@ end to the runner. Losses and failures go to the runner's rescue (bot/jobs/rescu
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bot.jobs import files, recovery
+from bot.jobs import estimates, files, recovery
 from bot.jobs.models import Job, Progress, TrainingResult
 from bot.jobs.policy import Worker
 from bot.jobs.transport import WorkerLost
@@ -59,9 +60,15 @@ class TrainingRun:
         self.runner = runner
         self.captions = captions
         self._progress: dict[int, Progress] = {}  # the newest progress of each running training
+        self._began: dict[int, float] = {}  # when each attempt was handed to its worker, until its first step
 
     async def run(self, job: Job, worker: Worker) -> None:
         runner = self.runner
+        refusal = await runner.access_refusal(job)
+        if refusal is not None:  # blocked, or their role taken away, while it waited
+            worker.job_id = None
+            await runner.finish(job.id, JobState.FAILED, error=refusal)
+            return
         try:
             if job.notes.images_dir is None:
                 raise files.MissingInput("this training does not say where its photos are; ask again")
@@ -72,6 +79,7 @@ class TrainingRun:
             await runner.finish(job.id, JobState.FAILED, error=str(exc))
             return
         try:
+            self._began[job.id] = time.monotonic()
             started = await runner.transport.start_training(worker, job.id, job.training, inputs)
         except WorkerLost:
             await runner.rescue.worker_lost(job.id, worker)
@@ -113,6 +121,7 @@ class TrainingRun:
             worker.job_id = None
             runner.rescue.pausing.pop(job_id, None)
             self._progress.pop(job_id, None)
+            self._began.pop(job_id, None)
             runner.wake.set()
 
     async def _on_event(self, job_id: int, event: Any) -> TrainingResult | None:
@@ -121,9 +130,22 @@ class TrainingRun:
         elif isinstance(event, CheckpointSaved | SampleTaken | TrainingDone):
             return await self._keep_files(job_id, event)
         else:
-            progress = self._progress[job_id] = progress_after(self._progress.get(job_id), event)
+            progress = progress_after(self._progress.get(job_id), event)
+            if isinstance(event, Step):
+                progress = self._paced(job_id, progress, event)
+            self._progress[job_id] = progress
             await self.runner.updates.publish(JobUpdate(job_id, JobState.RUNNING, progress))
         return None
+
+    def _paced(self, job_id: int, progress: Progress, event: Step) -> Progress:
+        """The step measured into the runner's pace, and the time left from the same estimate /queue uses."""
+        pace = self.runner.pace
+        began = self._began.pop(job_id, None)
+        if began is not None:  # the attempt's first step: what came before it was start-up
+            pace.started_up(time.monotonic() - began - event.elapsed_s)
+        pace.stepped(job_id, estimates.step_seconds(progress, event.elapsed_s))
+        left = estimates.training_left(progress, event.total, pace.rates(), pace.own_step_s(job_id))
+        return replace(progress, eta_s=left)
 
     async def _keep_files(
         self, job_id: int, event: CheckpointSaved | SampleTaken | TrainingDone,

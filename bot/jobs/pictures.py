@@ -33,7 +33,7 @@ class PictureRun:
     async def run(self, job: Job, replica: Replica) -> None:
         runner = self.runner
         try:
-            refusal = await self._refusal(job)
+            refusal = await runner.access_refusal(job) or await self._refusal(job)
             if refusal is not None:
                 await runner.finish(job.id, JobState.FAILED, error=refusal)
                 return

@@ -23,9 +23,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bot.jobs import policy, recovery
+from bot.jobs.estimates import Pace
 from bot.jobs.following import CaptionKeeper, TrainingRun
 from bot.jobs.followups import RETRY_S, FollowUps
 from bot.jobs.models import Job, JobNotes, Reply, Request
@@ -51,15 +52,22 @@ PASS_EVERY_S = 1.0  # a dispatch pass at least this often, woken or not (pauses 
 TIMINGS_KEPT = 10_000
 
 
+class AccessCheck(Protocol):
+    async def refusal(self, job: Job) -> str | None:
+        """None: the job's owner may still have it done (not blocked, the roles it needs); else why not."""
+
+
 class JobRunner:
     def __init__(
         self, store: JobStore, settings: BotSettings, transport: RayTransport | None = None, *,
-        consent: ConsentCheck | None = None, captions: CaptionKeeper | None = None,
+        consent: ConsentCheck | None = None, captions: CaptionKeeper | None = None, access: AccessCheck | None = None,
     ):
         """`consent`: whether a picture job may still use the adapters it names (their people's consent), asked
-        as it starts and before its pictures are kept. `captions`: given the captions a training's worker wrote."""
+        as it starts and before its pictures are kept. `captions`: given the captions a training's worker wrote.
+        `access`: whether its owner may still have a job done, asked as it starts."""
         self.store = store
         self.settings = settings
+        self.access = access
         self.transport = transport or RayTransport(settings)
         self.sink = ArtifactSink(settings.jobs_dir)
         self.followups = FollowUps(store)
@@ -76,6 +84,7 @@ class JobRunner:
         self._loop_task: asyncio.Task | None = None
         self._recovering: asyncio.Task | None = None  # a new local Ray being started in place of a lost one
         self.timings: dict[int, dict[str, float]] = {}  # job id -> submitted, started, finished (monotonic)
+        self.pace = Pace()  # recent step and picture times, for estimates (bot/jobs/estimates.py)
 
     # ---- life cycle -------------------------------------------------------------------------
 
@@ -212,6 +221,10 @@ class JobRunner:
         await self.sink.remove(job_id)
         return True
 
+    async def access_refusal(self, job: Job) -> str | None:
+        """Why the job's owner may not have it done now (asked as it starts); None: it goes ahead."""
+        return None if self.access is None else await self.access.refusal(job)
+
     async def position(self, job_id: int) -> int | None:
         """1 for the next job of its kind to start; None when it is not queued."""
         return await self.positions.of(job_id)
@@ -320,6 +333,9 @@ class JobRunner:
         if job.state.finished:
             self._time(job.id, "finished")
             self.waiting.wake(job.id)
+            moments = self.timings.get(job.id, {})
+            if job.state is JobState.SUCCEEDED and job.kind is JobKind.GENERATE and "started" in moments:
+                self.pace.pictures_made(moments["finished"] - moments["started"], job.picture_request.count)
         outcome = job.training_result
         samples = outcome.samples[-2:] if outcome else ()
         await self.updates.publish(

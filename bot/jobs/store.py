@@ -108,6 +108,25 @@ class JobStore:
         )
         return count
 
+    async def uses_since(self, owner: Owner, kind: JobKind, since: float) -> list[tuple[float, int]]:
+        """When the owner asked for each job of a kind since `since` that did not fail, and how much it asked for
+        (a picture job's pictures; a training is one), oldest first."""
+        rows = await self.db.fetchall(
+            "SELECT created_at, CASE kind WHEN 'generate' THEN COALESCE(json_extract(params, '$.count'), 1) ELSE 1 END"
+            " FROM jobs WHERE guild_id = ? AND member_id = ? AND kind = ? AND created_at >= ? AND state != 'failed'"
+            " ORDER BY created_at",
+            (owner.guild_id, owner.member_id, kind.value, since),
+        )
+        return [(at, int(amount)) for at, amount in rows]
+
+    async def last_asked(self, owner: Owner, kind: JobKind) -> float | None:
+        """When the owner last asked for a job of a kind, whatever became of it."""
+        (at,) = await self.db.fetchone(
+            "SELECT MAX(created_at) FROM jobs WHERE guild_id = ? AND member_id = ? AND kind = ?",
+            (owner.guild_id, owner.member_id, kind.value),
+        )
+        return at
+
     async def last_started(self, kind: JobKind) -> dict[Owner, float]:
         """When each owner last had a job of this kind dispatched: the round-robin's memory."""
         rows = await self.db.fetchall(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import sqlite3
 from types import SimpleNamespace
 from urllib.parse import urlsplit
@@ -273,8 +274,12 @@ async def test_a_restarted_bot_keeps_editing_the_same_progress_message(world):
     assert len([m for m in w.general.messages if "Training the adapter" in m.content]) == 1
 
 
-async def test_dm_photos_and_the_admin_and_help_commands(world):
+async def test_dm_photos_and_the_admin_and_help_commands_and_the_limits(world):
     w = world
+    trainers = w.guild.add_role("Trainers")
+    # DRAW_ROLES naming @everyone: each picture's start asks Discord for its requester's roles, and lets them by.
+    w.settings = w.settings.model_copy(update={"pictures_per_hour": 1, "train_roles": ["Trainers"],
+                                               "draw_roles": ["@everyone"]})
     async with started(w):
         unknown = await w.fake.dm(w.ann, "me in the garden", [("garden.jpg", jpeg(scene(7)), "image/jpeg")])
         dm = unknown.channel
@@ -298,9 +303,44 @@ async def test_dm_photos_and_the_admin_and_help_commands(world):
         text = (await help_.original()).content
         assert "names no one gets your token in front" in text and "blend" in text
 
+        # TRAIN_ROLES: bob has none of them and is refused; cat has one, and gets as far as her photos.
+        refused = await w.fake.slash(w.bob, w.general, "train")
+        assert (await refused.wait_followup()).content == "Only members with the role `Trainers` may train here."
+        cat = w.guild.add_member("cat", roles=(trainers,))
+        allowed = await w.fake.slash(cat, w.general, "train")
+        assert "training needs at least 4" in (await allowed.wait_followup()).content
+
+        # One picture an hour: the second request is refused, saying when to ask again, and /limits shows it.
+        first = await w.fake.slash(w.bob, w.general, "imagine", options={"prompt": "a cat"})
+        await w.fake.wait_for_edit(await first.original(), lambda m: bool(m.attachments), timeout=90)
+        second = await w.fake.slash(w.bob, w.general, "imagine", options={"prompt": "a dog"})
+        over = await w.fake.wait_for_edit(await second.original(), lambda m: "may ask" in m.content)
+        assert re.fullmatch(r"You have asked for 1 of your 1 pictures in the last hour; you may ask for 1 more "
+                            r"<t:\d+:R> \(/limits shows your use\)\.", over.content), over.content
+        limits = (await (await w.fake.slash(w.bob, w.general, "limits")).original()).content
+        assert re.search(r"^Pictures in the last hour: 1 of 1; more <t:\d+:R>$", limits, re.MULTILINE), limits
+        assert "Only members with the role `Trainers` may train here." in limits
+
+        # An admin's block: bob may not draw until unblocked, and /limits tells him.
+        blocked = await w.fake.slash(w.boss, w.general, "admin block", options={"member": w.bob})
+        assert (await blocked.original()).content.startswith(f"Blocked <@{w.bob.id}>")
+        third = await w.fake.slash(w.bob, w.general, "imagine", options={"prompt": "a bird"})
+        said = await w.fake.wait_for_edit(await third.original(), lambda m: "blocked" in m.content)
+        assert said.content == "An admin of this server has blocked you from training and pictures here."
+        limits = (await (await w.fake.slash(w.bob, w.general, "limits")).original()).content
+        assert limits.count("blocked you") == 1
+        unblocked = await w.fake.slash(w.boss, w.general, "admin unblock", options={"member": w.bob})
+        assert (await unblocked.original()).content == f"Unblocked <@{w.bob.id}>."
+        limits = (await (await w.fake.slash(w.bob, w.general, "limits")).original()).content
+        assert "blocked" not in limits
+
 
 async def test_status_and_cancel_and_editing_the_dataset(world):
     w = world
+    trainers = w.guild.add_role("Trainers")
+    for member in (w.ann, w.bob):
+        w.guild.set_member_roles(member, (trainers,))
+    w.settings = w.settings.model_copy(update={"train_roles": ["Trainers"]})
     async with started(w) as bot:
         await add_photos(w, w.ann, count=4)
         caption = await w.fake.slash(
@@ -343,9 +383,24 @@ async def test_status_and_cancel_and_editing_the_dataset(world):
         assert "Training: step" in (await status.original()).content
         again = await w.fake.slash(w.ann, w.general, "train")
         assert "already have a training" in (await again.wait_followup()).content
+
+        # /queue: bob's training waits behind ann's, which has stepped: both see a place and an estimate.
+        await add_photos(w, w.bob, count=4)
+        await (await w.fake.slash(w.bob, w.general, "train")).wait_followup()
+        bobs = (await (await w.fake.slash(w.bob, w.general, "queue")).original()).content
+        assert "Your training: number 1 of 1 waiting, starts in about " in bobs, bobs
+        assert "1 training running and 0 waiting" in bobs and "ann" not in bobs
+        anns = (await (await w.fake.slash(w.ann, w.general, "queue")).original()).content
+        assert "Your training: running, step " in anns and " of 3000, ends in about " in anns, anns
+        assert "0 trainings running and 1 waiting" in anns
+        # While it waits, an admin takes bob's role away: his training is refused as it would start.
+        w.guild.set_member_roles(w.bob, ())
+        bobs_progress = next(m for m in w.general.messages if "Training the adapter" in m.content and m is not progress)
         cancel = await w.fake.slash(w.ann, w.general, "cancel")
         assert "Stopping your training" in (await cancel.original()).content
         await w.fake.wait_for_edit(progress, lambda m: "Cancelled" in m.content, timeout=30)
+        refused = await w.fake.wait_for_edit(bobs_progress, lambda m: "failed" in m.content, timeout=30)
+        assert refused.content.endswith("❌ Training failed: only members with the role `Trainers` may train here")
 
         cleared = await w.fake.slash(w.ann, w.general, "dataset clear")
         assert "Removed all 4" in (await cleared.original()).content

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import discord
 
-from bot.app import DoppelBot
+from bot.app import DoppelBot, roles
 from bot.exts.imagine import delivering, group
 from bot.exts.imagine.refused import Refused
 from bot.jobs.models import Job, Reply
@@ -22,7 +22,8 @@ from bot.jobs.store import QueueFull
 from bot.jobs.updates import JobUpdate
 from bot.members.owner import Owner, adapter_name
 from bot.members.prompts import PromptRefused, resolve_prompt
-from contract import AdapterRef, GenerateRequest, JobState, RequestError
+from bot.members.quotas import sentence
+from contract import AdapterRef, GenerateRequest, JobKind, JobState, RequestError
 
 TOKEN_LIFE_S = 14 * 60  # Discord's is 15 minutes; after that, answer in the channel instead
 RESULT_TIMEOUT_S = 30 * 60
@@ -102,6 +103,11 @@ async def draw(bot: DoppelBot, interaction: discord.Interaction, owner: Owner, d
     `delivering.show_outcome` here, or after a restart by the cog that waits for jobs it found unfinished.
     """
     started = time.monotonic()
+    refusal = (await bot.access.refusal_for(owner, JobKind.GENERATE, roles(interaction.user))
+               or await bot.quotas.picture_refusal(owner, drawing.request.count))
+    if refusal is not None:
+        await interaction.edit_original_response(content=sentence(refusal))
+        return
     try:
         job = await bot.runner.submit_generation(
             owner, drawing.request, drawing.adapter_files,

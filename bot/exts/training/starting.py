@@ -11,26 +11,25 @@ import json
 import logging
 import os
 import shutil
-import time
 import uuid
 from pathlib import Path
 
 import discord
 
-from bot.app import DoppelBot, owner_of
+from bot.app import DoppelBot, owner_of, roles
 from bot.jobs import files
 from bot.jobs.store import QueueFull
 from bot.jobs.updates import JobUpdate
 from bot.members import photo_checks, storage
+from bot.members.access import Role
 from bot.members.owner import Owner
+from bot.members.quotas import sentence
 from bot.ui.progress import render
 from contract import LOOKS_FILENAME, JobKind, JobState, RequestError, TrainRequest
 from contract.limits import MEMBER_STEPS
 from contract.models import adapter_facts
 
 log = logging.getLogger(__name__)
-
-DAY = 24 * 3600
 
 
 async def start_training(
@@ -44,7 +43,7 @@ async def start_training(
     """
     await interaction.response.defer(ephemeral=True, thinking=True)
     owner = owner_of(interaction)
-    refusal = await _refusal(bot, owner, steps)
+    refusal = await _refusal(bot, owner, steps, roles(interaction.user))
     if refusal:
         await interaction.followup.send(refusal, ephemeral=True)
         return
@@ -100,8 +99,11 @@ async def start_training(
     )
 
 
-async def _refusal(bot: DoppelBot, owner: Owner, steps: int | None) -> str | None:
+async def _refusal(bot: DoppelBot, owner: Owner, steps: int | None, member_roles: list[Role]) -> str | None:
     settings = bot.settings
+    denied = await bot.access.refusal_for(owner, JobKind.TRAIN, member_roles)
+    if denied is not None:
+        return sentence(denied)
     every = await bot.members.photos(owner)
     photos = len(photo_checks.training_photos(every))
     if photos < settings.min_photos_to_train:
@@ -115,9 +117,9 @@ async def _refusal(bot: DoppelBot, owner: Owner, steps: int | None) -> str | Non
     active = await bot.jobs.of_owner(owner, JobState.QUEUED, JobState.RUNNING)
     if any(job.kind is JobKind.TRAIN for job in active):
         return "You already have a training queued or running; /status shows it, /cancel stops it."
-    used = await bot.jobs.started_since(owner, JobKind.TRAIN, time.time() - DAY)
-    if used >= settings.trainings_per_day:
-        return f"You have started {used} trainings in the last 24 hours, the most allowed. Try again tomorrow."
+    over = await bot.quotas.training_refusal(owner)
+    if over is not None:
+        return sentence(over)
     full = await asyncio.to_thread(files.too_full_to_train, settings.jobs_dir, settings.train_min_free_mb)
     if full:
         log.error("/train refused: %s has less than TRAIN_MIN_FREE_MB=%d MB free", settings.jobs_dir,

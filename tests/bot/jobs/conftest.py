@@ -8,7 +8,7 @@ import pytest
 import pytest_asyncio
 
 from bot.jobs.following import CaptionKeeper
-from bot.jobs.runner import JobRunner
+from bot.jobs.runner import AccessCheck, JobRunner
 from bot.jobs.store import JobStore
 from bot.settings import BotSettings
 from tests.bot.conftest import remove_actors
@@ -38,10 +38,11 @@ async def make_runner(settings):
     """Runners on the test's database (several: a restarted bot is a second one); cleaned up after."""
     made: list[tuple[JobRunner, JobStore]] = []
 
-    async def make(start: bool = True, captions: CaptionKeeper | None = None, **overrides) -> JobRunner:
+    async def make(start: bool = True, captions: CaptionKeeper | None = None, access: AccessCheck | None = None,
+                   **overrides) -> JobRunner:
         chosen = settings.model_copy(update=overrides)
         store = await JobStore.open(chosen.database_file)
-        runner = JobRunner(store, chosen, captions=captions)
+        runner = JobRunner(store, chosen, captions=captions, access=access)
         made.append((runner, store))
         if start:
             await runner.start()

@@ -19,7 +19,7 @@ from trainer.training.config import TrainConfig
 from trainer.training.lora_file import read_facts
 from trainer.training.train import train_lora
 
-ANN, BOB = Owner(1, 100), Owner(1, 200)
+ANN, BOB, BLOCKED = Owner(1, 100), Owner(1, 200), Owner(1, 250)
 MEMBERS = [Owner(1, 300 + k) for k in range(5)]
 
 
@@ -222,13 +222,24 @@ async def test_a_failing_job_explains_itself_and_the_queue_goes_on(make_runner, 
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "empty.jpg").write_bytes(b"")
-    runner = await make_runner()
+
+    class Access:  # blocked while their jobs waited: refused as each starts
+        async def refusal(self, job):
+            return "an admin blocked you" if job.owner == BLOCKED else None
+
+    runner = await make_runner(access=Access())
     bad = await runner.submit_training(ANN, **training(broken))
     missing = await runner.submit_training(BOB, **training(tmp_path / "nowhere"))
     good = await runner.submit_generation(ANN, **picture())
+    refused = [await runner.submit_training(BLOCKED, **training(photos)),
+               await runner.submit_generation(BLOCKED, **picture())]
 
     assert (failed := await runner.wait(bad.id, timeout=60)).state is JobState.FAILED
     assert "empty.jpg" in failed.error and "empty" in failed.error
     assert (gone := await runner.wait(missing.id, timeout=60)).state is JobState.FAILED
     assert "photos are gone" in gone.error
     assert (await runner.wait(good.id, timeout=60)).state is JobState.SUCCEEDED
+    for job in refused:
+        done = await runner.wait(job.id, timeout=60)
+        assert (done.state, done.error) == (JobState.FAILED, "an admin blocked you")
+        assert "started" in runner.timings[job.id]  # it was dispatched, and refused there
