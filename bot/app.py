@@ -36,6 +36,7 @@ EXTENSIONS = (
     "bot.exts.imagine",
     "bot.exts.sharing",
     "bot.exts.forget",
+    "bot.exts.adapter",
     "bot.exts.admin",
     "bot.exts.help",
 )

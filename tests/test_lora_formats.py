@@ -27,7 +27,7 @@ def _f32(array: np.ndarray) -> Tensor:
     return Tensor("F32", array.shape, array.astype("<f4").tobytes())
 
 
-def _flux1_adapter() -> tuple[bytes, dict[str, tuple[np.ndarray, np.ndarray]]]:
+def flux1_dev_adapter() -> tuple[bytes, dict[str, tuple[np.ndarray, np.ndarray]]]:
     rng = np.random.default_rng(0)
     weights = {m: (rng.standard_normal((RANK, i)), rng.standard_normal((o, RANK))) for m, (i, o) in
                FLUX1_MODULES.items()}
@@ -41,10 +41,17 @@ def _flux1_adapter() -> tuple[bytes, dict[str, tuple[np.ndarray, np.ndarray]]]:
     return encode(tensors, metadata), weights
 
 
+def klein_layer() -> bytes:
+    """A LoRA of FLUX.2 [klein]'s fused single-block layer, at the tiny widths, saying nothing of its family."""
+    single = "transformer.single_transformer_blocks.0.attn.to_qkv_mlp_proj"
+    return encode({f"{single}.lora_A.weight": _f32(np.zeros((2, 32))),
+                   f"{single}.lora_B.weight": _f32(np.zeros((288, 2)))}, {})
+
+
 def test_a_flux1_export_is_read_by_diffusers_own_kohya_converter_as_the_same_weights(tmp_path):
     from diffusers.loaders.lora_pipeline import FluxLoraLoaderMixin  # FluxPipeline.lora_state_dict
 
-    data, weights = _flux1_adapter()
+    data, weights = flux1_dev_adapter()
     exported = export(data, "comfyui")
     tensors, metadata = read(exported)
     assert all(k.startswith("lora_unet_") for k in tensors)
@@ -65,7 +72,7 @@ def test_a_flux1_export_is_read_by_diffusers_own_kohya_converter_as_the_same_wei
 
 
 def test_an_export_in_an_unknown_format_or_of_a_damaged_file_says_so():
-    data, _ = _flux1_adapter()
+    data, _ = flux1_dev_adapter()
     with pytest.raises(LoraFormatError, match="unknown format"):
         export(data, "ckpt")
     with pytest.raises(LoraFormatError, match="damaged"):
@@ -96,18 +103,15 @@ def test_a_pickle_is_refused_unopened(tiny_shapes):
 
 
 def test_a_lora_of_the_other_family_is_refused_by_name(tiny_shapes):
-    data, _ = _flux1_adapter()
+    data, _ = flux1_dev_adapter()
     with pytest.raises(LoraFormatError, match=r"made for FLUX\.1; I draw with FLUX\.2 \[klein\]"):
         check_upload(data, "flux2-klein", None)
-    single = "transformer.single_transformer_blocks.0.attn.to_qkv_mlp_proj"  # klein's fused single-block layer
-    klein = encode({f"{single}.lora_A.weight": _f32(np.zeros((2, 32))),
-                    f"{single}.lora_B.weight": _f32(np.zeros((288, 2)))}, {})
     with pytest.raises(LoraFormatError, match=r"made for FLUX\.2 \[klein\]"):
-        check_upload(klein, "flux1", tiny_shapes)
+        check_upload(klein_layer(), "flux1", tiny_shapes)
 
 
 def test_a_lora_of_another_size_is_refused_with_the_layer_and_its_widths(tiny_shapes):
-    data, _ = _flux1_adapter()  # FLUX.1-dev's widths, for the tiny FLUX.1
+    data, _ = flux1_dev_adapter()  # FLUX.1-dev's widths, for the tiny FLUX.1
     with pytest.raises(LoraFormatError, match="maps 3072 to 3072 features, where this server's FLUX.1 layer maps "
                                               "32 to 32"):
         check_upload(data, "flux1", tiny_shapes)
