@@ -358,11 +358,10 @@ def export(data: bytes, key_format: str) -> bytes:
     family = metadata.get(FACTS_PREFIX + "family", "flux1")  # adapters from before families were recorded: FLUX.1
     if family not in FAMILY_TITLES:
         raise LoraFormatError(f"the adapter is for an unknown model family '{family}'")
-    came_as = "kohya" if all(k.startswith(COMFYUI_PREFIX) for k in tensors) else "diffusers"
-    if came_as == "kohya":  # a member's own upload in kohya's format: sent as it came
+    if all(k.startswith((COMFYUI_PREFIX, "diffusion_model.")) for k in tensors):  # a member's own upload
         if key_format != "comfyui":
-            raise LoraFormatError("this adapter came in kohya's format, so it is sent in that format only")
-        return encode(tensors, metadata | _trigger(metadata))
+            raise LoraFormatError("this adapter came in ComfyUI's key format, so it is sent in that format only")
+        return encode(tensors, metadata | _trigger(metadata))  # as it came: ComfyUI loads both of these
     if key_format not in EXPORT_FORMATS:
         raise LoraFormatError(f"unknown format '{key_format}' (known: {', '.join(EXPORT_FORMATS)})")
     return encode(*(to_comfyui(data, family) if key_format == "comfyui" else to_diffusers(data)))
