@@ -18,7 +18,7 @@ from contract.atomic import atomic_write
 
 ITEM_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
               "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
-MAX_HEADER = 100_000_000
+MAX_HEADER = 16 * 2**20  # a header of 5,000 tensors is about 0.5 MiB: more is not a LoRA, and costs to parse
 
 
 class NotSafetensors(ValueError):

@@ -631,6 +631,9 @@ async def test_adapter_upload_download_to_the_owner_only_and_refusals_in_words(w
 
         said = await upload(w.ann, "mine.safetensors", lora)  # diffusers' keys: both formats go back
         assert "diffusers keys" in said, said
+        drawn = await w.fake.slash(w.ann, w.general, "imagine", options={"prompt": "as a pirate"})
+        pictures = await w.fake.wait_for_edit(await drawn.original(), lambda m: m.attachments, timeout=60)
+        assert pictures.attachments[0].data.startswith(PNG)  # drawn with the uploaded adapter, theirs now
         ask = await w.fake.slash(w.ann, w.general, "adapter download")
         sent = await ask.wait_followup(lambda m: m.attachments, timeout=30)
         assert sent.ephemeral and f"trigger token `{token}`" in sent.content and "`tiny`" in sent.content
