@@ -40,6 +40,7 @@ EXTENSIONS = (
     "bot.exts.forget",
     "bot.exts.queue",
     "bot.exts.limits",
+    "bot.exts.adapter",
     "bot.exts.admin",
     "bot.exts.help",
 )

@@ -47,6 +47,7 @@ def _resume_hint(args) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     from contract import TrainRequest, limits
+    from contract.lora_formats import EXPORT_FORMATS
     from contract.requests import MEMORY_MODES
     from trainer.models.families import FAMILIES
     from trainer.training.config import LR_SCHEDULES, TrainConfig
@@ -176,6 +177,13 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--out", type=Path, required=True, help="folder for the PNG and its JSON of faces")
     group.set_defaults(run=_group)
 
+    export = commands.add_parser("export", help="an adapter in the key format ComfyUI and kohya load, or diffusers'")
+    export.add_argument("--lora", type=Path, required=True, help="the adapter file")
+    export.add_argument("--format", choices=EXPORT_FORMATS, required=True,
+                        help="comfyui: kohya's lora_unet_ keys (ComfyUI, kohya, diffusers load them); diffusers")
+    export.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
+    export.set_defaults(run=_export)
+
     dataset = commands.add_parser("dataset", help="look at a folder of photos before training from it")
     check = dataset.add_subparsers(required=True, metavar="ACTION").add_parser(
         "check", help="a verdict per photo (faces, same person, blur, duplicate) and a summary; exit 1 if too few "
@@ -237,6 +245,27 @@ def _dataset_check(args) -> int:
     report = check_folder(args.images, args.min_photos)
     print(report.to_json() if args.json else "\n".join(report.lines()))
     return 0 if report.enough else 1
+
+
+def _export(args) -> int:
+    from contract.atomic import atomic_write_bytes
+    from contract.lora_formats import LoraFormatError, export
+    from contract.models import adapter_facts
+    from trainer.errors import ConfigError
+
+    if not args.lora.is_file():
+        raise ConfigError(f"no adapter file at {args.lora}")
+    if args.out.resolve() == args.lora.resolve():
+        raise ConfigError("--out must be another file than --lora")
+    try:
+        data = export(args.lora.read_bytes(), args.format)
+    except LoraFormatError as exc:
+        raise ConfigError(str(exc)) from None
+    atomic_write_bytes(args.out, data, mode=0o644)
+    facts = adapter_facts(args.out)
+    print(f"wrote {args.out} ({args.format}; trigger token {facts.get('token', 'unknown')}, "
+          f"base {facts.get('base_model', 'unknown')})")
+    return 0
 
 
 def _make_tiny(args) -> int:

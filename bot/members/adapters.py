@@ -1,4 +1,5 @@
-"""A member's adapter: made theirs when a training succeeds, or when they choose an earlier step. Once, here.
+"""A member's adapter: made theirs when a training succeeds, when they choose an earlier step, or when they
+bring their own file (/adapter upload). Once, here.
 
 The adapter /imagine uses lives at `MemberStore.adapter_file(owner)`; its row says which
 run and step it came from, the checkpoint to train on from, and its identity (the file's
@@ -74,6 +75,23 @@ class AdapterService:
                 job.owner, target, job.id, result.steps, identity=identity, state=result.state
             )
             await self._prune_other_runs(job.owner, keep_job=job.id)
+
+    async def take(self, owner: Owner, data: bytes) -> str | None:
+        """A member's own, already checked LoRA file becomes their adapter, as a trained one does (no run, so no
+        checkpoint to choose or train on from). Returns why not, for the member, or None."""
+        async with self._locks[owner]:
+            active = await self.jobs.of_owner(owner, JobState.QUEUED, JobState.RUNNING)
+            if any(j.kind is JobKind.TRAIN for j in active):
+                return "You have a training queued or running; upload once it has finished (or /cancel it)."
+            target = self.members.adapter_file(owner)
+            try:
+                await asyncio.to_thread(files.write, target, data)
+            except OSError as exc:  # written aside and renamed: the adapter they had is still theirs
+                log.error("could not keep an uploaded adapter: %s", exc)
+                return "I could not save your file (the bot's disk is full or cannot be written); nothing changed."
+            await self.members.set_adapter(owner, target, None, 0, identity=adapter_identity(data))
+            await self._prune_other_runs(owner, keep_job=0)
+            return None
 
     async def choose(self, job: Job, step: int) -> Chosen:
         """Make a step of a finished run the member's adapter, and delete the run's other checkpoints."""

@@ -654,3 +654,70 @@ async def test_an_old_button_never_reaches_another_adapter_of_the_member_drawn(w
             await w.fake.wait_for_edit(answer, lambda m: "cannot draw" in m.content or "no longer exists" in m.content)
             assert not answer.attachments
         assert not await bot.jobs.of_owner(w.owner(w.bob), JobState.QUEUED, JobState.RUNNING, JobState.SUCCEEDED)
+
+
+async def test_adapter_upload_download_to_the_owner_only_and_refusals_in_words(world, trained):
+    """/adapter upload takes a member's own LoRA (here a doppel one, as a file from elsewhere) and refuses a pickle,
+    another family's and wrong shapes; /adapter download sends it to its owner alone, in both formats."""
+    import pickle
+    from pathlib import Path
+
+    from contract.lora_formats import export
+    from contract.safetensors_raw import read
+    from tests.test_lora_formats import flux1_dev_adapter, klein_layer
+
+    w = world
+    lora = trained.lora_path.read_bytes()
+    async with started(w) as bot:
+        async def upload(member, name, data):
+            ask = await w.fake.slash(member, w.general, "adapter upload",
+                                     attachments={"file": (name, data, "application/octet-stream")})
+            immediate = await ask.acknowledged() == 4  # a refusal before the file is fetched; else deferred
+            return (await ask.original() if immediate else await ask.wait_followup(timeout=30)).content
+
+        refusals = {
+            ("me.ckpt", pickle.dumps({"x": 1})): "pickles",
+            ("me.safetensors", pickle.dumps({"x": 1})): "pickle",
+            ("klein.safetensors", klein_layer()): "made for FLUX.2 [klein]; I draw with FLUX.1",
+            ("dev.safetensors", flux1_dev_adapter()[0]): "maps 3072 to 3072 features",
+        }
+        for (name, data), reason in refusals.items():
+            said = await upload(w.ann, name, data)
+            assert f"I did not take `{name}`" in said and reason in said, said
+        assert await bot.members.adapter(w.owner(w.ann)) is None  # nothing changed
+
+        said = await upload(w.ann, "mine.safetensors", export(lora, "comfyui"))
+        assert "is now your adapter (kohya keys" in said, said
+        adapter = await bot.members.adapter(w.owner(w.ann))
+        token = await bot.members.token(w.owner(w.ann))
+        tensors, metadata = read(Path(adapter.path).read_bytes())
+        assert all(k.startswith("lora_unet_") for k in tensors)
+        assert (metadata["doppel.token"], metadata["doppel.source"], metadata["doppel.base_model"]) == (
+            token, "upload", "tiny")
+
+        said = await upload(w.ann, "mine.safetensors", lora)  # diffusers' keys: both formats go back
+        assert "diffusers keys" in said, said
+        drawn = await w.fake.slash(w.ann, w.general, "imagine", options={"prompt": "as a pirate"})
+        pictures = await w.fake.wait_for_edit(await drawn.original(), lambda m: m.attachments, timeout=60)
+        assert pictures.attachments[0].data.startswith(PNG)  # drawn with the uploaded adapter, theirs now
+        ask = await w.fake.slash(w.ann, w.general, "adapter download")
+        sent = await ask.wait_followup(lambda m: m.attachments, timeout=30)
+        assert sent.ephemeral and f"trigger token `{token}`" in sent.content and "`tiny`" in sent.content
+        files = {a.filename: a.data for a in sent.attachments}
+        assert set(files) == {f"doppel-{token}-comfyui.safetensors", f"doppel-{token}-diffusers.safetensors"}
+        comfy_tensors, comfy_meta = read(files[f"doppel-{token}-comfyui.safetensors"])
+        assert all(k.startswith("lora_unet_") for k in comfy_tensors)
+        assert (comfy_meta["modelspec.trigger_phrase"], comfy_meta["doppel.base_model"]) == (token, "tiny")
+
+        w.guild.upload_limit = len(files[f"doppel-{token}-diffusers.safetensors"]) + 1000  # the ComfyUI file is bigger
+        ask = await w.fake.slash(w.ann, w.general, "adapter download")
+        sent = await ask.wait_followup(lambda m: m.attachments, timeout=30)
+        assert [a.filename for a in sent.attachments] == [f"doppel-{token}-diffusers.safetensors"]
+        assert "more than the" in sent.content and "cannot send it here" in sent.content, sent.content
+
+        ask = await w.fake.slash(w.bob, w.general, "adapter download", options={"member": w.ann})
+        refused = await ask.original()
+        assert refused.ephemeral and "Only ann can download their adapter" in refused.content
+        assert not refused.attachments
+        ask = await w.fake.slash(w.bob, w.general, "adapter download")
+        assert "You have no adapter yet" in (await ask.original()).content

@@ -139,3 +139,31 @@ def test_samples_on_a_klein_base_reuse_the_cached_empty_prompt_for_their_guidanc
         hook.remove()
     assert calls == []
     assert np.array_equal(np.asarray(reused[0]), np.asarray(own))
+
+
+def test_an_exported_adapter_draws_the_same_picture_in_plain_diffusers(klein_trained, model_cache, tmp_path, capsys):
+    """`python -m trainer export`, then diffusers' own loader for kohya files (not doppel's code) reads it."""
+    from diffusers import Flux2KleinPipeline
+
+    from contract.safetensors_raw import read_file
+    from trainer.cli import main
+
+    pipe = Flux2KleinPipeline.from_pretrained(resolve_base("tiny-klein").location, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_lora_weights(str(klein_trained.lora_path), adapter_name="original")
+    original = _picture(pipe)
+    pipe.delete_adapters("original")
+    for key_format in ("comfyui", "diffusers"):
+        out = tmp_path / f"me-{key_format}.safetensors"
+        assert main(["export", "--lora", str(klein_trained.lora_path), "--format", key_format, "--out", str(out)]) == 0
+        assert f"trigger token {TOKEN}, base tiny-klein" in capsys.readouterr().out
+        tensors, metadata = read_file(out)
+        assert (metadata["modelspec.trigger_phrase"], metadata["doppel.base_model"]) == (TOKEN, "tiny-klein")
+        if key_format == "comfyui":
+            assert all(k.startswith("lora_unet_") for k in tensors) and "lora_adapter_metadata" not in metadata
+        pipe.load_lora_weights(str(out), adapter_name=key_format)
+        assert np.abs(_picture(pipe) - original).max() <= 1, key_format  # the same picture, to rounding
+        pipe.delete_adapters(key_format)
+    assert main(["export", "--lora", str(tmp_path / "none.safetensors"), "--format", "comfyui",
+                 "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "no adapter file at" in capsys.readouterr().err

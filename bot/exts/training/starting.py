@@ -58,8 +58,11 @@ async def start_training(
         return
     adapter = None if fresh else await bot.members.adapter(owner)
     start_from = None
+    facts = await asyncio.to_thread(adapter_facts, adapter.path) if adapter is not None else {}
+    if facts.get("source") == "upload":
+        adapter = None  # trained elsewhere, at its own rank and layers: not a start doppel's training can resume
     if adapter is not None:
-        trained_on = (await asyncio.to_thread(adapter_facts, adapter.path)).get("base_model")
+        trained_on = facts.get("base_model")
         if trained_on and trained_on != request.base:  # BASE_MODEL changed since: its layers are another model's
             await interaction.followup.send(
                 f"Your adapter was trained on `{trained_on}`, and this server now trains on `{request.base}`: "
