@@ -218,7 +218,7 @@ def test_a_variation_is_drawn_from_its_picture_and_an_upscale_at_twice_the_side(
 
 def test_an_upscale_stays_within_the_family_s_largest_picture_and_a_family_without_a_way_says_so():
     width, height = redraw_size(1024, 1024, 2, FLUX1.largest_pixels)
-    assert 1024 < width and width * height <= FLUX1.largest_pixels and width % 16 == 0
+    assert width > 1024 and width * height <= FLUX1.largest_pixels and width % 16 == 0
     assert redraw_size(64, 48, 2, FLUX1.largest_pixels) == (128, 96)
 
     class NoImageToImage(type(FLUX1)):  # type: ignore[misc]
