@@ -482,6 +482,18 @@ async def test_unsharing_stops_the_waiting_pictures_and_old_buttons_of_those_who
         pictures = await w.fake.wait_for_edit(await asked.original(), lambda m: m.attachments, timeout=60)
         buttons = {custom_id.split(":")[1]: custom_id for custom_id, _, _ in pictures.buttons() if custom_id}
 
+        # While ann shares: variations and the upscale of bob's picture are drawn from it, with ann's adapter.
+        drawn = {}
+        for key in ("vary-subtle", "vary-strong", "upscale"):
+            pressed = await w.fake.click(w.bob, pictures, buttons[key])
+            drawn[key] = await w.fake.wait_for_edit(await pressed.original(), lambda m: m.attachments, timeout=60)
+        assert "a variation (strength 0.4)" in drawn["vary-subtle"].content
+        assert "a variation (strength 0.75)" in drawn["vary-strong"].content
+        with Image.open(io.BytesIO(drawn["upscale"].attachments[0].data)) as upscaled:
+            assert upscaled.size == (128, 128) and "upscaled" in drawn["upscale"].content  # tiny draws 64 a side
+        assert not any(c and c.startswith("doppel:upscale:") for c, _, _ in drawn["upscale"].buttons())
+        assert pixels(drawn["vary-subtle"].attachments[0].data) != pixels(pictures.attachments[0].data)
+
         with generator_away(bot):
             bobs = await imagine_queued(w, w.bob, f"<@{w.ann.id}> on a horse")
             boss = await imagine_queued(w, w.boss, f"<@{w.ann.id}> on a horse")
@@ -501,7 +513,7 @@ async def test_unsharing_stops_the_waiting_pictures_and_old_buttons_of_those_who
         failed = await bot.jobs.of_owner(w.owner(w.boss), JobState.FAILED)
         assert len(failed) == 1 and failed[0].result is None  # failed: not counted as boss's use
 
-        for key in ("reroll", "compare"):  # the buttons under bob's pictures from before
+        for key in ("reroll", "compare", "vary-subtle", "vary-strong", "upscale"):  # under bob's pictures from before
             pressed = await w.fake.click(w.bob, pictures, buttons[key])
             refused = await w.fake.wait_for_edit(await pressed.original(), lambda m: "cannot draw" in m.content)
             assert "has not shared their adapter with you" in refused.content and not refused.attachments
