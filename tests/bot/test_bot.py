@@ -493,6 +493,12 @@ async def test_unsharing_stops_the_waiting_pictures_and_old_buttons_of_those_who
             assert upscaled.size == (128, 128) and "upscaled" in drawn["upscale"].content  # tiny draws 64 a side
         assert not any(c and c.startswith("doppel:upscale:") for c, _, _ in drawn["upscale"].buttons())
         assert pixels(drawn["vary-subtle"].attachments[0].data) != pixels(pictures.attachments[0].data)
+        # A variation's re-roll is drawn from the same picture again; its comparison is not offered (one pass only).
+        varied = {c.split(":")[1]: c for c, _, _ in drawn["vary-subtle"].buttons() if c}
+        assert "compare" not in varied
+        pressed = await w.fake.click(w.bob, drawn["vary-subtle"], varied["reroll"])
+        again = await w.fake.wait_for_edit(await pressed.original(), lambda m: m.attachments, timeout=60)
+        assert "a variation (strength 0.4)" in again.content
 
         with generator_away(bot):
             bobs = await imagine_queued(w, w.bob, f"<@{w.ann.id}> on a horse")

@@ -89,8 +89,11 @@ async def again(bot: DoppelBot, presser: Owner, job: Job, **changes) -> Drawing:
         source, path = await redraw.source(job)
         files[source.identity] = path
         changes |= {"source": source, "compare": False, "group": None}
+    elif before.source is not None and before.source.identity in job.notes.adapter_files:
+        # A re-roll of a variation: drawn from the same picture again (the job's hand-over says if it is gone).
+        files[before.source.identity] = job.notes.adapter_files[before.source.identity]
     options = {"count": before.count, "seed": before.seed, "size": before.size, "compare": before.compare,
-               "group": before.group} | changes
+               "group": before.group, "source": before.source} | changes
     request = _request(base=bot.settings.picture_model, prompt=before.prompt, adapters=refs, **options)
     return Drawing(request, people, files, plain=job.notes.plain)
 

@@ -49,15 +49,9 @@ class Redraw:
 
 
 class _RedrawButton(_PictureButton, template=r"doppel:(?:vary-\w+|upscale):(?P<job_id>\d+):(?P<index>\d+)"):
-    name = ""  # on the button when there is one picture; numbered when several
-
     def __init__(self, job_id: int, index: int = 0, count: int = 1):
-        label = self.name if count == 1 else f"{self.name} {index + 1}"
-        discord.ui.DynamicItem.__init__(
-            self, discord.ui.Button(label=label, emoji=self.emoji, style=discord.ButtonStyle.secondary,
-                                    custom_id=f"doppel:{self.key}:{job_id}:{index}")
-        )
-        self.job_id = job_id
+        """The button for the `index`-th of `count` pictures: numbered when there are several."""
+        super().__init__(job_id, label=self.label if count == 1 else f"{self.label} {index + 1}", more=f":{index}")
         self.index = index
 
     @classmethod
@@ -68,7 +62,7 @@ class _RedrawButton(_PictureButton, template=r"doppel:(?:vary-\w+|upscale):(?P<j
 class SubtleVariationButton(_RedrawButton, template=r"doppel:vary-subtle:(?P<job_id>\d+):(?P<index>\d+)"):
     """The picture drawn again near itself, with new seeds."""
 
-    key, verb, name, emoji = "vary-subtle", "vary", "Vary (subtle)", "🌱"
+    key, verb, label, emoji = "vary-subtle", "vary", "Vary (subtle)", "🌱"
 
     def changes(self, job: Job) -> dict:
         return {"seed": None, "redraw": Redraw(self.index, SUBTLE)}
@@ -77,7 +71,7 @@ class SubtleVariationButton(_RedrawButton, template=r"doppel:vary-subtle:(?P<job
 class StrongVariationButton(_RedrawButton, template=r"doppel:vary-strong:(?P<job_id>\d+):(?P<index>\d+)"):
     """The picture drawn again further from itself, with new seeds."""
 
-    key, verb, name, emoji = "vary-strong", "vary", "Vary (strong)", "🌳"
+    key, verb, label, emoji = "vary-strong", "vary", "Vary (strong)", "🌳"
 
     def changes(self, job: Job) -> dict:
         return {"seed": None, "redraw": Redraw(self.index, STRONG)}
@@ -86,7 +80,7 @@ class StrongVariationButton(_RedrawButton, template=r"doppel:vary-strong:(?P<job
 class UpscaleButton(_RedrawButton, template=r"doppel:upscale:(?P<job_id>\d+):(?P<index>\d+)"):
     """The picture at twice the side (within the base's largest), redrawn lightly from itself: its seed kept."""
 
-    key, verb, name, emoji = "upscale", "upscale", "Upscale", "🔎"
+    key, verb, label, emoji = "upscale", "upscale", "Upscale", "🔎"
 
     def changes(self, job: Job) -> dict:
         pictures = job.pictures
