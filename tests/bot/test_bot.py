@@ -141,6 +141,12 @@ async def test_photos_train_progress_announce_and_imagine(world, trained, base, 
         assert pictures.attachments[0].data.startswith(PNG)
         assert "seed 7" in pictures.content and "as a knight" in pictures.content
         assert any(custom_id and custom_id.startswith("doppel:reroll:") for custom_id, _, _ in pictures.buttons())
+        # Upscale, by each family's image-to-image path (FLUX.2 [klein]'s is its inpainting pipeline).
+        upscale = next(c for c, _, _ in pictures.buttons() if c and c.startswith("doppel:upscale:"))
+        pressed = await w.fake.click(w.ann, pictures, upscale)
+        upscaled = await w.fake.wait_for_edit(await pressed.original(), lambda m: m.attachments, timeout=60)
+        with Image.open(io.BytesIO(upscaled.attachments[0].data)) as picture:
+            assert picture.size == (128, 128) and "seed 7 · upscaled" in upscaled.content
 
         weak = await w.fake.slash(
             w.ann, w.general, "imagine", options={"prompt": "as a knight", "seed": 7, "strength": 0.0}
