@@ -33,9 +33,11 @@ from contract.requests import (
     AdapterRef,
     GenerateRequest,
     RequestError,
+    SourcePicture,
     TrainingFiles,
     TrainRequest,
     adapter_identity,
+    picture_identity,
 )
 
 __all__ = [
@@ -57,9 +59,11 @@ __all__ = [
     "RunLayout",
     "RunStatus",
     "SampleTaken",
+    "SourcePicture",
     "Step",
     "TrainRequest",
     "TrainingDone",
     "TrainingFiles",
     "adapter_identity",
+    "picture_identity",
 ]

@@ -71,6 +71,9 @@ STRENGTH = FloatRange(0.0, 1.5)  # 0: the base model; above 1 exaggerates, and s
 ADAPTERS_PER_PICTURE = 4
 # Width:height of each size a picture can have; its pixel count stays near the model's resolution squared.
 SIZES: dict[str, tuple[int, int]] = {"square": (1, 1), "portrait": (3, 4), "landscape": (4, 3)}
+# Image-to-image from a picture: how far from it (0 would keep it, 1 ignores it), and how much larger its sides.
+REDRAW_STRENGTH = FloatRange(0.0, 1.0, low_open=True)
+REDRAW_SCALE = IntRange(1, 2)
 
 # Photos a worker receives
 MAX_PHOTO_BYTES = 30 * 2**20

@@ -31,6 +31,9 @@ def adapter_identity(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+picture_identity = adapter_identity  # a source picture is named by its content too, and travels as adapters do
+
+
 class _Wire:
     """Plain data (JSON-safe: the job record keeps it) to and from a frozen dataclass, in one place."""
 
@@ -150,6 +153,26 @@ class AdapterRef(_Wire):
 
 
 @dataclass(frozen=True)
+class SourcePicture(_Wire):
+    """A picture to draw from (image-to-image), named by its content (`identity`; its bytes travel beside the
+    request as an adapter's do): `strength` how far from it (1 ignores it), `scale` how much larger the sides
+    of the request's size are drawn (2: an upscale; the base's largest side caps it)."""
+
+    identity: str
+    strength: float
+    scale: int = 1
+
+    def problems(self) -> list[str]:
+        found = [
+            limits.REDRAW_STRENGTH.problem("the strength of a redraw", self.strength),
+            limits.REDRAW_SCALE.problem("the scale of a redraw", self.scale),
+        ]
+        if not self.identity:
+            found.append("the picture to draw from is not named")
+        return [p for p in found if p]
+
+
+@dataclass(frozen=True)
 class GenerateRequest(_Wire):
     """Pictures from the base model with some members' adapters. `compare`: one picture, the base model beside them."""
 
@@ -163,6 +186,7 @@ class GenerateRequest(_Wire):
     compare: bool = False
     guidance: float | None = field(default=None)
     group: GroupPlan | None = None  # several people: each face drawn with only its person's adapter
+    source: SourcePicture | None = None  # drawn from this picture (a variation, an upscale)
 
     def __post_init__(self) -> None:
         from contract.group import GroupPlan
@@ -171,6 +195,8 @@ class GenerateRequest(_Wire):
         object.__setattr__(self, "adapters", adapters)
         if isinstance(self.group, dict):
             object.__setattr__(self, "group", GroupPlan.from_data(self.group))
+        if isinstance(self.source, dict):
+            object.__setattr__(self, "source", SourcePicture.from_data(self.source))
         problems = self.problems()
         if problems:
             raise RequestError("; ".join(problems))
@@ -196,4 +222,15 @@ class GenerateRequest(_Wire):
             found += self.group.problems(len(self.adapters))
             if self.count != 1 or self.compare:
                 found.append("a group picture is one picture, without a comparison")
+        if self.source is not None:
+            found += self.source.problems()
+            if self.compare or self.group is not None:
+                found.append("a picture drawn from another is drawn in one pass, without a comparison")
         return [p for p in found if p]
+
+    @property
+    def file_identities(self) -> tuple[str, ...]:
+        """The files that travel beside the request, by identity, in this order: its adapters', then its
+        source picture's."""
+        source = (self.source.identity,) if self.source is not None else ()
+        return (*(a.identity for a in self.adapters), *source)

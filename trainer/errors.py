@@ -17,6 +17,10 @@ class BaseModelError(DoppelError):
     """The base model could not be found or loaded."""
 
 
+class CannotDraw(DoppelError):
+    """The base model cannot do what the request asks (draw from a picture, draw that large)."""
+
+
 class CheckpointError(DoppelError):
     """A checkpoint to resume from is missing, damaged, or from another run."""
 

@@ -87,6 +87,24 @@ def _offload(pipe: Any) -> None:
     free_memory()
 
 
+def _source_picture(request: GenerateRequest, blobs: list) -> Any:
+    """The picture a request draws from, checked against the identity it names; None when it names none."""
+    if request.source is None:
+        return None
+    import io
+
+    from PIL import Image
+
+    from contract import picture_identity
+    from trainer.errors import DoppelError
+
+    data = ray.get(blobs[0]) if blobs else b""
+    if picture_identity(data) != request.source.identity:
+        raise DoppelError("the picture to draw from did not arrive whole; ask again")
+    with Image.open(io.BytesIO(data)) as picture:
+        return picture.convert("RGB")
+
+
 def _to_wire(event: Any) -> Event:
     """A trainer event as it crosses to the bot: local files become their bytes."""
     from trainer.training.progress import CheckpointEvent, SampleEvent
@@ -301,7 +319,8 @@ class GeneratorWorker:
             self.offloaded = True
 
     def generate(self, request: GenerateRequest, blobs: list) -> PicturesMade:
-        """`blobs`: each adapter's bytes as an ObjectRef, in the request's order; fetched only when not held here.
+        """`blobs`: each file's bytes as an ObjectRef, in the order of `request.file_identities` (the adapters',
+        fetched only when not held here, then the source picture's).
 
         With `request.compare`: one picture, the base model beside the adapters, same seed. With
         `request.group`: one picture, each face drawn with only its person's adapter.
@@ -312,8 +331,9 @@ class GeneratorWorker:
             generator = self._generator_for(request.base)
             files = {
                 a.identity: self._adapter_file(a.name, a.identity, ref)
-                for a, ref in zip(request.adapters, blobs, strict=True)
+                for a, ref in zip(request.adapters, blobs[: len(request.adapters)], strict=True)
             }
+            source = _source_picture(request, blobs[len(request.adapters):])
             if self.offloaded:
                 generator.pipe.to(generator.device)
                 self.offloaded = False
@@ -324,7 +344,7 @@ class GeneratorWorker:
 
                 images = [draw_group(generator, request, files).generated]  # its PNG says who is where
             else:
-                images = generator.generate(request, files)
+                images = generator.generate(request, files, source=source)
         except Exception as exc:
             log.exception("generation failed")
             return PicturesMade(loaded=self.loaded(), error=describe_failure(exc, "making the picture"))

@@ -114,7 +114,7 @@ class JobNotes:
     images_dir: str | None = None
     start_from: str | None = None
     snapshot: bool = False  # `images_dir` is a copy made for this run alone, deleted when it ends
-    adapter_files: Mapping[str, str] = field(default_factory=dict)  # adapter identity -> its file
+    adapter_files: Mapping[str, str] = field(default_factory=dict)  # identity -> file: adapters, a source
     people: tuple[int, ...] = ()  # member ids; kept in the table job_people
     plain: bool = False  # the plain model: the member has no adapter yet
     channel_id: int | None = None

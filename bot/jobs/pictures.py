@@ -42,7 +42,7 @@ class PictureRun:
             try:
                 await self._hand_over_adapters(job, request)
             except (files.MissingInput, OSError) as exc:
-                await runner.finish(job.id, JobState.FAILED, error=f"an adapter could not be read ({exc})")
+                await runner.finish(job.id, JobState.FAILED, error=f"a file it needs could not be read ({exc})")
                 return
             replica.offloaded = False
             try:
@@ -79,18 +79,24 @@ class PictureRun:
             return "I could not check that everyone in it still agrees; ask again"
 
     async def _hand_over_adapters(self, job: Job, request: GenerateRequest) -> None:
-        """Each adapter's bytes into Ray's object store, once per identity, checked against that identity."""
+        """Each adapter's bytes into Ray's object store, once per identity, checked against that identity;
+        the picture it draws from (if any) too, as if it were one more."""
         transport = self.runner.transport
-        for use in request.adapters:
-            if transport.holds(use.identity):
+        travelling = [(use.name, use.identity, f"the adapter '{use.name}'") for use in request.adapters]
+        if request.source is not None:
+            # Named after the picture's first person, so that forgetting them drops it from the store too.
+            name = request.adapters[0].name if request.adapters else "pictures"
+            travelling.append((name, request.source.identity, "the picture to draw from"))
+        for name, identity, what in travelling:
+            if transport.holds(identity):
                 continue
-            path = job.notes.adapter_files.get(use.identity)
+            path = job.notes.adapter_files.get(identity)
             if path is None:
-                raise files.MissingInput(f"this request does not say where the adapter '{use.name}' is")
+                raise files.MissingInput(f"this request does not say where {what} is")
             try:
                 data = await asyncio.to_thread(Path(path).read_bytes)
             except FileNotFoundError:
-                raise files.MissingInput(f"the adapter '{use.name}' is gone") from None
-            if await asyncio.to_thread(adapter_identity, data) != use.identity:
-                raise files.MissingInput(f"the adapter '{use.name}' has changed since this was asked for; ask again")
-            await transport.put_adapter(use.name, use.identity, data)
+                raise files.MissingInput(f"{what} is gone") from None
+            if await asyncio.to_thread(adapter_identity, data) != identity:
+                raise files.MissingInput(f"{what} has changed since this was asked for; ask again")
+            await transport.put_adapter(name, identity, data)

@@ -216,9 +216,9 @@ class RayTransport:
     async def generate(self, replica: Replica, request: GenerateRequest, timeout_s: float) -> PicturesMade:
         """Raises WorkerLost when the generator died or did not answer in time (it is then not trusted)."""
         # Inside a list, the refs are not resolved by Ray: a generator that holds an adapter never fetches it.
-        blobs = [self._blobs[a.identity][1] for a in request.adapters]
-        for a in request.adapters:
-            self._blobs.move_to_end(a.identity)
+        blobs = [self._blobs[identity][1] for identity in request.file_identities]
+        for identity in request.file_identities:
+            self._blobs.move_to_end(identity)
         try:
             return await asyncio.wait_for(self._call(replica, "generate", request, blobs), timeout_s)
         except TimeoutError as exc:

@@ -142,6 +142,12 @@ async def test_photos_train_progress_announce_and_imagine(world, trained, base):
         assert pictures.attachments[0].data.startswith(PNG)
         assert "seed 7" in pictures.content and "as a knight" in pictures.content
         assert any(custom_id and custom_id.startswith("doppel:reroll:") for custom_id, _, _ in pictures.buttons())
+        # Upscale, by each family's image-to-image path (FLUX.2 [klein]'s is its inpainting pipeline).
+        upscale = next(c for c, _, _ in pictures.buttons() if c and c.startswith("doppel:upscale:"))
+        pressed = await w.fake.click(w.ann, pictures, upscale)
+        upscaled = await w.fake.wait_for_edit(await pressed.original(), lambda m: m.attachments, timeout=60)
+        with Image.open(io.BytesIO(upscaled.attachments[0].data)) as picture:
+            assert picture.size == (128, 128) and "seed 7 · upscaled" in upscaled.content
 
         weak = await w.fake.slash(
             w.ann, w.general, "imagine", options={"prompt": "as a knight", "seed": 7, "strength": 0.0}
@@ -547,6 +553,24 @@ async def test_unsharing_stops_the_waiting_pictures_and_old_buttons_of_those_who
         pictures = await w.fake.wait_for_edit(await asked.original(), lambda m: m.attachments, timeout=60)
         buttons = {custom_id.split(":")[1]: custom_id for custom_id, _, _ in pictures.buttons() if custom_id}
 
+        # While ann shares: variations and the upscale of bob's picture are drawn from it, with ann's adapter.
+        drawn = {}
+        for key in ("vary-subtle", "vary-strong", "upscale"):
+            pressed = await w.fake.click(w.bob, pictures, buttons[key])
+            drawn[key] = await w.fake.wait_for_edit(await pressed.original(), lambda m: m.attachments, timeout=60)
+        assert "a variation (strength 0.4)" in drawn["vary-subtle"].content
+        assert "a variation (strength 0.75)" in drawn["vary-strong"].content
+        with Image.open(io.BytesIO(drawn["upscale"].attachments[0].data)) as upscaled:
+            assert upscaled.size == (128, 128) and "upscaled" in drawn["upscale"].content  # tiny draws 64 a side
+        assert not any(c and c.startswith("doppel:upscale:") for c, _, _ in drawn["upscale"].buttons())
+        assert pixels(drawn["vary-subtle"].attachments[0].data) != pixels(pictures.attachments[0].data)
+        # A variation's re-roll is drawn from the same picture again; its comparison is not offered (one pass only).
+        varied = {c.split(":")[1]: c for c, _, _ in drawn["vary-subtle"].buttons() if c}
+        assert "compare" not in varied
+        pressed = await w.fake.click(w.bob, drawn["vary-subtle"], varied["reroll"])
+        again = await w.fake.wait_for_edit(await pressed.original(), lambda m: m.attachments, timeout=60)
+        assert "a variation (strength 0.4)" in again.content
+
         with generator_away(bot):
             bobs = await imagine_queued(w, w.bob, f"<@{w.ann.id}> on a horse")
             boss = await imagine_queued(w, w.boss, f"<@{w.ann.id}> on a horse")
@@ -566,7 +590,7 @@ async def test_unsharing_stops_the_waiting_pictures_and_old_buttons_of_those_who
         failed = await bot.jobs.of_owner(w.owner(w.boss), JobState.FAILED)
         assert len(failed) == 1 and failed[0].result is None  # failed: not counted as boss's use
 
-        for key in ("reroll", "compare"):  # the buttons under bob's pictures from before
+        for key in ("reroll", "compare", "vary-subtle", "vary-strong", "upscale"):  # under bob's pictures from before
             pressed = await w.fake.click(w.bob, pictures, buttons[key])
             refused = await pressed.wait_followup(lambda m: "cannot draw" in m.content)
             assert "has not shared their adapter with you" in refused.content and not refused.attachments

@@ -58,7 +58,9 @@ async def test_imagine_with_two_people_draws_each_face_with_its_own_adapter(worl
         assert f"From the left: <@{w.ann.id}> (not scored), <@{w.bob.id}> (not scored)" in done.content
         with Image.open(io.BytesIO(done.attachments[0].data)) as picture:
             assert picture.size == (1024, 512)  # the photo's own frame
-        assert not any(c and c.startswith("doppel:compare:") for c, _, _ in done.buttons())
+        # No compare, variation or upscale: one pass with both adapters would blend the faces.
+        assert not any(c and c.startswith(("doppel:compare:", "doppel:vary-", "doppel:upscale:"))
+                       for c, _, _ in done.buttons())
 
         # The tiny model draws no faces: without a photo, the composition is shown, with why and a way out.
         plain = await w.fake.slash(w.ann, w.general, "imagine", options={"prompt": prompt, "seed": 4})

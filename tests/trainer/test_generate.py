@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import numpy as np
@@ -5,11 +6,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from contract import AdapterRef, GenerateRequest, RequestError, adapter_identity
+from contract import AdapterRef, GenerateRequest, RequestError, SourcePicture, adapter_identity, picture_identity
 from tests.conftest import TOKEN
-from trainer.errors import DoppelError
+from trainer.errors import CannotDraw, DoppelError
 from trainer.generation.compare import compare_pictures, halves
-from trainer.generation.generator import Generator, preset_size
+from trainer.generation.generator import Generator, preset_size, redraw_size
+from trainer.models.families import FLUX1
 
 PROMPT = f"photo of {TOKEN} on a beach"
 
@@ -133,11 +135,20 @@ def test_hotswap_gives_the_pictures_a_normal_load_gives(generator, adapters, tin
         ({"prompt": ""}, "prompt is empty"),
         ({"count": 5}, "number of pictures must be between 1 and 4"),
         ({"size": "huge"}, "size must be one of"),
+        ({"source": SourcePicture("abc", 0.0)}, "strength of a redraw must be above 0"),
+        ({"source": SourcePicture("abc", 0.3, 4)}, "scale of a redraw must be between 1 and 2"),
     ],
 )
 def test_bad_requests_are_refused_with_a_reason_before_reaching_the_generator(fields, message):
     with pytest.raises(RequestError, match=message):
         ask(**fields)
+
+
+def test_a_source_picture_travels_after_the_adapters_and_survives_the_job_record():
+    request = GenerateRequest(base="tiny", prompt="x", adapters=(AdapterRef("ann", "a1"),),
+                              source=SourcePicture("p1", 0.4, 2))
+    assert GenerateRequest.from_data(json.loads(json.dumps(request.to_data()))) == request
+    assert request.file_identities == ("a1", "p1")
 
 
 def test_an_adapter_without_its_file_is_refused(generator, adapters):
@@ -193,3 +204,32 @@ def test_a_forgotten_adapter_is_unloaded(adapters, tiny_dir):
         assert np.array_equal(_one(generator, Use("member1", adapters["member1"])),
                               _one(Generator("tiny", max_adapters=4), Use("member1", adapters["member1"])))
         assert not np.array_equal(drawn, base)
+
+
+def draw_from(generator, picture, seed=9, **fields):
+    """A picture drawn from `picture` (as the worker hands it over: its image, named by its PNG's content)."""
+    request, files = ask(source=SourcePicture(picture_identity(picture.png()), **fields), seed=seed)
+    return generator.generate(request, files, source=picture.image)[0]
+
+
+def test_a_variation_is_drawn_from_its_picture_and_an_upscale_at_twice_the_side(generator):
+    first = make(generator, seed=5)[0]
+    varied = _pixels(draw_from(generator, first, strength=0.4))
+    assert np.abs(varied - _pixels(make(generator, seed=9)[0])).mean() > 1  # the same seed, from nothing
+    upscaled = draw_from(generator, first, seed=5, strength=0.3, scale=2)
+    assert upscaled.image.size == (128, 128) and upscaled.info["drawn from"].endswith("at strength 0.3")
+    request, _ = ask(source=SourcePicture(picture_identity(first.png()), 0.4), seed=9)
+    with pytest.raises(DoppelError, match="did not come with the request"):
+        generator.generate(request)
+
+
+def test_an_upscale_stays_within_the_family_s_largest_picture_and_a_family_without_a_way_says_so():
+    width, height = redraw_size(1024, 1024, 2, FLUX1.largest_pixels)
+    assert width > 1024 and width * height <= FLUX1.largest_pixels and width % 16 == 0
+    assert redraw_size(64, 48, 2, FLUX1.largest_pixels) == (128, 96)
+
+    class NoImageToImage(type(FLUX1)):  # type: ignore[misc]
+        img2img_class_name = None
+
+    with pytest.raises(CannotDraw, match="FLUX.1 cannot draw a picture from another"):
+        NoImageToImage().image_to_image(None, None)

@@ -2,13 +2,14 @@
 refused by a generator of the other family. (Resuming on klein: test_train.py, parametrised over both.)"""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from contract import AdapterRef, GenerateRequest, adapter_identity
+from contract import AdapterRef, GenerateRequest, SourcePicture, adapter_identity, picture_identity
 from tests.conftest import TOKEN
 from trainer.errors import DoppelError
 from trainer.generation.generator import Generator
@@ -103,6 +104,16 @@ def test_the_cli_generates_on_the_distilled_klein_with_a_base_trained_adapter(kl
 def test_the_inpainting_pipeline_shares_the_models(distilled):
     inpaint = distilled.base.family.inpaint_pipeline(distilled.pipe)
     assert type(inpaint).__name__ == "Flux2KleinInpaintPipeline" and inpaint.transformer is distilled.pipe.transformer
+
+
+def test_klein_draws_from_a_picture_with_its_inpainting_pipeline_the_whole_picture_masked(distilled):
+    request = GenerateRequest(base="tiny-klein-distilled", prompt=f"photo of {TOKEN}", seed=5)
+    (first,) = distilled.generate(request)
+    source = SourcePicture(picture_identity(first.png()), 0.3, 2)
+    (upscaled,) = distilled.generate(replace(request, source=source), source=first.image)
+    assert upscaled.image.size == (128, 128)
+    small = np.asarray(upscaled.image.resize(first.image.size), dtype=np.int16)
+    assert np.abs(small - np.asarray(first.image, dtype=np.int16)).mean() > 0  # drawn, not only resized
 
 
 def test_make_tiny_writes_the_tiny_klein_the_same_bytes_every_time(model_cache, tmp_path, capsys):

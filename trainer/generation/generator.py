@@ -24,13 +24,13 @@ import torch
 from PIL import Image
 
 from contract import AdapterRef, GenerateRequest, limits
-from trainer.errors import DoppelError
+from trainer.errors import CannotDraw, DoppelError
 from trainer.generation.adapters import AdapterStrategy, CompiledSlots, NamedAdapters, Use
 from trainer.images import png_bytes
 from trainer.models import memory
 from trainer.models.base_model import BaseModel, load_pipeline, pick_device, pick_dtype, resolve_base
 from trainer.models.tiny_build import NOISE_WARNING
-from trainer.training.dataset import round_side
+from trainer.training.dataset import SIDE_MULTIPLE, round_side
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,13 @@ def preset_size(preset: str, resolution: int) -> tuple[int, int]:
     w, h = limits.SIZES[preset]
     ratio = math.sqrt(w / h)
     return round_side(resolution * ratio), round_side(resolution / ratio)
+
+
+def redraw_size(width: int, height: int, scale: int, largest_pixels: int) -> tuple[int, int]:
+    """A picture's sides `scale` times longer, but never more than `largest_pixels` (the family's limit)."""
+    fit = min(float(scale), math.sqrt(largest_pixels / (width * height)))
+    return tuple(max(SIDE_MULTIPLE, int(side * fit) // SIDE_MULTIPLE * SIDE_MULTIPLE)  # type: ignore[return-value]
+                 for side in (width, height))
 
 
 @dataclass(frozen=True)
@@ -138,15 +145,25 @@ class Generator:
         request: GenerateRequest,
         adapter_files: Mapping[str, Path] = _NO_FILES,
         on_step: Callable[[int, int], None] | None = None,
+        source: Image.Image | None = None,
     ) -> list[GeneratedImage]:
         """The request's pictures. `adapter_files`: identity -> file, needed for adapters not held
-        at that identity. `request.base` and `request.compare` are the caller's to act on."""
+        at that identity. `source`: the picture `request.source` names, to draw from.
+        `request.base` and `request.compare` are the caller's to act on."""
         seed = request.seed if request.seed is not None else secrets.randbelow(limits.SEED.high + 1)
         seeds = [seed + k for k in range(request.count)]
         width, height = preset_size(request.size, self.base.image_resolution)
         steps = request.steps or self.base.inference_steps
         guidance = self.base.guidance if request.guidance is None else request.guidance
         uses = [Use(ref, adapter_files.get(ref.identity)) for ref in request.adapters]
+        pipe, drawn_steps = self.pipe, steps
+        picture: dict[str, Any] = {}
+        if request.source is not None:
+            width, height = self._redrawn_size(width, height, request.source.scale)
+            pipe, picture = self._drawing_from(source, width, height)
+            picture["strength"] = request.source.strength
+            # The pipeline skips the steps above the strength's noise level, as diffusers counts them.
+            drawn_steps = steps - int(steps - steps * request.source.strength)
 
         # Image k is the same picture either way, made from its own seed; progress counts over all of them.
         batches = [[s] for s in seeds] if self.adapters.one_picture_at_a_time else [seeds]
@@ -154,7 +171,7 @@ class Generator:
 
         def step_callback(pipe, index, timestep, tensors):
             if on_step is not None:
-                on_step(done[0] * steps + index + 1, len(batches) * steps)
+                on_step(done[0] * drawn_steps + index + 1, len(batches) * drawn_steps)
             return tensors
 
         with self._lock:
@@ -165,7 +182,8 @@ class Generator:
             self.last_switch_s = time.perf_counter() - started
             images = []
             for batch in batches:
-                images += self.pipe(
+                images += pipe(
+                    **picture,
                     prompt=request.prompt,
                     height=height,
                     width=width,
@@ -184,7 +202,28 @@ class Generator:
             "steps": steps,
             "note": NOISE_WARNING if self.base.is_tiny else "",
         }
+        if request.source is not None:
+            info["drawn from"] = f"{request.source.identity} at strength {request.source.strength:g}"
         return [GeneratedImage(image, s, info | {"seed": s}) for image, s in zip(images, seeds, strict=True)]
+
+    def _redrawn_size(self, width: int, height: int, scale: int) -> tuple[int, int]:
+        family = self.base.family
+        if scale == 1:
+            return width, height
+        larger = redraw_size(width, height, scale, family.largest_pixels)
+        if larger[0] <= width:
+            raise CannotDraw(f"{family.title} draws pictures of at most {family.largest_pixels / 2**20:g} megapixels, "
+                             "and these are that large already: there is no larger one to make")
+        return larger
+
+    def _drawing_from(self, source: Image.Image | None, width: int, height: int) -> tuple[Any, dict[str, Any]]:
+        """The family's image-to-image pipeline on the resident models, and the arguments handing it `source`."""
+        if source is None:
+            raise DoppelError("the picture to draw from did not come with the request; ask again")
+        pipe, picture = self.base.family.image_to_image(self.pipe, source.convert("RGB").resize((width, height),
+                                                                                             Image.Resampling.LANCZOS))
+        pipe.set_progress_bar_config(disable=True)
+        return pipe, picture
 
     def warm_up(self, sizes: tuple[str, ...] = ("square",), steps: int = 2) -> float:
         """Make one small picture per size, so the first member's request pays no compilation.

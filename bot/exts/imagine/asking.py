@@ -16,6 +16,7 @@ import discord
 
 from bot.app import DoppelBot, roles
 from bot.exts.imagine import delivering, group
+from bot.exts.imagine.redrawing import Redraw
 from bot.exts.imagine.refused import Refused
 from bot.jobs.models import Job, Reply
 from bot.jobs.store import QueueFull
@@ -72,7 +73,9 @@ async def from_prompt(bot: DoppelBot, requester: Owner, prompt: str, *, strength
 
 
 async def again(bot: DoppelBot, presser: Owner, job: Job, **changes) -> Drawing:
-    """A finished picture job's request made anew (a button press): consent and adapters checked again."""
+    """A finished picture job's request made anew (a button press): consent and adapters checked again.
+    `changes` are the request's fields to change, and `redraw` (a bot.exts.imagine.redrawing.Redraw) to draw
+    from one of its pictures."""
     before = job.picture_request
     people = tuple(Owner(job.owner.guild_id, m) for m in job.notes.people)
     refs, files = await adapters_of(bot, presser, people, [a.weight for a in before.adapters])
@@ -82,8 +85,16 @@ async def again(bot: DoppelBot, presser: Owner, job: Job, **changes) -> Drawing:
         if person != presser and now.identity != was.identity:
             raise Refused(f"<@{person.member_id}>'s adapter has changed since these pictures were made; "
                           "ask anew with /imagine")
+    redraw: Redraw | None = changes.pop("redraw", None)
+    if redraw is not None:  # drawn from one of these pictures: it travels beside the request, as adapters do
+        source, path = await redraw.source(job)
+        files[source.identity] = path
+        changes |= {"source": source, "compare": False, "group": None}
+    elif before.source is not None and before.source.identity in job.notes.adapter_files:
+        # A re-roll of a variation: drawn from the same picture again (the job's hand-over says if it is gone).
+        files[before.source.identity] = job.notes.adapter_files[before.source.identity]
     options = {"count": before.count, "seed": before.seed, "size": before.size, "compare": before.compare,
-               "group": before.group} | changes
+               "group": before.group, "source": before.source} | changes
     request = _request(base=bot.settings.picture_model, prompt=before.prompt, adapters=refs, **options)
     return Drawing(request, people, files, plain=job.notes.plain)
 

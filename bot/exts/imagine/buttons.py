@@ -23,10 +23,11 @@ class _PictureButton(discord.ui.DynamicItem[discord.ui.Button], template=r"doppe
     label = ""
     emoji = ""
 
-    def __init__(self, job_id: int):
+    def __init__(self, job_id: int, *, label: str = "", more: str = ""):
+        """`more`: what the custom id says after the job (for a button of one of its pictures)."""
         super().__init__(
-            discord.ui.Button(label=self.label, emoji=self.emoji, style=discord.ButtonStyle.secondary,
-                              custom_id=f"doppel:{self.key}:{job_id}")
+            discord.ui.Button(label=label or self.label, emoji=self.emoji, style=discord.ButtonStyle.secondary,
+                              custom_id=f"doppel:{self.key}:{job_id}{more}")
         )
         self.job_id = job_id
 

@@ -11,7 +11,7 @@ from typing import Any
 import discord
 
 from bot.app import DoppelBot
-from bot.exts.imagine import group
+from bot.exts.imagine import group, redrawing
 from bot.exts.imagine.buttons import CompareButton, RerollButton
 from bot.jobs.models import Job, Reply
 from contract import JobState
@@ -108,12 +108,14 @@ def message(job: Job) -> tuple[str, list[discord.File], discord.ui.View | None]:
     note = " (plain model: you have no adapter yet, /train makes one)" if job.notes.plain else ""
     if request.compare:
         note = " · left: the base model, right: with the adapter"
+    note += redrawing.note(request)
     plural = "s" if len(pictures.images) > 1 else ""
     text = f"**{discord.utils.escape_markdown(request.prompt)[:1500]}**\nseed{plural} {seeds}{note}"
     files = [discord.File(i.path, f"doppel-{i.seed}.png") for i in pictures.images]
     view = discord.ui.View(timeout=None)
     view.add_item(RerollButton(job.id))
-    if request.adapters and not request.compare and request.group is None:
+    if request.adapters and not request.compare and request.group is None and request.source is None:
         view.add_item(CompareButton(job.id))
+    redrawing.add_buttons(job, request, view)
     text = group.add_to_message(job, text, view)  # who is where, for a group picture
     return text, files, view

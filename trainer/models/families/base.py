@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
-from trainer.errors import ConfigError
+from trainer.errors import CannotDraw, ConfigError
 from trainer.models.memory import ModelSize
 
 
@@ -44,6 +45,9 @@ class Family(ABC):
 
     transformer_class_name: str  # diffusers' class of the family's transformer
     inpaint_class_name: str  # diffusers' inpainting pipeline of the family
+    # diffusers' image-to-image pipeline of the family; None: the family redraws a picture another way, or cannot
+    img2img_class_name: str | None = None
+    largest_pixels: int = 2 * 2**20  # the most pixels a picture of the family may have (an upscale stops there)
     # The family's offline random models by name (the keys of contract.models.TINY_FOLDERS), the base first:
     # each a shape dataclass of trainer/models/tiny.py or tiny_klein.py.
     tiny_shapes: dict[str, Any]
@@ -84,6 +88,14 @@ class Family(ABC):
     def inpaint_pipeline(self, pipe) -> Any:
         """An inpainting pipeline sharing `pipe`'s models (`from_pipe`: no second copy of the weights)."""
         return _diffusers(self.inpaint_class_name).from_pipe(pipe)
+
+    def image_to_image(self, pipe, source: Image.Image) -> tuple[Any, dict[str, Any]]:
+        """A pipeline drawing from `source`, sharing `pipe`'s models (`from_pipe`), and the call's arguments that
+        hand it the picture. Raises, in words, where the family has no way to draw from a picture."""
+        if self.img2img_class_name is None:
+            raise CannotDraw(f"{self.title} cannot draw a picture from another, so there are no variations "
+                                 "or upscales on this base")
+        return _diffusers(self.img2img_class_name).from_pipe(pipe), {"image": source}
 
     @abstractmethod
     def defaults(self, transformer_config: dict, pipeline_config: dict) -> Defaults:

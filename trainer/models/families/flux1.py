@@ -39,6 +39,8 @@ class Flux1(Family):
     pipeline_class_names = ("FluxPipeline",)
     transformer_class_name = "FluxTransformer2DModel"
     inpaint_class_name = "FluxInpaintPipeline"
+    img2img_class_name = "FluxImg2ImgPipeline"
+    largest_pixels = 2 * 2**20  # Black Forest Labs: FLUX.1 draws from 0.1 to 2 megapixels
     hub_id_hints = ("flux.1",)
     lora_targets = LORA_TARGETS
     tokenizer_folders = ("tokenizer", "tokenizer_2")  # CLIP, T5

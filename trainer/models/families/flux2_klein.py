@@ -13,7 +13,10 @@ size, as ai-toolkit and Civitai pair them: the distilled model draws in about 4 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from PIL import Image
 
 from trainer.models import memory, tiny_klein
 from trainer.models.families.base import Defaults, Family, PromptEmbedding
@@ -38,6 +41,7 @@ class Flux2Klein(Family):
     pipeline_class_names = ("Flux2KleinPipeline",)
     transformer_class_name = "Flux2Transformer2DModel"
     inpaint_class_name = "Flux2KleinInpaintPipeline"
+    largest_pixels = 4 * 2**20  # Black Forest Labs: FLUX.2 draws up to 4 megapixels
     hub_id_hints = ("flux.2-klein", "flux2-klein")
     lora_targets = LORA_TARGETS
     tokenizer_folders = ("tokenizer",)  # Qwen's byte-level BPE
@@ -55,6 +59,12 @@ class Flux2Klein(Family):
 
     def tiny_title(self, name: str) -> str:
         return f"{self.title} ({'distilled' if self.tiny_shapes[name].distilled else 'base'})"
+
+    def image_to_image(self, pipe, source: Image.Image) -> tuple[Any, dict[str, Any]]:
+        """diffusers 0.42 has no FLUX.2 [klein] image-to-image pipeline; its inpainting one with the whole picture
+        masked is one: every latent is redrawn from the source noised to the strength's level."""
+        whole = Image.new("L", source.size, 255)
+        return self.inpaint_pipeline(pipe), {"image": source, "mask_image": whole}
 
     def defaults(self, transformer_config: dict, pipeline_config: dict) -> Defaults:
         if pipeline_config.get("is_distilled", False):  # FLUX.2-klein-4B/-9B: 4 steps, guidance ignored
