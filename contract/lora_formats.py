@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from contract.models import FACTS_PREFIX
+from contract.models import FACTS_PREFIX, FAMILY_TITLES
 from contract.safetensors_raw import NotSafetensors, Tensor, read
 
-FAMILY_TITLES = {"flux1": "FLUX.1", "flux2-klein": "FLUX.2 [klein]"}
 COMFYUI_PREFIX = "lora_unet_"
 # Uploads: a real rank-16 doppel adapter is ~171 MiB and ~1,100 tensors; full-model rank-128 LoRAs are bigger.
 MAX_UPLOAD_BYTES = 1536 * 1024 * 1024

@@ -8,6 +8,9 @@ import struct
 from pathlib import Path
 
 # A tiny model's name -> its folder in MODEL_CACHE_DIR (built there on first use by the trainer).
+# The model families by name, with their titles in words: said once, torch-free, for the bot and the CLI's
+# choices (trainer/models/families holds each family's code; tests/trainer/test_tiny.py checks they agree).
+FAMILY_TITLES = {"flux1": "FLUX.1", "flux2-klein": "FLUX.2 [klein]"}
 TINY_FOLDERS = {"tiny": "tiny-flux", "tiny-klein": "tiny-klein", "tiny-klein-distilled": "tiny-klein-distilled"}
 
 FACTS_PREFIX = "doppel."  # doppel's entries in an adapter file's safetensors header

@@ -48,8 +48,8 @@ def _resume_hint(args) -> str:
 def _parser() -> argparse.ArgumentParser:
     from contract import TrainRequest, limits
     from contract.lora_formats import EXPORT_FORMATS
+    from contract.models import FAMILY_TITLES
     from contract.requests import MEMORY_MODES
-    from trainer.models.families import FAMILIES
     from trainer.training.config import LR_SCHEDULES, TrainConfig
 
     defaults = TrainRequest.__dataclass_fields__ | TrainConfig.__dataclass_fields__  # the request's, the trainer's
@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a new or empty folder, or an earlier tiny build to replace "
         "(default: MODEL_CACHE_DIR's, where --base tiny or tiny-klein looks)",
     )
-    tiny.add_argument("--family", choices=tuple(FAMILIES), default="flux1", help="(default: %(default)s)")
+    tiny.add_argument("--family", choices=tuple(FAMILY_TITLES), default="flux1", help="(default: %(default)s)")
     tiny.add_argument("--distilled", action="store_true", help="flux2-klein: the step-distilled variant")
     tiny.set_defaults(run=_make_tiny)
 

@@ -18,8 +18,8 @@ from discord.ext import commands
 from bot import intake
 from bot.app import DoppelBot, owner_of
 from contract.base_shapes import base_family, base_folder, transformer_shapes
-from contract.lora_formats import EXPORT_FORMATS, FAMILY_TITLES, MAX_UPLOAD_BYTES, LoraFormatError, check_upload, export
-from contract.models import FACTS_PREFIX, adapter_facts
+from contract.lora_formats import EXPORT_FORMATS, MAX_UPLOAD_BYTES, LoraFormatError, check_upload, export
+from contract.models import FACTS_PREFIX, FAMILY_TITLES, adapter_facts
 from contract.safetensors_raw import encode, read
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@ import hashlib
 
 import torch
 
-from contract.models import TINY_FOLDERS
+from contract.models import FAMILY_TITLES, TINY_FOLDERS
 from trainer.models.base_model import load_pipeline, resolve_base, write_tiny
 from trainer.models.families import FAMILIES
 
@@ -23,6 +23,7 @@ def test_the_tiny_model_is_the_same_bytes_every_time(tmp_path, tiny_dir):
 def test_every_tiny_model_is_its_familys():
     # The torch-free names (the bot's token checks read their tokenizers) are the ones the families build.
     assert sorted(TINY_FOLDERS) == sorted(name for family in FAMILIES.values() for name in family.tiny_shapes)
+    assert {name: family.title for name, family in FAMILIES.items()} == FAMILY_TITLES
     assert [family.tiny_name() for family in FAMILIES.values()] == ["tiny", "tiny-klein"]
 
 
