@@ -133,7 +133,8 @@ async def test_photos_train_progress_announce_and_imagine(world, trained, base):
         assert timeline.filename == "timeline.png" and timeline.data.startswith(PNG)
         with Image.open(io.BytesIO(timeline.data)) as picture:
             # steps 0, 5, 10, 15, 20 of 20, one column each, the 64 px samples enlarged to cells of 256
-            assert picture.width == timeline_layout.PROMPTS_WIDTH + 5 * (256 + timeline_layout.GAP)
+            prompts = timeline_layout.Geometry.for_cells(5, 256).prompts_width
+            assert picture.width == prompts + 5 * (256 + timeline_layout.GAP)
         assert "done" in progress.content
 
         imagine = await w.fake.slash(w.ann, w.general, "imagine", options={"prompt": "as a knight", "seed": 7})
@@ -657,8 +658,9 @@ async def test_an_old_button_never_reaches_another_adapter_of_the_member_drawn(w
         pictures, reroll = await bobs_pictures()
         await bot.members.set_adapter(ann, steps[0], None, 10, identity=None)
         pressed = await w.fake.click(w.bob, pictures, reroll)
-        refused = await w.fake.wait_for_edit(await pressed.original(), lambda m: "cannot draw" in m.content)
-        assert f"<@{w.ann.id}>'s adapter has changed" in refused.content and not refused.attachments
+        refused = await pressed.wait_followup(lambda m: "cannot draw" in m.content)  # to bob alone
+        assert refused.ephemeral and f"<@{w.ann.id}>'s adapter has changed" in refused.content
+        assert not refused.attachments
 
         # ann asks to be forgotten while bob's picture of her waits: it stops, and bob is told why.
         pictures, reroll = await bobs_pictures()
@@ -674,8 +676,12 @@ async def test_an_old_button_never_reaches_another_adapter_of_the_member_drawn(w
         # (the pictures of her are deleted with her; where that message could not be deleted, a press is refused).
         await ann_with_adapter(w, bot, steps[1], EVERYONE)
         if not pictures.deleted:
-            answer = await (await w.fake.click(w.bob, pictures, reroll)).original()
-            await w.fake.wait_for_edit(answer, lambda m: "cannot draw" in m.content or "no longer exists" in m.content)
+            pressed = await w.fake.click(w.bob, pictures, reroll)
+            if await pressed.acknowledged() == 4:  # answered at once: the request is gone
+                answer = await pressed.original()
+                assert "no longer exists" in answer.content
+            else:  # deferred, then refused to bob alone
+                answer = await pressed.wait_followup(lambda m: "cannot draw" in m.content)
             assert not answer.attachments
         assert not await bot.jobs.of_owner(w.owner(w.bob), JobState.QUEUED, JobState.RUNNING, JobState.SUCCEEDED)
 
