@@ -1,6 +1,6 @@
 """A training's start-up on the tiny model: from the interpreter's start (imports included) to its first step.
 
-    python bench/startup.py [--photos 8]
+    python bench/startup.py [--photos 8] [--repeats 3]
     python bench/startup.py --diffusers DIFFUSERS/examples/dreambooth/train_dreambooth_lora_flux.py \
         [--torchvision DIR]
 
@@ -14,18 +14,21 @@ run's path only (`pip install --no-deps --target DIR torchvision==...`), so a to
 the installed torch (a CUDA build beside torch's CPU build breaks transformers' imports) stays out of the
 environment; where its compiled operators do not load, the script still runs, on its pure-Python transforms.
 
-Figures: startup_s_<run> (wall time: the machine's load is in it), startup_cpu_s_<run> (the CPU time of the run
-and the processes it waited for, up to its first step: what it costs on a free machine), and with --diffusers
-ratio_<run> (told and untold: doppel's CPU time over the diffusers script's; 1 or less meets issue #21's goal).
-Last line: every figure as key=value, and load= (the load average).
+Figures, medians over --repeats runs of each (interleaved): startup_s_<run> (wall time: the machine's load is
+in it), startup_cpu_s_<run> (the CPU time of the run and the processes it waited for, up to its first step: what
+it costs on a free machine), and with --diffusers ratio_<run> (told and untold: doppel's CPU time over the
+diffusers script's; 1 or less meets issue #21's goal). Last line: every figure as key=value, and load= (the load
+average).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -128,9 +131,28 @@ def diffusers_arguments(images: Path, out: Path) -> list[str]:
             "--max_train_steps=2", "--seed=0", "--report_to=tensorboard"]
 
 
+def run_once(case: str, images: Path, out: Path, args: argparse.Namespace) -> tuple[float, float]:
+    """One run in a fresh process: (wall seconds, CPU seconds) from its start to its first step."""
+    environment = dict(os.environ)
+    if case == "diffusers":
+        if args.torchvision:
+            environment["PYTHONPATH"] = os.pathsep.join(
+                [str(args.torchvision.resolve()), *filter(None, [environment.get("PYTHONPATH")])])
+        command = [sys.executable, __file__, "--diffusers-one", repr(time.time()), str(args.diffusers.resolve()),
+                   *diffusers_arguments(images, out)]
+    else:
+        command = [sys.executable, __file__, "--one", str(images), str(out), repr(time.time())]
+    child = subprocess.run(command, capture_output=True, text=True, env=environment)
+    if child.returncode != 0:
+        raise SystemExit(f"the {case} run failed ({child.returncode}):\n{child.stderr[-3000:]}")
+    wall, cpu = (float(x) for x in child.stdout.strip().splitlines()[-1].split())
+    return wall, cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each, interleaved; figures are medians")
     parser.add_argument("--diffusers", type=Path, metavar="SCRIPT",
                         help="diffusers' examples/dreambooth/train_dreambooth_lora_flux.py, to time it too")
     parser.add_argument("--torchvision", type=Path, metavar="DIR",
@@ -145,29 +167,19 @@ def main() -> None:
         diffusers_first_step(args.diffusers_one[1], args.diffusers_one[2:], float(args.diffusers_one[0]))
         return
     cases = ["told", "untold"] + (["diffusers"] if args.diffusers else [])
-    figures: dict[str, float] = {}
+    runs: dict[str, list[tuple[float, float]]] = {case: [] for case in cases}
     with tempfile.TemporaryDirectory() as scratch:
         for case in cases:
-            images, out = Path(scratch) / case, Path(scratch) / f"{case}-out"
-            images.mkdir()
-            write_faceless(images, args.photos, looks=case == "told")
-            environment = dict(os.environ)
-            if case == "diffusers":
-                assert args.diffusers is not None
-                if args.torchvision:
-                    environment["PYTHONPATH"] = os.pathsep.join(
-                        [str(args.torchvision.resolve()), *filter(None, [environment.get("PYTHONPATH")])])
-                arguments = diffusers_arguments(images, out)
-                command = [sys.executable, __file__, "--diffusers-one", repr(time.time()),
-                           str(args.diffusers.resolve()), *arguments]
-            else:
-                command = [sys.executable, __file__, "--one", str(images), str(out), repr(time.time())]
-            child = subprocess.run(command, capture_output=True, text=True, env=environment)
-            if child.returncode != 0:
-                raise SystemExit(f"the {case} run failed ({child.returncode}):\n{child.stderr[-3000:]}")
-            wall, cpu = (float(x) for x in child.stdout.strip().splitlines()[-1].split())
-            figures[f"startup_s_{case}"], figures[f"startup_cpu_s_{case}"] = round(wall, 2), round(cpu, 2)
-            print(f"{case}: {wall:.2f} s from start to the first step ({cpu:.2f} s of CPU)")
+            (Path(scratch) / case).mkdir()
+            write_faceless(Path(scratch) / case, args.photos, looks=case == "told")
+        for attempt, case in itertools.product(range(args.repeats), cases):  # interleaved: the load drifts
+            wall, cpu = run_once(case, Path(scratch) / case, Path(scratch) / f"{case}-out-{attempt}", args)
+            runs[case].append((wall, cpu))
+            print(f"{case}: {wall:.2f} s from start to the first step ({cpu:.2f} s of CPU)", flush=True)
+    figures: dict[str, float] = {}
+    for case, times in runs.items():
+        figures[f"startup_s_{case}"] = round(statistics.median(wall for wall, _ in times), 2)
+        figures[f"startup_cpu_s_{case}"] = round(statistics.median(cpu for _, cpu in times), 2)
     if args.diffusers:
         for case in ("told", "untold"):
             figures[f"ratio_{case}"] = round(figures[f"startup_cpu_s_{case}"] / figures["startup_cpu_s_diffusers"], 2)
