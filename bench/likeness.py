@@ -6,10 +6,11 @@
 A checkpoint's samples are the run's two sample prompts, each scored by `trainer.training.likeness.likeness`
 (timed in this process, one after the other: the CPU's work) and by the run's `SampleScorer` (two worker
 processes, one sample each, beside the training loop: the time until the step's scores are in):
-faces found (dlib's HOG, then its CNN where HOG finds none), each described, and the nearest to the member's
-identity measured. The identity is the medoid of three photos of skimage's astronaut. Cases: the member drawn
-twice (the usual case late in a run), someone else (the cameraman), no face (skimage's coffee: the CNN runs, the
-worst case), and the tiny model's 64 px noise. Run on one core (the others train or feed the GPU).
+faces found (dlib's HOG, its CNN on crops around HOG's weak proposals), each described, and the nearest to the
+member's identity measured. The identity is the medoid of three photos of skimage's astronaut. Cases: the member
+drawn twice (the usual case late in a run), someone else (the cameraman), no face (skimage's coffee: HOG's
+proposals checked and turned down), and the tiny model's 64 px noise. Run on one core (the others train or feed
+the GPU).
 
 Figures: load_s (dlib's models, once per process), <case>_s (median of 3, both samples one after the other),
 <case>_cpu_s (the CPU time of that: what it costs on a free core, whatever the machine's load),

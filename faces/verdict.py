@@ -70,8 +70,8 @@ class Look:
 
 
 def look(image: Image.Image) -> Look:
-    """Find the faces in a photo and measure its sharpness (0.1-0.5 s; seconds when only the CNN finds a face
-    or none is found). Blocking, and dlib holds the GIL: call it in another process where a loop must go on."""
+    """Find the faces in a photo and measure its sharpness (0.1-0.5 s of CPU, with a face or without).
+    Blocking, and dlib holds the GIL: call it in another process where a loop must go on."""
     return Look(size=image.size, sharpness=sharpness(image), faces=tuple(find_faces(image)))
 
 

@@ -75,7 +75,7 @@ def cameraman() -> Image.Image:
 
 
 def no_face() -> Image.Image:
-    """A cup of coffee, small: the CNN looks at every picture without a face, and its time grows with pixels."""
+    """A cup of coffee, small (HOG proposes a region in it, which the CNN then turns down)."""
     from skimage import data
 
     return Image.fromarray(data.coffee()).resize((384, 256), Image.Resampling.LANCZOS)

@@ -1,4 +1,4 @@
-"""The photos of the face tests, each looked at once per session (dlib's CNN takes seconds on a loaded CPU)."""
+"""The photos of the face tests, each looked at once per session (0.1-0.5 s of CPU each, more on a loaded machine)."""
 
 from __future__ import annotations
 

@@ -333,6 +333,11 @@ def quiet_torchao_lora():
         yield
 
 
+def on_accelerator(module) -> bool:
+    parameter = next(module.parameters(), None)
+    return parameter is not None and parameter.device.type != "cpu"
+
+
 def free_memory() -> None:
     """Collect garbage, then empty the accelerator's cache, so what was just dropped is given back."""
     # diffusers' helper knows every accelerator torch has (CUDA, MPS, XPU, NPU); imported here

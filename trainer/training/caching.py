@@ -70,7 +70,12 @@ def cache_training_set(
 
 
 def release_encoders(family: Family, pipe) -> None:
-    """Move the VAE and the text encoders off the accelerator; training needs none of them."""
-    for module in (pipe.vae, *family.text_encoders(pipe)):
+    """Move the VAE and the text encoders off the accelerator; training needs none of them. Where none is on
+    one (training on the CPU) there is nothing to give back, and the garbage collection is skipped: with
+    torch, diffusers and transformers loaded it costs 0.3 s of CPU, a twentieth of the tiny model's start-up."""
+    encoders = (pipe.vae, *family.text_encoders(pipe))
+    if not any(memory.on_accelerator(module) for module in encoders):
+        return
+    for module in encoders:
         module.to("cpu")
     memory.free_memory()

@@ -1,11 +1,10 @@
 """Scoring samples for likeness beside the training loop, in processes of their own.
 
-dlib holds the GIL while it looks for faces (0.1-0.3 s a sample when its HOG detector finds one, about 1.8 s
-when only its CNN can say there is none): in the training process, even in a thread, it would stop the loop
-from feeding the GPU. So each sample of a step goes to its own worker process (`python -m
-trainer.training.scoring`, which owes nothing to the parent's main module, as a Ray worker's is), scored at
-the same time as the others and as training goes on: the GPU never waits, and a step's samples are scored in
-the time of the slowest one. bench/likeness.py measures it.
+dlib holds the GIL while it looks for faces (0.1-0.3 s a sample, with a face or without): in the training
+process, even in a thread, it would stop the loop from feeding the GPU. So each sample of a step goes to its own
+worker process (`python -m trainer.training.scoring`, which owes nothing to the parent's main module, as a Ray
+worker's is), scored at the same time as the others and as training goes on: the GPU never waits, and a step's
+samples are scored in the time of the slowest one. bench/likeness.py measures it.
 
 The protocol is lines: the identity first (JSON), then one picture's path per line in, one score per line out
 ("none" for no face, or "error ..."), in order.

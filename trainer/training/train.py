@@ -137,7 +137,7 @@ def train_lora(
         # goes to the GPU only after this, so the encoders and it are never there together (a lean
         # plan also parks a borrowed transformer on the CPU meanwhile).
         emit(Phase(PhaseName.CACHING, f"{len(training_set.images)} images at {resolution} px"))
-        if plan.lean and _on_accelerator(pipe.transformer):
+        if plan.lean and memory.on_accelerator(pipe.transformer):
             pipe.transformer.to("cpu")
             memory.free_memory()
         sample_prompts = config.sample_prompts_for_token() if request.sample_interval else []
@@ -510,11 +510,6 @@ def _is_eight_bit(optimizer) -> bool:
 def _eight_bit_state(optimizer_state: dict) -> bool:
     """Whether a saved optimizer state is bitsandbytes' 8-bit one (its moments are `state1`, `state2`)."""
     return any("state1" in state for state in optimizer_state.get("state", {}).values())
-
-
-def _on_accelerator(module) -> bool:
-    parameter = next(module.parameters(), None)
-    return parameter is not None and parameter.device.type != "cpu"
 
 
 def _clock(device, synchronise: bool) -> float:
