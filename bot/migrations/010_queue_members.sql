@@ -47,17 +47,21 @@ BEGIN
     WHERE kind = NEW.kind AND guild_id = NEW.guild_id AND member_id = NEW.member_id;
 END;
 
--- A deletion (a member forgotten) may take their latest start with it: everything is counted again.
+-- A deletion (a member forgotten) may take their count or their latest start with it: those are found again,
+-- only when the deleted row held them (erasing a member's history row by row stays cheap).
 CREATE TRIGGER queue_members_on_delete AFTER DELETE ON jobs
 BEGIN
     UPDATE queue_members SET
         queued = (SELECT COUNT(*) FROM jobs WHERE guild_id = OLD.guild_id AND member_id = OLD.member_id
                   AND kind = OLD.kind AND state = 'queued'),
         first_queued = (SELECT MIN(id) FROM jobs WHERE guild_id = OLD.guild_id AND member_id = OLD.member_id
-                        AND kind = OLD.kind AND state = 'queued'),
+                        AND kind = OLD.kind AND state = 'queued')
+    WHERE kind = OLD.kind AND guild_id = OLD.guild_id AND member_id = OLD.member_id AND OLD.state = 'queued';
+    UPDATE queue_members SET
         last_started = (SELECT MAX(started_at) FROM jobs WHERE guild_id = OLD.guild_id
                         AND member_id = OLD.member_id AND kind = OLD.kind)
-    WHERE kind = OLD.kind AND guild_id = OLD.guild_id AND member_id = OLD.member_id;
+    WHERE kind = OLD.kind AND guild_id = OLD.guild_id AND member_id = OLD.member_id
+        AND OLD.started_at >= last_started;
     DELETE FROM queue_members WHERE kind = OLD.kind AND guild_id = OLD.guild_id AND member_id = OLD.member_id
         AND queued = 0 AND last_started IS NULL;
 END;
