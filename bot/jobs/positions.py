@@ -7,6 +7,7 @@ job: telling a thousand subscribers costs a thousand small rows, whatever else w
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 
@@ -16,6 +17,7 @@ from bot.jobs.updates import JobUpdate, Updates
 from contract import JobKind, JobState
 
 POSITION_DELAY_S = 1.0
+YIELD_EVERY = 200  # jobs told between turns of the event loop
 
 
 class QueuePositions:
@@ -54,10 +56,12 @@ class QueuePositions:
         if now - self._told_at < POSITION_DELAY_S:
             return
         self._told_at = now
-        queued = await self.store.queued_of(self.updates.subscribed() | set(self._told))
-        places = await self.places(j for j in queued if self.updates.has_subscribers(j.id))
-        for job in sorted(queued, key=lambda j: (list(JobKind).index(j.kind), j.id)):
-            if job.id not in places or now - job.created_at < POSITION_DELAY_S:
+        queued = await self.store.queued_of(self.updates.subscribed())
+        places = await self.places(queued)
+        for count, job in enumerate(sorted(queued, key=lambda j: (list(JobKind).index(j.kind), j.id))):
+            if count % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # thousands followed: the bot's answers go on between them
+            if now - job.created_at < POSITION_DELAY_S:
                 continue
             place = places[job.id]
             told = -place if waiting_for_gpu else place
@@ -66,5 +70,5 @@ class QueuePositions:
                 update = JobUpdate(job.id, JobState.QUEUED, job.progress, position=place,
                                    waiting_for_gpu=waiting_for_gpu)
                 await self.updates.publish(update)
-        for job_id in set(self._told) - {j.id for j in queued}:
+        for job_id in set(self._told) - {j.id for j in queued}:  # started, finished, or nobody follows it now
             del self._told[job_id]
