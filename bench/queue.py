@@ -116,6 +116,7 @@ async def _one_pass(runner, workers) -> float:
 
 
 async def main(sizes: list[int]) -> dict[str, float]:
+    from bot.jobs.positions import POSITION_DELAY_S
     from bot.jobs.runner import JobRunner
     from bot.jobs.store import JobStore
     from bot.settings import BotSettings
@@ -144,6 +145,7 @@ async def main(sizes: list[int]) -> dict[str, float]:
                 runner.subscribe(job.id, told.append)
             runner.positions._told.clear()
             runner.positions._told_at = 0.0
+            await asyncio.sleep(POSITION_DELAY_S)  # every job has waited long enough to be told its place
             t0 = time.perf_counter()
             await runner.positions.announce(waiting_for_gpu=False)
             figures[f"announce_ms_{size}"] = (time.perf_counter() - t0) * 1000
