@@ -343,6 +343,14 @@ def _checksum(data: bytes, s1: int, s2: int, order: str) -> tuple[int, int]:
 
 
 def _statements(sql: str) -> list[str]:
-    """Split a migration into statements (executescript would commit on its own)."""
+    """Split a migration into statements (executescript would commit on its own).
+
+    A trigger's body holds semicolons of its own: pieces are joined until SQLite calls them complete."""
     lines = [line.split("--", 1)[0] for line in sql.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    statements, piece = [], ""
+    for part in "\n".join(lines).split(";"):
+        piece += part + ";"
+        if sqlite3.complete_statement(piece):
+            statements.append(piece.strip().removesuffix(";").strip())
+            piece = ""
+    return [s for s in statements if s]

@@ -1,7 +1,7 @@
 """What runs next, who steps aside, and where each waiting job stands: plain functions, no Ray, no I/O.
 
-The runner gathers a snapshot (queued jobs in the record, the workers as it last saw
-them), asks `plan` what to do, and carries the plan out. One pass decides:
+The runner gathers a snapshot (the front of the queue, bot/jobs/line.py, and the workers
+as it last saw them), asks `plan` what to do, and carries the plan out. One pass decides:
 
 1. Pictures first. A queued picture goes to an idle generator, preferring one that
    already holds its adapters. Under the `yield` policy, a training on the same card
@@ -50,6 +50,8 @@ class Plan:
     trainings: list[tuple[Job, Worker]] = field(default_factory=list)
     pause: list[Worker] = field(default_factory=list)  # trainers whose job should pause for pictures
     offload: list[Replica] = field(default_factory=list)  # generators to empty before a training starts
+    # The pictures stopped mattering before the list ran out: more waiting behind them would change nothing.
+    pictures_settled: bool = False
 
 
 def sharing_policy(setting: str, gpu_sizes: Iterable[float | None], share_min_gib: float) -> str:
@@ -82,6 +84,7 @@ def plan(
         if not idle:
             if policy == "yield":  # under `share` a picture backlog leaves the trainers to their work
                 waiting_cards.update(g.location for g in generators)
+            result.pictures_settled = True
             break
         names = {a.name for a in job.picture_request.adapters}
         replica = max(idle, key=lambda g: (len(names & g.adapters), -len(g.adapters)))
@@ -90,6 +93,9 @@ def plan(
             waiting_cards.add(replica.location)
             if training.job_id not in pausing and training not in result.pause:
                 result.pause.append(training)
+            if all(g.location in waiting_cards for g in idle):  # each next picture would wait here too
+                result.pictures_settled = True
+                break
             continue
         busy_replicas.add(replica.name)
         result.generations.append((job, replica))

@@ -1,15 +1,23 @@
-"""Where each waiting job stands in line, told to its subscribers once it has waited a moment."""
+"""Where each waiting job stands in line, told to its subscribers once it has waited a moment.
+
+A place is worked out from each member's count of waiting jobs and the line's first round
+(`fairness.places`, on the table queue_members), not by reading and ordering every queued
+job: telling a thousand subscribers costs a thousand small rows, whatever else waits.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Iterable
 
-from bot.jobs import policy
-from bot.jobs.store import JobStore
+from bot.jobs import fairness
+from bot.jobs.store import JobStore, QueuedJob
 from bot.jobs.updates import JobUpdate, Updates
 from contract import JobKind, JobState
 
 POSITION_DELAY_S = 1.0
+YIELD_EVERY = 200  # jobs told between turns of the event loop
 
 
 class QueuePositions:
@@ -21,11 +29,18 @@ class QueuePositions:
 
     async def of(self, job_id: int) -> int | None:
         """1 for the next job of its kind to start; None when it is not queued."""
-        job = await self.store.get(job_id)
-        if job is None or job.state is not JobState.QUEUED:
-            return None
-        queued = await self.store.in_state(JobState.QUEUED, kind=job.kind)
-        return policy.positions(queued, await self.store.last_started(job.kind)).get(job_id)
+        return (await self.places(await self.store.queued_of([job_id]))).get(job_id)
+
+    async def places(self, queued: Iterable[QueuedJob]) -> dict[int, int]:
+        """Each of these queued jobs' place in line among its kind, 1 for the next to start."""
+        queued = list(queued)
+        result: dict[int, int] = {}
+        for kind in JobKind:
+            of_kind = [job for job in queued if job.kind is kind]
+            if of_kind:
+                found = fairness.places(await self.store.in_line(kind), [(j.owner, j.rank) for j in of_kind])
+                result |= {job.id: found[job.owner, job.rank] for job in of_kind}
+        return result
 
     def drop(self, job_id: int) -> None:
         self._told.pop(job_id, None)
@@ -35,28 +50,25 @@ class QueuePositions:
 
         A job that starts within POSITION_DELAY_S never hears of a queue, and the whole pass
         runs at most once per POSITION_DELAY_S: during a burst of requests, answering them
-        comes before telling them where they stand.
+        comes before telling them where they stand. Only jobs someone follows are looked at.
         """
         now = time.time()
         if now - self._told_at < POSITION_DELAY_S:
             return
         self._told_at = now
-        still_queued: set[int] = set()
-        for kind in JobKind:
-            queued = await self.store.in_state(JobState.QUEUED, kind=kind)
-            still_queued |= {j.id for j in queued}
-            if not any(self.updates.has_subscribers(j.id) for j in queued):
+        queued = await self.store.queued_of(self.updates.subscribed())
+        places = await self.places(queued)
+        for count, job in enumerate(sorted(queued, key=lambda j: (list(JobKind).index(j.kind), j.id))):
+            if count % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # thousands followed: the bot's answers go on between them
+            if now - job.created_at < POSITION_DELAY_S:
                 continue
-            places = policy.positions(queued, await self.store.last_started(kind))
-            for job in queued:
-                place = places[job.id]
-                if now - job.created_at < POSITION_DELAY_S or not self.updates.has_subscribers(job.id):
-                    continue
-                told = -place if waiting_for_gpu else place
-                if self._told.get(job.id) != told:
-                    self._told[job.id] = told
-                    update = JobUpdate(job.id, JobState.QUEUED, job.progress, position=place,
-                                       waiting_for_gpu=waiting_for_gpu)
-                    await self.updates.publish(update)
-        for job_id in set(self._told) - still_queued:
+            place = places[job.id]
+            told = -place if waiting_for_gpu else place
+            if self._told.get(job.id) != told:
+                self._told[job.id] = told
+                update = JobUpdate(job.id, JobState.QUEUED, job.progress, position=place,
+                                   waiting_for_gpu=waiting_for_gpu)
+                await self.updates.publish(update)
+        for job_id in set(self._told) - {j.id for j in queued}:  # started, finished, or nobody follows it now
             del self._told[job_id]

@@ -17,7 +17,7 @@ from bot.jobs.models import Job
 from bot.jobs.policy import Worker
 from bot.jobs.recovery import Act, Decision
 from bot.jobs.transport import WorkerLost
-from contract import JobKind, JobState
+from contract import JobState
 
 if TYPE_CHECKING:
     from bot.jobs.runner import JobRunner
@@ -62,10 +62,10 @@ class Rescue:
                 return
             await self.following_failed(job_id, exc)
 
-    async def readable(self, kind: JobKind) -> list[Job]:
-        """Queued jobs of a kind whose request can be read; any other fails with why."""
+    async def readable(self, jobs: list[Job]) -> list[Job]:
+        """Of these queued jobs, those whose request can be read; any other fails with why."""
         readable = []
-        for job in await self.runner.store.in_state(JobState.QUEUED, kind=kind):
+        for job in jobs:
             if (refused := recovery.unreadable(job)) is not None:
                 log.error("job %s has a request that cannot be read: %s", job.id, job.request_problem)
                 await self.settle(job.id, refused)

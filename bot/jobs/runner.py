@@ -25,10 +25,11 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from bot.jobs import policy, recovery
+from bot.jobs import recovery
 from bot.jobs.estimates import Pace
 from bot.jobs.following import CaptionKeeper, TrainingRun
 from bot.jobs.followups import RETRY_S, FollowUps
+from bot.jobs.line import Line
 from bot.jobs.models import Job, JobNotes, Reply, Request
 from bot.jobs.pictures import ConsentCheck, PictureRun
 from bot.jobs.policy import Replica, Worker
@@ -78,6 +79,7 @@ class JobRunner:
         self.training = TrainingRun(self, captions)
         self.pictures = PictureRun(self, consent)
         self.positions = QueuePositions(store, self.updates)
+        self.line = Line(store, self.rescue.readable)
         self.waiting = Waiting(store)
         self._tasks: set[asyncio.Task] = set()
         self._followups_tried_at = time.monotonic()
@@ -240,7 +242,7 @@ class JobRunner:
     # ---- dispatching ------------------------------------------------------------------------
 
     async def discover(self) -> None:
-        await self.workers.discover(demand=bool(await self.store.in_state(JobState.QUEUED)))
+        await self.workers.discover(demand=await self.store.any_queued())
 
     async def _dispatch_loop(self) -> None:
         while True:
@@ -268,15 +270,9 @@ class JobRunner:
 
     async def _dispatch(self) -> None:
         pausing = self.rescue.pausing
-        decided = policy.plan(
-            pictures=await self.rescue.readable(JobKind.GENERATE),
-            trainings=await self.rescue.readable(JobKind.TRAIN),
-            last_started={kind.value: await self.store.last_started(kind) for kind in JobKind},
-            training_owners={j.owner for j in await self.store.in_state(JobState.RUNNING, kind=JobKind.TRAIN)},
-            trainers=[t for t in self.trainers if t.ready],
-            generators=[g for g in self.generators if g.ready],
-            policy=self.policy,
-            pausing=set(pausing),
+        decided = await self.line.plan(
+            trainers=[t for t in self.trainers if t.ready], generators=[g for g in self.generators if g.ready],
+            policy_name=self.policy, pausing=set(pausing),
         )
         for trainer in decided.pause:
             if trainer.job_id is not None:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from bot.db import Database, first_row
+from bot.jobs.fairness import InLine
 from bot.jobs.models import SELECT_JOBS, Job, JobNotes, Progress, Request
 from bot.members.owner import Owner
 from contract import JobKind, JobState
@@ -19,6 +22,18 @@ from contract import JobKind, JobState
 
 class QueueFull(Exception):
     """The member already has as many jobs waiting as they may."""
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """A queued job as its place in line needs it: `rank` 1 for its member's oldest of its kind."""
+
+    id: int
+    kind: JobKind
+    owner: Owner
+    created_at: float
+    progress: Progress | None
+    rank: int
 
 
 class JobStore:
@@ -130,11 +145,62 @@ class JobStore:
     async def last_started(self, kind: JobKind) -> dict[Owner, float]:
         """When each owner last had a job of this kind dispatched: the round-robin's memory."""
         rows = await self.db.fetchall(
-            "SELECT guild_id, member_id, MAX(started_at) FROM jobs WHERE kind = ? AND started_at IS NOT NULL "
-            "GROUP BY guild_id, member_id",
+            "SELECT guild_id, member_id, last_started FROM queue_members WHERE kind = ? AND last_started IS NOT NULL",
             (kind.value,),
         )
         return {Owner(g, m): t for g, m, t in rows}
+
+    async def in_line(self, kind: JobKind, limit: int | None = None) -> list[InLine]:
+        """Members with jobs of a kind queued, in the fair order's first round (bot/jobs/fairness.py)."""
+        rows = await self.db.fetchall(
+            "SELECT guild_id, member_id, queued, first_queued, last_started FROM queue_members"
+            " WHERE kind = ? AND queued > 0 ORDER BY last_started, first_queued LIMIT ?",
+            (kind.value, -1 if limit is None else limit),
+        )
+        return [InLine(Owner(g, m), queued, first, started) for g, m, queued, first, started in rows]
+
+    async def oldest_queued(self, owner: Owner, kind: JobKind, limit: int) -> list[Job]:
+        rows = await self.db.fetchall(
+            f"{SELECT_JOBS} WHERE guild_id = ? AND member_id = ? AND kind = ? AND state = 'queued' ORDER BY id LIMIT ?",
+            (owner.guild_id, owner.member_id, kind.value, limit),
+        )
+        return [Job.from_row(row) for row in rows]
+
+    async def jobs(self, ids: Iterable[int]) -> list[Job]:
+        """These jobs, those still in the record, by id."""
+        found = []
+        for chunk in _chunks(sorted(set(ids))):
+            marks = ", ".join("?" for _ in chunk)
+            found += [Job.from_row(r) for r in await self.db.fetchall(f"{SELECT_JOBS} WHERE id IN ({marks})", chunk)]
+        return sorted(found, key=lambda j: j.id)
+
+    async def queued_of(self, ids: Iterable[int]) -> list[QueuedJob]:
+        """Of these jobs, the queued ones, each with its rank among its member's queued jobs of its kind."""
+        found = []
+        for chunk in _chunks(sorted(set(ids))):
+            marks = ", ".join("?" for _ in chunk)
+            rows = await self.db.fetchall(
+                "SELECT id, kind, guild_id, member_id, created_at, progress, (SELECT COUNT(*) FROM jobs AS older"  # noqa: S608  (fixed fragments and ? placeholders)
+                " WHERE older.guild_id = jobs.guild_id AND older.member_id = jobs.member_id AND older.kind = jobs.kind"
+                " AND older.state = 'queued' AND older.id <= jobs.id) FROM jobs"
+                f" WHERE state = 'queued' AND id IN ({marks}) ORDER BY id",
+                chunk,
+            )
+            found += [
+                QueuedJob(i, JobKind(k), Owner(g, m), created, Progress.from_data(json.loads(p)) if p else None, rank)
+                for i, k, g, m, created, p, rank in rows
+            ]
+        return found
+
+    async def running_owners(self, kind: JobKind) -> set[Owner]:
+        rows = await self.db.fetchall(
+            "SELECT DISTINCT guild_id, member_id FROM jobs WHERE state = 'running' AND kind = ?", (kind.value,)
+        )
+        return {Owner(g, m) for g, m in rows}
+
+    async def any_queued(self) -> bool:
+        (found,) = await self.db.fetchone("SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'queued')")
+        return bool(found)
 
     async def _update(self, job_id: int, allowed: tuple[JobState, ...], assignments: str, args: tuple) -> bool:
         marks = ", ".join("?" for _ in allowed)
@@ -220,3 +286,9 @@ class JobStore:
         await self._update(job_id, (JobState.RUNNING,), "cancel_requested = 1", ())
         job = await self.get(job_id)
         return job.state if job else None
+
+
+def _chunks(ids: list[int], size: int = 500) -> Iterable[list[int]]:
+    """Pieces small enough for one statement's parameters."""
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]

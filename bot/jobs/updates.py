@@ -62,6 +62,10 @@ class Updates:
     def has_subscribers(self, job_id: int) -> bool:
         return bool(self._subscribers.get(job_id))
 
+    def subscribed(self) -> set[int]:
+        """The jobs someone follows."""
+        return {job_id for job_id, subscribers in self._subscribers.items() if subscribers}
+
     async def publish(self, update: JobUpdate, urgent: bool = False) -> None:
         pending = self._pending[update.job_id]
         pending.update = update

@@ -63,6 +63,15 @@ def test_under_yield_a_training_is_asked_once_to_pause_and_the_picture_waits():
     assert again.pause == [] and again.generations == []
 
 
+def test_under_yield_a_picture_further_back_still_asks_its_own_card_to_pause():
+    trainers, generators = cards(trainer_busy={"a": 7, "b": 8}, held={"b": {"bob"}})
+    backlog = [job(JobKind.GENERATE, ANN), job(JobKind.GENERATE, ANN), job(JobKind.GENERATE, BOB, adapters=["bob"])]
+    decided = plan(backlog, trainers=trainers, generators=generators, policy_name="yield")
+    assert [t.job_id for t in decided.pause] == [7, 8] and decided.pictures_settled
+    front = plan(backlog[:2], trainers=trainers, generators=generators, policy_name="yield")
+    assert [t.job_id for t in front.pause] == [7] and not front.pictures_settled  # the rest could still matter
+
+
 def test_under_yield_training_keeps_off_cards_with_pictures_and_empties_the_generator_first():
     trainers, generators = cards(generator_busy={"a": 3})
     decided = plan(trainings=[job(JobKind.TRAIN, ANN)], trainers=trainers, generators=generators, policy_name="yield")

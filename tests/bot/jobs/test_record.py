@@ -60,6 +60,10 @@ async def test_old_rows_are_migrated_and_read_as_they_were_meant(tmp_path, photo
         (params,) = await store.db.fetchone("SELECT params FROM jobs WHERE id = 2")
         assert json.loads(params) == PICTURE.to_data()  # the request alone
 
+        # The line's summary (migration 010) is made from the old rows: one picture waits, ANN trained before.
+        assert [(m.owner, m.queued, m.first_queued) for m in await store.in_line(JobKind.GENERATE)] == [(ANN, 1, 2)]
+        assert set(await store.last_started(JobKind.TRAIN)) == {ANN}
+
         # The training resumes: what its next attempt reads is where the old row said.
         inputs = await ArtifactSink(tmp_path / "jobs").training_files(
             training.id, training.notes.images_dir, training.checkpoint, training.notes.start_from)
@@ -71,6 +75,7 @@ async def test_old_rows_are_migrated_and_read_as_they_were_meant(tmp_path, photo
         erased = await MemberStore(store.db, tmp_path / "data").erase(CY)
         assert erased.jobs == (2,) and await store.get(2) is None
         assert await store.db.fetchall("SELECT * FROM job_people") == []
+        assert await store.in_line(JobKind.GENERATE) == []
     finally:
         await store.close()
 
