@@ -32,10 +32,12 @@ from contract.layout import ADAPTER_FILENAME, LOOKS_FILENAME, RunLayout
 from contract.requests import (
     AdapterRef,
     GenerateRequest,
+    ReferenceRef,
     RequestError,
     TrainingFiles,
     TrainRequest,
     adapter_identity,
+    reference_identity,
 )
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "Picture",
     "PicturesMade",
     "Report",
+    "ReferenceRef",
     "RequestError",
     "RunLayout",
     "RunStatus",
@@ -62,4 +65,5 @@ __all__ = [
     "TrainingDone",
     "TrainingFiles",
     "adapter_identity",
+    "reference_identity",
 ]

@@ -31,6 +31,11 @@ def adapter_identity(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def reference_identity(data: bytes) -> str:
+    """A reference photo's identity: its content, as a member's stored photo records it (`Photo.sha256`)."""
+    return hashlib.sha256(data).hexdigest()
+
+
 class _Wire:
     """Plain data (JSON-safe: the job record keeps it) to and from a frozen dataclass, in one place."""
 
@@ -131,6 +136,15 @@ class AdapterRef(_Wire):
 
 
 @dataclass(frozen=True)
+class ReferenceRef(_Wire):
+    """One reference photo a picture is drawn from: whose (`name`, as an adapter's) and which (`identity`, the
+    SHA-256 of its bytes). Like an adapter, it travels as a file beside the request, never as a path."""
+
+    name: str
+    identity: str
+
+
+@dataclass(frozen=True)
 class GenerateRequest(_Wire):
     """Pictures from the base model with some members' adapters. `compare`: one picture, the base model beside them."""
 
@@ -144,12 +158,17 @@ class GenerateRequest(_Wire):
     compare: bool = False
     guidance: float | None = field(default=None)
     group: GroupPlan | None = None  # several people: each face drawn with only its person's adapter
+    # Photos the picture is drawn from (a family with reference images only): a person's by their name, so a
+    # group's face redraw gets only its own person's.
+    references: tuple[ReferenceRef, ...] = ()
 
     def __post_init__(self) -> None:
         from contract.group import GroupPlan
 
         adapters = tuple(a if isinstance(a, AdapterRef) else AdapterRef.from_data(a) for a in self.adapters)
         object.__setattr__(self, "adapters", adapters)
+        references = tuple(r if isinstance(r, ReferenceRef) else ReferenceRef.from_data(r) for r in self.references)
+        object.__setattr__(self, "references", references)
         if isinstance(self.group, dict):
             object.__setattr__(self, "group", GroupPlan.from_data(self.group))
         problems = self.problems()
@@ -173,8 +192,25 @@ class GenerateRequest(_Wire):
         if self.compare and not self.adapters:
             found.append("a comparison needs an adapter to compare with the base model")
         found += [limits.STRENGTH.problem("adapter strength", a.weight) for a in self.adapters]
+        found += self._reference_problems()
         if self.group is not None:
             found += self.group.problems(len(self.adapters))
             if self.count != 1 or self.compare:
                 found.append("a group picture is one picture, without a comparison")
         return [p for p in found if p]
+
+    def _reference_problems(self) -> list[str]:
+        found = []
+        for name in dict.fromkeys(r.name for r in self.references):
+            if sum(r.name == name for r in self.references) > limits.REFERENCES_PER_PICTURE:
+                found.append(f"a person can be drawn from at most {limits.REFERENCES_PER_PICTURE} reference photos")
+                break
+        if len({r.identity for r in self.references}) != len(self.references):
+            found.append("a reference photo is given twice")
+        if self.group is None and len({r.name for r in self.references}) > 1:
+            found.append("a picture of one person is drawn from that person's reference photos only")
+        return found
+
+    def references_of(self, name: str) -> tuple[ReferenceRef, ...]:
+        """The reference photos of the person `name`, in the request's order."""
+        return tuple(r for r in self.references if r.name == name)

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from contract import AdapterRef, GenerateRequest, limits
+from contract import AdapterRef, GenerateRequest, ReferenceRef, limits
 from trainer.errors import DoppelError
 from trainer.generation.adapters import AdapterStrategy, CompiledSlots, NamedAdapters, Use
 from trainer.images import png_bytes
@@ -34,7 +34,12 @@ from trainer.training.dataset import round_side
 
 log = logging.getLogger(__name__)
 
-_NO_FILES: Mapping[str, Path] = MappingProxyType({})
+NO_FILES: Mapping[str, Path] = MappingProxyType({})
+# A reference photo's side, in the model's resolution: every reference adds its tokens to each step's attention,
+# so half the side (a quarter of the picture's tokens) keeps four of them cheaper than one more picture; and
+# one fixed size keeps a compiled transformer's shapes the same whichever photos are given.
+REFERENCE_SCALE = 0.5
+MIN_REFERENCE_SIDE = 64  # diffusers' Flux2ImageProcessor refuses smaller photos
 
 
 def preset_size(preset: str, resolution: int) -> tuple[int, int]:
@@ -133,20 +138,34 @@ class Generator:
             self.adapters.activate(uses)
             yield self.pipe
 
+    def reference_side(self) -> int:
+        return max(MIN_REFERENCE_SIDE, round_side(self.base.image_resolution * REFERENCE_SCALE))
+
+    def reference_images(self, refs: Sequence[ReferenceRef], files: Mapping[str, Path]) -> list[Image.Image]:
+        """The reference photos as the pipeline takes them: square, all of one size; refused by a family
+        without reference images in its words."""
+        problem = self.base.family.reference_problem(len(refs))
+        if problem is not None:
+            raise DoppelError(problem)
+        return [reference_image(files, ref, self.reference_side()) for ref in refs]
+
     def generate(
         self,
         request: GenerateRequest,
-        adapter_files: Mapping[str, Path] = _NO_FILES,
+        adapter_files: Mapping[str, Path] = NO_FILES,
         on_step: Callable[[int, int], None] | None = None,
+        reference_files: Mapping[str, Path] = NO_FILES,
     ) -> list[GeneratedImage]:
         """The request's pictures. `adapter_files`: identity -> file, needed for adapters not held
-        at that identity. `request.base` and `request.compare` are the caller's to act on."""
+        at that identity; `reference_files`: identity -> file of each reference photo.
+        `request.base` and `request.compare` are the caller's to act on."""
         seed = request.seed if request.seed is not None else secrets.randbelow(limits.SEED.high + 1)
         seeds = [seed + k for k in range(request.count)]
         width, height = preset_size(request.size, self.base.image_resolution)
         steps = request.steps or self.base.inference_steps
         guidance = self.base.guidance if request.guidance is None else request.guidance
         uses = [Use(ref, adapter_files.get(ref.identity)) for ref in request.adapters]
+        references = self.base.family.reference_arguments(self.reference_images(request.references, reference_files))
 
         # Image k is the same picture either way, made from its own seed; progress counts over all of them.
         batches = [[s] for s in seeds] if self.adapters.one_picture_at_a_time else [seeds]
@@ -175,6 +194,7 @@ class Generator:
                     generator=[torch.Generator("cpu").manual_seed(s) for s in batch],
                     max_sequence_length=self.base.max_sequence_length,
                     callback_on_step_end=step_callback,
+                    **references,
                 ).images
                 done[0] += 1
         info = {
@@ -184,6 +204,8 @@ class Generator:
             "steps": steps,
             "note": NOISE_WARNING if self.base.is_tiny else "",
         }
+        if request.references:
+            info["references"] = ", ".join(r.identity for r in request.references)
         return [GeneratedImage(image, s, info | {"seed": s}) for image, s in zip(images, seeds, strict=True)]
 
     def warm_up(self, sizes: tuple[str, ...] = ("square",), steps: int = 2) -> float:
@@ -196,6 +218,21 @@ class Generator:
         for size in sizes:
             self.generate(GenerateRequest(base=self.base.name, prompt="warm-up", size=size, seed=0, steps=steps))
         return time.perf_counter() - started
+
+
+def reference_image(files: Mapping[str, Path], ref: ReferenceRef, side: int) -> Image.Image:
+    """One reference photo, centre-cropped square and scaled to `side` pixels, its EXIF turn applied."""
+    from PIL import ImageOps
+
+    path = files.get(ref.identity)
+    if path is None:
+        raise DoppelError(f"the reference photo {ref.identity[:12]} of {ref.name} was not given")
+    try:
+        with Image.open(path) as opened:
+            photo = ImageOps.exif_transpose(opened).convert("RGB")
+    except (OSError, ValueError) as exc:
+        raise DoppelError(f"a reference photo of {ref.name} could not be read as an image") from exc
+    return ImageOps.fit(photo, (side, side), Image.Resampling.LANCZOS)
 
 
 def _too_small_for_pipeline(device, fp8: bool, base: BaseModel) -> bool:

@@ -42,6 +42,8 @@ class Flux2Klein(Family):
     lora_targets = LORA_TARGETS
     tokenizer_folders = ("tokenizer",)  # Qwen's byte-level BPE
     text_encoder_names = ("text_encoder",)
+    # Flux2KleinPipeline's `image=[...]`: each photo's latents join the sequence at its own time offset.
+    max_references = 4
     tiny_shapes = {shape.name: shape for shape in (tiny_klein.TINY_KLEIN, tiny_klein.TINY_KLEIN_DISTILLED)}
 
     def model_size(self, base_name: str) -> memory.ModelSize:
