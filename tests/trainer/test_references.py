@@ -94,3 +94,57 @@ def test_the_cli_draws_from_references_on_klein_and_refuses_on_flux1(model_cache
     assert main(["generate", "--base", BASE, "--reference", str(tmp_path / "none"), "--prompt", "me",
                  "--out", str(tmp_path / "x")]) == 2
     assert "there is no photo or folder of photos at" in capsys.readouterr().err
+
+
+def random_klein_adapter(pipe, folder: Path, seed: int) -> Path:
+    """A klein LoRA with random A and B, saved as training saves one (cheap, and unlike any other)."""
+    import torch
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from trainer.models.families import FLUX2_KLEIN
+    from trainer.training.lora_file import save_lora
+
+    torch.manual_seed(seed)
+    config = LoraConfig(r=4, lora_alpha=4, target_modules=list(FLUX2_KLEIN.lora_targets), init_lora_weights=False)
+    pipe.transformer.add_adapter(config, adapter_name="random")
+    state = get_peft_model_state_dict(pipe.transformer, adapter_name="random")
+    pipe.transformer.delete_adapters("random")
+    return save_lora(folder, state, {}, {"family": FLUX2_KLEIN.name, "base_model": BASE})
+
+
+def test_each_face_of_a_group_is_redrawn_from_its_own_persons_references(distilled, photo_folder, tmp_path):
+    from contract import AdapterRef, adapter_identity
+    from contract.group import GroupPlan
+    from tests.trainer.test_group import two_astronauts
+    from trainer.generation import group
+
+    adapters = {token: random_klein_adapter(distilled.pipe, tmp_path / token, k) for k, token in enumerate("AB")}
+    refs = tuple(AdapterRef(t, adapter_identity(p.read_bytes())) for t, p in adapters.items())
+    ann, _ = refs_of(photo_folder, "A", count=1)  # A is drawn from one photo, B from two others
+    bob, _ = refs_of(photo_folder, "B", count=3)
+    bob = bob[1:]
+    files = {reference_identity(p.read_bytes()): p for p in photo_folder.glob("*.png")}
+    photo = tmp_path / "team.png"
+    two_astronauts().save(photo)
+    request = GenerateRequest(base=BASE, prompt="A and B at a table", adapters=refs, seed=5, steps=2,
+                              group=GroupPlan(tokens=("A", "B"), photo=GroupPlan.encode_photo(photo.read_bytes())),
+                              references=ann + bob)
+    drawing: list[str] = []
+    tokens: dict[str, set[int]] = {}
+
+    def count_tokens(module, args, kwargs):  # what the transformer is given: the picture's and the photos' tokens
+        tokens.setdefault(drawing[-1], set()).add(kwargs["hidden_states"].shape[1])
+
+    hook = distilled.pipe.transformer.register_forward_pre_hook(count_tokens, with_kwargs=True)
+    try:
+        picture = group.draw_group(distilled, request, {r.identity: adapters[r.name] for r in refs},
+                                   on_face=lambda name, _: drawing.append(name), reference_files=files)
+    finally:
+        hook.remove()
+    assert picture.outcome.fallback is None and drawing == ["A", "B"]
+    side = group.crop_side(distilled)
+    per_photo = (distilled.reference_side() // 16) ** 2
+    crop = (side // 16) ** 2  # the face's crop, as noise and as the picture redrawn
+    assert tokens == {"A": {2 * crop + per_photo}, "B": {2 * crop + 2 * per_photo}}
+    assert picture.info["references"] == ", ".join(f"{r.name}:{r.identity}" for r in ann + bob)

@@ -106,6 +106,8 @@ def message(job: Job) -> tuple[str, list[discord.File], discord.ui.View | None]:
     request = job.picture_request
     seeds = ", ".join(str(i.seed) for i in pictures.images)
     note = " (plain model: you have no adapter yet, /train makes one)" if job.notes.plain else ""
+    if len(job.notes.people) > len(request.adapters):  # someone drawn from their photos alone
+        note = " · drawn from photos: training an adapter with /train makes it more like them"
     if request.compare:
         note = " · left: the base model, right: with the adapter"
     plural = "s" if len(pictures.images) > 1 else ""

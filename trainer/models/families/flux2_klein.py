@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from contract.models import REFERENCES_BY_PIPELINE
 from trainer.models import memory, tiny_klein
 from trainer.models.families.base import Defaults, Family, PromptEmbedding
 from trainer.models.families.flux1 import ATTENTION_TARGETS
@@ -43,7 +44,7 @@ class Flux2Klein(Family):
     tokenizer_folders = ("tokenizer",)  # Qwen's byte-level BPE
     text_encoder_names = ("text_encoder",)
     # Flux2KleinPipeline's `image=[...]`: each photo's latents join the sequence at its own time offset.
-    max_references = 4
+    max_references = REFERENCES_BY_PIPELINE["Flux2KleinPipeline"]
     tiny_shapes = {shape.name: shape for shape in (tiny_klein.TINY_KLEIN, tiny_klein.TINY_KLEIN_DISTILLED)}
 
     def model_size(self, base_name: str) -> memory.ModelSize:
