@@ -161,6 +161,9 @@ class GenerateRequest(_Wire):
     # Photos the picture is drawn from (a family with reference images only): a person's by their name, so a
     # group's face redraw gets only its own person's.
     references: tuple[ReferenceRef, ...] = ()
+    # A photo to edit (base64 of its bytes, as GroupPlan.photo): the picture is this photo changed as the prompt
+    # says, with the one person drawn from their reference photos (a family with reference images only).
+    edit_photo: str | None = None
 
     def __post_init__(self) -> None:
         from contract.group import GroupPlan
@@ -209,7 +212,24 @@ class GenerateRequest(_Wire):
             found.append("a reference photo is given twice")
         if self.group is None and len({r.name for r in self.references}) > 1:
             found.append("a picture of one person is drawn from that person's reference photos only")
+        if self.edit_photo is not None:
+            if self.group is not None or self.compare or self.count != 1:
+                found.append("an edited photo is one picture, without a group plan or a comparison")
+            elif len(self.references) >= limits.REFERENCES_PER_PICTURE:
+                found.append(f"a photo is edited with at most {limits.REFERENCES_PER_PICTURE - 1} reference photos")
         return found
+
+    def edit_photo_bytes(self) -> bytes | None:
+        """The photo to edit, decoded (None: none, or not base64)."""
+        import base64
+        import binascii
+
+        if self.edit_photo is None:
+            return None
+        try:
+            return base64.b64decode(self.edit_photo, validate=True)
+        except (binascii.Error, ValueError):
+            return None
 
     def references_of(self, name: str) -> tuple[ReferenceRef, ...]:
         """The reference photos of the person `name`, in the request's order."""

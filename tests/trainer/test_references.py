@@ -3,6 +3,7 @@ the command line and each face of a group picture; refused in words on FLUX.1, w
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -148,3 +149,25 @@ def test_each_face_of_a_group_is_redrawn_from_its_own_persons_references(distill
     crop = (side // 16) ** 2  # the face's crop, as noise and as the picture redrawn
     assert tokens == {"A": {2 * crop + per_photo}, "B": {2 * crop + 2 * per_photo}}
     assert picture.info["references"] == ", ".join(f"{r.name}:{r.identity}" for r in ann + bob)
+
+
+def test_a_photo_is_edited_with_the_persons_references_on_klein_and_refused_in_words_on_flux1(distilled,
+                                                                                              photo_folder):
+    from contract.group import GroupPlan
+    from tests.photos import astronaut
+
+    refs, files = refs_of(photo_folder, count=2)
+    buffer = io.BytesIO()
+    astronaut().save(buffer, format="JPEG")
+    photo = GroupPlan.encode_photo(buffer.getvalue())
+    edit = GenerateRequest(base=BASE, prompt="make it night", seed=3, references=refs, edit_photo=photo)
+    edited = distilled.generate(edit, reference_files=files)[0]
+    drawn = draw(distilled, refs, files)
+    assert edited.info["edited"] == "the given photo" and not np.array_equal(np.asarray(edited.image),
+                                                                            np.asarray(drawn.image))
+    with pytest.raises(RequestError, match="at most 3 reference photos"):
+        GenerateRequest(base=BASE, prompt="p", edit_photo=photo,
+                        references=tuple(ReferenceRef("me", str(k) * 64) for k in range(4)))
+    flux1 = Generator("tiny", max_adapters=4)
+    with pytest.raises(DoppelError, match=r"FLUX\.1 cannot edit a photo"):
+        flux1.generate(GenerateRequest(base="tiny", prompt="make it night", seed=3, edit_photo=photo))

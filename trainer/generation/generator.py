@@ -8,6 +8,7 @@ least recently used first out, keyed by name and versioned by identity.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import secrets
@@ -149,6 +150,22 @@ class Generator:
             raise DoppelError(problem)
         return [reference_image(files, ref, self.reference_side()) for ref in refs]
 
+    def photo_to_edit(self, request: GenerateRequest, width: int, height: int) -> Image.Image:
+        """The request's photo to edit, cropped to the picture's shape and size; refused in words by a family that
+        cannot edit (no reference images)."""
+        from PIL import ImageOps
+
+        if self.base.family.max_references == 0:
+            raise DoppelError(f"{self.base.family.title} cannot edit a photo; name several people to have their "
+                              "faces redrawn in it instead")
+        data = request.edit_photo_bytes()
+        try:
+            with Image.open(io.BytesIO(data or b"")) as opened:
+                photo = ImageOps.exif_transpose(opened).convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise DoppelError("the photo to edit could not be read as an image") from exc
+        return ImageOps.fit(photo, (width, height), Image.Resampling.LANCZOS)
+
     def generate(
         self,
         request: GenerateRequest,
@@ -165,7 +182,10 @@ class Generator:
         steps = request.steps or self.base.inference_steps
         guidance = self.base.guidance if request.guidance is None else request.guidance
         uses = [Use(ref, adapter_files.get(ref.identity)) for ref in request.adapters]
-        references = self.base.family.reference_arguments(self.reference_images(request.references, reference_files))
+        photos = self.reference_images(request.references, reference_files)
+        if request.edit_photo is not None:
+            photos = [self.photo_to_edit(request, width, height), *photos]  # the first image is the one edited
+        references = self.base.family.reference_arguments(photos)
 
         # Image k is the same picture either way, made from its own seed; progress counts over all of them.
         batches = [[s] for s in seeds] if self.adapters.one_picture_at_a_time else [seeds]
@@ -206,6 +226,8 @@ class Generator:
         }
         if request.references:
             info["references"] = ", ".join(r.identity for r in request.references)
+        if request.edit_photo is not None:
+            info["edited"] = "the given photo"
         return [GeneratedImage(image, s, info | {"seed": s}) for image, s in zip(images, seeds, strict=True)]
 
     def warm_up(self, sizes: tuple[str, ...] = ("square",), steps: int = 2) -> float:

@@ -27,6 +27,7 @@ from bot.members import references
 from bot.members.owner import Owner, adapter_name
 from bot.members.prompts import PromptRefused, resolve_prompt
 from contract import AdapterRef, GenerateRequest, JobState, ReferenceRef, RequestError
+from contract.group import GroupPlan
 from contract.models import references_taken
 
 TOKEN_LIFE_S = 14 * 60  # Discord's is 15 minutes; after that, answer in the channel instead
@@ -57,11 +58,12 @@ class Likeness:
 
 
 async def likeness_of(bot: DoppelBot, requester: Owner, people: Sequence[Owner],
-                      weights: Sequence[float]) -> Likeness:
+                      weights: Sequence[float], editing: bool = False) -> Likeness:
     """Each person's adapter as it is now and, where the base takes them, their reference photos, if the
-    requester may use them; a person without an adapter is drawn from photos alone, where the base can."""
-    takes = references_taken(bot.settings.picture_model)
-    mode = bot.settings.reference_photos
+    requester may use them; a person without an adapter is drawn from photos alone, where the base can.
+    `editing`: a photo is edited (it takes one of the base's reference places), always with the photos."""
+    takes = references_taken(bot.settings.picture_model) - (1 if editing else 0)
+    mode = "both" if editing and bot.settings.reference_photos == "adapter" else bot.settings.reference_photos
     refs: list[AdapterRef] = []
     photos: list[ReferenceRef] = []
     files: dict[str, str] = {}
@@ -100,15 +102,25 @@ async def from_prompt(bot: DoppelBot, requester: Owner, prompt: str, *, strength
     except PromptRefused as refusal:
         raise Refused(str(refusal)) from None
     weights = [resolved.weights.get(person, strength) for person in resolved.owners]
-    likeness = await likeness_of(bot, requester, resolved.owners, weights)
-    if len(likeness.adapters) != len(resolved.owners) and (photo is not None or len(resolved.owners) > 1):
+    # One person and a photo, on a base that takes reference photos: the photo is edited, not recomposed.
+    editing = photo is not None and len(resolved.owners) == 1 and references_taken(bot.settings.picture_model) > 1
+    likeness = await likeness_of(bot, requester, resolved.owners, weights, editing=editing)
+    if len(likeness.adapters) != len(resolved.owners) and not editing and (photo is not None or
+                                                                           len(resolved.owners) > 1):
         raise Refused("in a group picture (or a photo redrawn) everyone needs an adapter: those without one "
                       "can /train first")
-    plan = await group.plan(bot, resolved, photo)
+    edit_photo = None
+    if editing:
+        assert photo is not None
+        edit_photo = GroupPlan.encode_photo(await group.read_photo(bot, photo))
+        options["count"] = 1  # one photo, edited once
+        plan = None
+    else:
+        plan = await group.plan(bot, resolved, photo)
     if plan is not None:
         options["count"] = 1  # a group picture is one picture
     request = _request(base=bot.settings.picture_model, prompt=resolved.text, adapters=likeness.adapters,
-                       group=plan, references=likeness.references, **options)
+                       group=plan, references=likeness.references, edit_photo=edit_photo, **options)
     return Drawing(request, likeness.people, likeness.adapter_files, plain=resolved.plain,
                    reference_files=likeness.reference_files)
 
@@ -118,7 +130,7 @@ async def again(bot: DoppelBot, presser: Owner, job: Job, **changes) -> Drawing:
     before = job.picture_request
     people = tuple(Owner(job.owner.guild_id, m) for m in job.notes.people)
     weights = [a.weight for a in before.adapters] + [1.0] * (len(people) - len(before.adapters))
-    likeness = await likeness_of(bot, presser, people, weights)
+    likeness = await likeness_of(bot, presser, people, weights, editing=before.edit_photo is not None)
     refs = likeness.adapters
     if len(refs) != len(before.adapters):
         raise Refused("who has an adapter has changed since these pictures were made; ask anew with /imagine")
@@ -129,7 +141,7 @@ async def again(bot: DoppelBot, presser: Owner, job: Job, **changes) -> Drawing:
             raise Refused(f"<@{person.member_id}>'s adapter has changed since these pictures were made; "
                           "ask anew with /imagine")
     options = {"count": before.count, "seed": before.seed, "size": before.size, "compare": before.compare,
-               "group": before.group} | changes
+               "group": before.group, "edit_photo": before.edit_photo} | changes
     request = _request(base=bot.settings.picture_model, prompt=before.prompt, adapters=refs,
                        references=likeness.references, **options)
     return Drawing(request, likeness.people, likeness.adapter_files, plain=job.notes.plain,

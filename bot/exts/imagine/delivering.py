@@ -115,7 +115,7 @@ def message(job: Job) -> tuple[str, list[discord.File], discord.ui.View | None]:
     files = [discord.File(i.path, f"doppel-{i.seed}.png") for i in pictures.images]
     view = discord.ui.View(timeout=None)
     view.add_item(RerollButton(job.id))
-    if request.adapters and not request.compare and request.group is None:
+    if request.adapters and not request.compare and request.group is None and request.edit_photo is None:
         view.add_item(CompareButton(job.id))
     text = group.add_to_message(job, text, view)  # who is where, for a group picture
     return text, files, view
