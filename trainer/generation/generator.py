@@ -258,8 +258,11 @@ def reference_image(files: Mapping[str, Path], ref: ReferenceRef, side: int) -> 
 
 
 def _too_small_for_pipeline(device, fp8: bool, base: BaseModel) -> bool:
+    """Planned for the most reference photos the family takes, at the size the generator gives them."""
     gib = memory.gpu_gib(device)
-    return gib is not None and gib < memory.generation_gib(fp8, base.family.model_size(base.name))
+    side = max(MIN_REFERENCE_SIDE, round_side(1024 * REFERENCE_SCALE))  # at the 1024 px the plan is for
+    tokens = memory.reference_tokens(base.family.max_references, side)
+    return gib is not None and gib < memory.generation_gib(fp8, base.family.model_size(base.name), tokens)
 
 
 def _fp8_transformer(transformer, device) -> None:
