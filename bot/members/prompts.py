@@ -75,5 +75,6 @@ async def resolve_prompt(prompt: str, requester: Owner, members: MemberStore,
         if not await members.may_use(requester, owner):
             raise PromptRefused(f"<@{owner.member_id}> has not shared their adapter with you")
         if await members.adapter(owner) is None and not from_photos:
-            raise PromptRefused(f"<@{owner.member_id}> has not trained an adapter yet")
+            raise PromptRefused(f"<@{owner.member_id}> has not trained an adapter yet, and this picture model "
+                                "cannot draw someone from their photos alone (FLUX.2 [klein] can)")
     return ResolvedPrompt(text, owners, weights, tokens=tuple(token_of[o.member_id] for o in owners))

@@ -120,7 +120,14 @@ async def test_a_member_without_an_adapter_is_drawn_from_their_checked_photos_an
         imagine = await w.fake.slash(w.ann, w.general, "imagine", options={"prompt": "as a knight", "seed": 7})
         pictures = await w.fake.wait_for_edit(await imagine.original(), lambda m: m.attachments, timeout=60)
         assert "drawn from photos: training an adapter with /train makes it more like them" in pictures.content
-        assert set(png_text(pictures.attachments[0].data)["references"].split(", ")) == hers  # klein takes 4
+        assert set(png_text(pictures.attachments[0].data)["doppel:references"].split(", ")) == hers  # klein takes 4
+
+        # "Put me in this photo": the given photo edited, with her photos (3: the photo edited takes the 4th place).
+        edit = await w.fake.slash(w.ann, w.general, "imagine", options={"prompt": "at night", "seed": 7},
+                                  attachments={"image": ("street.jpg", jpeg(no_face()), "image/jpeg")})
+        edited = await w.fake.wait_for_edit(await edit.original(), lambda m: m.attachments, timeout=60)
+        told = png_text(edited.attachments[0].data)
+        assert told["doppel:edited"] == "the given photo" and set(told["doppel:references"].split(", ")) == hers
 
         async def bob_draws_ann():
             asked = await w.fake.slash(w.bob, w.general, "imagine", options={"prompt": f"<@{w.ann.id}> as a pirate"})
@@ -130,7 +137,7 @@ async def test_a_member_without_an_adapter_is_drawn_from_their_checked_photos_an
         assert "has not shared" in (await bob_draws_ann()).content
         await w.fake.slash(w.ann, w.general, "share", options={"who": w.bob})
         shared = await bob_draws_ann()
-        assert set(png_text(shared.attachments[0].data)["references"].split(", ")) == hers
+        assert set(png_text(shared.attachments[0].data)["doppel:references"].split(", ")) == hers
         await w.fake.slash(w.ann, w.general, "unshare", options={"who": w.bob})
         refused = await bob_draws_ann()
         assert "has not shared" in refused.content and not refused.attachments
