@@ -203,7 +203,7 @@ class GenerateRequest(_Wire):
         return [p for p in found if p]
 
     def _reference_problems(self) -> list[str]:
-        found = []
+        found: list[str | None] = []
         for name in dict.fromkeys(r.name for r in self.references):
             if sum(r.name == name for r in self.references) > limits.REFERENCES_PER_PICTURE:
                 found.append(f"a person can be drawn from at most {limits.REFERENCES_PER_PICTURE} reference photos")
@@ -213,23 +213,20 @@ class GenerateRequest(_Wire):
         if self.group is None and len({r.name for r in self.references}) > 1:
             found.append("a picture of one person is drawn from that person's reference photos only")
         if self.edit_photo is not None:
+            from contract.group import photo_problem
+
+            found.append(photo_problem(self.edit_photo, "the photo to edit"))
             if self.group is not None or self.compare or self.count != 1:
                 found.append("an edited photo is one picture, without a group plan or a comparison")
             elif len(self.references) >= limits.REFERENCES_PER_PICTURE:
                 found.append(f"a photo is edited with at most {limits.REFERENCES_PER_PICTURE - 1} reference photos")
-        return found
+        return [p for p in found if p]
 
     def edit_photo_bytes(self) -> bytes | None:
-        """The photo to edit, decoded (None: none, or not base64)."""
-        import base64
-        import binascii
+        """The photo to edit, decoded (None: none)."""
+        from contract.group import decode_photo
 
-        if self.edit_photo is None:
-            return None
-        try:
-            return base64.b64decode(self.edit_photo, validate=True)
-        except (binascii.Error, ValueError):
-            return None
+        return decode_photo(self.edit_photo)
 
     def references_of(self, name: str) -> tuple[ReferenceRef, ...]:
         """The reference photos of the person `name`, in the request's order."""
