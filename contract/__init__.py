@@ -32,12 +32,14 @@ from contract.layout import ADAPTER_FILENAME, LOOKS_FILENAME, RunLayout
 from contract.requests import (
     AdapterRef,
     GenerateRequest,
+    ReferenceRef,
     RequestError,
     SourcePicture,
     TrainingFiles,
     TrainRequest,
     adapter_identity,
     picture_identity,
+    reference_identity,
 )
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "Picture",
     "PicturesMade",
     "Report",
+    "ReferenceRef",
     "RequestError",
     "RunLayout",
     "RunStatus",
@@ -66,4 +69,5 @@ __all__ = [
     "TrainingFiles",
     "adapter_identity",
     "picture_identity",
+    "reference_identity",
 ]

@@ -46,7 +46,7 @@ class GroupPlan(_Wire):
         )
 
     def problems(self, people: int) -> list[str]:
-        found = []
+        found: list[str | None] = []
         if len(self.tokens) != people or people < (1 if self.photo else 2):
             found.append("a group picture names two or more people (one, in a photo), each with an adapter")
         if len(set(self.tokens)) != len(self.tokens) or not all(t and t.isalnum() for t in self.tokens):
@@ -59,21 +59,32 @@ class GroupPlan(_Wire):
             found.append(f"how much of a face is redrawn must be from {DENOISE_LOW:g} to {DENOISE_HIGH:g}")
         if not 0 <= self.retries <= MAX_RETRIES:
             found.append(f"a face is redrawn at most {MAX_RETRIES} more times")
-        if self.photo is not None and (len(self.photo) * 3 // 4 > MAX_PHOTO_BYTES or self.photo_bytes() is None):
-            found.append(f"the group photo must be an image of at most {MAX_PHOTO_BYTES // 2**20} MB")
-        return found
+        found.append(photo_problem(self.photo, "the group photo"))
+        return [p for p in found if p]
 
     def photo_bytes(self) -> bytes | None:
-        if self.photo is None:
-            return None
-        try:
-            return base64.b64decode(self.photo, validate=True)
-        except (binascii.Error, ValueError):
-            return None
+        return decode_photo(self.photo)
 
     @staticmethod
     def encode_photo(data: bytes) -> str:
         return base64.b64encode(data).decode("ascii")
+
+
+def decode_photo(text: str | None) -> bytes | None:
+    """A photo as a request carries it (base64 of its bytes), decoded; None: none, or not base64."""
+    if text is None:
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def photo_problem(text: str | None, what: str) -> str | None:
+    """Why a photo a request carries cannot travel (too large, not base64), in a person's words; None: it can."""
+    if text is not None and (len(text) * 3 // 4 > MAX_PHOTO_BYTES or decode_photo(text) is None):
+        return f"{what} must be an image of at most {MAX_PHOTO_BYTES // 2**20} MB"
+    return None
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,8 @@ SEED = IntRange(0, 2**32 - 1 - IMAGE_COUNT.high)
 GENERATION_STEPS = IntRange(1, 100)
 STRENGTH = FloatRange(0.0, 1.5)  # 0: the base model; above 1 exaggerates, and soon distorts
 ADAPTERS_PER_PICTURE = 4
+# Reference photos a picture may be drawn from (FLUX.2 [klein] takes up to 4; a family may take fewer).
+REFERENCES_PER_PICTURE = 4
 # Width:height of each size a picture can have; its pixel count stays near the model's resolution squared.
 SIZES: dict[str, tuple[int, int]] = {"square": (1, 1), "portrait": (3, 4), "landscape": (4, 3)}
 # Image-to-image from a picture: how far from it (0 would keep it, 1 ignores it), and how much larger its sides.

@@ -31,7 +31,9 @@ def adapter_identity(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-picture_identity = adapter_identity  # a source picture is named by its content too, and travels as adapters do
+# A source picture and a reference photo are named by their content too, and travel as adapters do.
+picture_identity = adapter_identity
+reference_identity = adapter_identity  # as a member's stored photo records it (`Photo.sha256`)
 
 
 class _Wire:
@@ -173,6 +175,15 @@ class SourcePicture(_Wire):
 
 
 @dataclass(frozen=True)
+class ReferenceRef(_Wire):
+    """One reference photo a picture is drawn from: whose (`name`, as an adapter's) and which (`identity`, the
+    SHA-256 of its bytes). Like an adapter, it travels as a file beside the request, never as a path."""
+
+    name: str
+    identity: str
+
+
+@dataclass(frozen=True)
 class GenerateRequest(_Wire):
     """Pictures from the base model with some members' adapters. `compare`: one picture, the base model beside them."""
 
@@ -187,12 +198,20 @@ class GenerateRequest(_Wire):
     guidance: float | None = field(default=None)
     group: GroupPlan | None = None  # several people: each face drawn with only its person's adapter
     source: SourcePicture | None = None  # drawn from this picture (a variation, an upscale)
+    # Photos the picture is drawn from (a family with reference images only): a person's by their name, so a
+    # group's face redraw gets only its own person's.
+    references: tuple[ReferenceRef, ...] = ()
+    # A photo to edit (base64 of its bytes, as GroupPlan.photo): the picture is this photo changed as the prompt
+    # says, with the one person drawn from their reference photos (a family with reference images only).
+    edit_photo: str | None = None
 
     def __post_init__(self) -> None:
         from contract.group import GroupPlan
 
         adapters = tuple(a if isinstance(a, AdapterRef) else AdapterRef.from_data(a) for a in self.adapters)
         object.__setattr__(self, "adapters", adapters)
+        references = tuple(r if isinstance(r, ReferenceRef) else ReferenceRef.from_data(r) for r in self.references)
+        object.__setattr__(self, "references", references)
         if isinstance(self.group, dict):
             object.__setattr__(self, "group", GroupPlan.from_data(self.group))
         if isinstance(self.source, dict):
@@ -218,6 +237,7 @@ class GenerateRequest(_Wire):
         if self.compare and not self.adapters:
             found.append("a comparison needs an adapter to compare with the base model")
         found += [limits.STRENGTH.problem("adapter strength", a.weight) for a in self.adapters]
+        found += self._reference_problems()
         if self.group is not None:
             found += self.group.problems(len(self.adapters))
             if self.count != 1 or self.compare:
@@ -226,6 +246,8 @@ class GenerateRequest(_Wire):
             found += self.source.problems()
             if self.compare or self.group is not None:
                 found.append("a picture drawn from another is drawn in one pass, without a comparison")
+            if self.references or self.edit_photo is not None:
+                found.append("a picture drawn from another is drawn without reference photos or a photo to edit")
         return [p for p in found if p]
 
     @property
@@ -234,3 +256,33 @@ class GenerateRequest(_Wire):
         source picture's."""
         source = (self.source.identity,) if self.source is not None else ()
         return (*(a.identity for a in self.adapters), *source)
+
+    def _reference_problems(self) -> list[str]:
+        found: list[str | None] = []
+        for name in dict.fromkeys(r.name for r in self.references):
+            if sum(r.name == name for r in self.references) > limits.REFERENCES_PER_PICTURE:
+                found.append(f"a person can be drawn from at most {limits.REFERENCES_PER_PICTURE} reference photos")
+                break
+        if len({r.identity for r in self.references}) != len(self.references):
+            found.append("a reference photo is given twice")
+        if self.group is None and len({r.name for r in self.references}) > 1:
+            found.append("a picture of one person is drawn from that person's reference photos only")
+        if self.edit_photo is not None:
+            from contract.group import photo_problem
+
+            found.append(photo_problem(self.edit_photo, "the photo to edit"))
+            if self.group is not None or self.compare or self.count != 1:
+                found.append("an edited photo is one picture, without a group plan or a comparison")
+            elif len(self.references) >= limits.REFERENCES_PER_PICTURE:
+                found.append(f"a photo is edited with at most {limits.REFERENCES_PER_PICTURE - 1} reference photos")
+        return [p for p in found if p]
+
+    def edit_photo_bytes(self) -> bytes | None:
+        """The photo to edit, decoded (None: none)."""
+        from contract.group import decode_photo
+
+        return decode_photo(self.edit_photo)
+
+    def references_of(self, name: str) -> tuple[ReferenceRef, ...]:
+        """The reference photos of the person `name`, in the request's order."""
+        return tuple(r for r in self.references if r.name == name)

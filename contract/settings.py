@@ -43,6 +43,13 @@ class WorkSettings(BaseSettings):
         "resolution), bf16, fp8 (torchao) or nf4 (bitsandbytes). A run's own memory_mode overrides it.",
     )
 
+    reference_photos: Literal["adapter", "references", "both"] = Field(
+        "adapter",
+        description="How a member with an adapter is drawn on a base that takes reference photos (FLUX.2 "
+        "[klein]): with the adapter only, their chosen photos only, or both. A member with photos and no "
+        "adapter yet is drawn from their photos either way; FLUX.1 draws with adapters alone.",
+    )
+
     @field_validator("caption_model")
     @classmethod
     def _off_is_empty(cls, value: str) -> str:

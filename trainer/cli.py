@@ -12,6 +12,7 @@ from pathlib import Path
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 PICTURE_BASE_HELP = "Hub id, diffusers folder, 'tiny' or 'tiny-klein' (default: GENERATION_MODEL, else BASE_MODEL)"
 
 
@@ -148,6 +149,9 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--lora", type=Path, action="append", default=[], help="an adapter file; repeat for more")
     generate.add_argument("--weight", type=float, action="append", default=[], help="strength of each --lora")
     generate.add_argument("--prompt", required=True, help="what to draw; name the person by their adapter's token")
+    generate.add_argument("--reference", type=Path, action="append", default=[], metavar="FILE_OR_DIR",
+                          help=f"a photo of the person (or a folder of them) to draw them from; up to "
+                          f"{limits.REFERENCES_PER_PICTURE}, on a FLUX.2 [klein] base")
     generate.add_argument("--seed", type=int, default=None, help="picture k gets seed + k (default: a random seed)")
     generate.add_argument("--count", type=int, default=1, help=f"{limits.IMAGE_COUNT.low} to {limits.IMAGE_COUNT.high}")
     generate.add_argument("--steps", type=int, default=None, help="inference steps (default: the base model's)")
@@ -172,6 +176,9 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--image", type=Path, default=None, help="a photo whose faces are the composition")
     group.add_argument("--photos", action="append", default=[], metavar="TOKEN=DIR",
                        help="a folder of that person's photos: their faces are matched and scored against it")
+    group.add_argument("--reference", action="append", default=[], metavar="TOKEN=DIR",
+                       help="a folder (or one file) of that person's photos their face is redrawn from, on a FLUX.2 "
+                       f"[klein] base (up to {limits.REFERENCES_PER_PICTURE})")
     group.add_argument("--seed", type=int, default=None)
     group.add_argument("--steps", type=int, default=None)
     group.add_argument("--out", type=Path, required=True, help="folder for the PNG and its JSON of faces")
@@ -412,16 +419,49 @@ def _generate(args) -> int:
         raise DoppelError(f"give one --weight per --lora ({len(args.lora)}), or none")
     weights = args.weight or [1.0] * len(args.lora)
     names = [f"lora{k}-{p.parent.name}" for k, p in enumerate(args.lora)]
-    request, files = _picture_request(args, args.lora, names, weights, count=args.count, size=args.size)
+    references, reference_files = reference_photos("reference", args.reference)
+    refuse_references(_picture_base(args), len(references))
+    request, files = _picture_request(args, args.lora, names, weights, count=args.count, size=args.size,
+                                      references=references)
     generator = Generator(request.base)
     with tqdm(total=request.steps or generator.base.inference_steps, unit="step", dynamic_ncols=True) as bar:
-        images = generator.generate(request, files, on_step=lambda done, total: bar.update(done - bar.n))
+        images = generator.generate(request, files, on_step=lambda done, total: bar.update(done - bar.n),
+                                    reference_files=reference_files)
     for picture in images:
         path = save_png(picture.image, args.out / f"seed-{picture.seed}.png", picture.info)
         print(path)
     if generator.base.is_tiny:
         print("note: the tiny random model makes noise, not likenesses")
     return 0
+
+
+def reference_photos(name: str, paths: list[Path]):
+    """`name`'s reference photos from files and folders (a folder's photos in name order), and identity -> file."""
+    from contract import ReferenceRef, reference_identity
+    from trainer.errors import DoppelError
+
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise DoppelError(f"there is no photo or folder of photos at '{path}'")
+    if paths and not found:
+        raise DoppelError(f"there are no photos in {', '.join(map(str, paths))}")
+    files = {reference_identity(p.read_bytes()): p for p in found}
+    return tuple(ReferenceRef(name, identity) for identity in files), files
+
+
+def refuse_references(base: str, count: int) -> None:
+    """Reference photos on a family without them: said before any model is loaded."""
+    from trainer.errors import DoppelError
+    from trainer.models.base_model import resolve_base
+
+    problem = resolve_base(base).family.reference_problem(count) if count else None
+    if problem is not None:
+        raise DoppelError(problem)
 
 
 def _picture_request(args, paths: list[Path], names: list[str], weights: list[float], **fields):
@@ -459,6 +499,7 @@ def _compare(args) -> int:
 
 
 def _group(args) -> int:
+    from trainer.errors import DoppelError
     from trainer.generation.generator import Generator
     from trainer.generation.group import (
         draw_group,
@@ -471,9 +512,20 @@ def _group(args) -> int:
     people = [parse_person(text) for text in args.person]
     folders = [parse_person(text, "PHOTO_FOLDER") for text in args.photos]
     identities = {token: identity_from_photos(folder) for token, folder in folders}
+    tokens = {token for token, _ in people}
+    references: list = []
+    reference_files: dict = {}
+    for token, folder in (parse_person(text, "PHOTO_FOLDER") for text in args.reference):
+        if token not in tokens:
+            raise DoppelError(f"--reference names {token}, who is not one of the --person tokens")
+        refs, found = reference_photos(token, [folder])
+        references += refs
+        reference_files |= found
+    refuse_references(_picture_base(args), max((len([r for r in references if r.name == t]) for t in tokens),
+                                               default=0))
     request, files = group_request(_picture_base(args), args.prompt, people, photo=args.image, seed=args.seed,
-                                   steps=args.steps, identities=identities)
-    picture = draw_group(Generator(request.base), request, files)
+                                   steps=args.steps, identities=identities, references=references)
+    picture = draw_group(Generator(request.base), request, files, reference_files=reference_files)
     image, facts = write_group(picture, args.out)
     print(image)
     print(facts)

@@ -318,36 +318,42 @@ class GeneratorWorker:
             _offload(self.generator.pipe)  # with CPU offload it is given back already
             self.offloaded = True
 
-    def generate(self, request: GenerateRequest, blobs: list) -> PicturesMade:
+    def generate(self, request: GenerateRequest, blobs: list, photos: dict[str, bytes] | None = None) -> PicturesMade:
         """`blobs`: each file's bytes as an ObjectRef, in the order of `request.file_identities` (the adapters',
-        fetched only when not held here, then the source picture's).
+        fetched only when not held here, then the source picture's). `photos`: each reference photo's bytes by
+        identity; kept here only while this request is drawn (they are a member's photos, and a member may take
+        them back).
 
         With `request.compare`: one picture, the base model beside the adapters, same seed. With
         `request.group`: one picture, each face drawn with only its person's adapter.
         """
         from trainer.generation.compare import compare_pictures
 
-        try:
-            generator = self._generator_for(request.base)
-            files = {
-                a.identity: self._adapter_file(a.name, a.identity, ref)
-                for a, ref in zip(request.adapters, blobs[: len(request.adapters)], strict=True)
-            }
-            source = _source_picture(request, blobs[len(request.adapters):])
-            if self.offloaded:
-                generator.pipe.to(generator.device)
-                self.offloaded = False
-            if request.compare:
-                images = [compare_pictures(generator, request, files)]
-            elif request.group is not None:
-                from trainer.generation.group import draw_group
+        with tempfile.TemporaryDirectory(prefix="doppel-references-") as scratch:
+            try:
+                generator = self._generator_for(request.base)
+                files = {
+                    a.identity: self._adapter_file(a.name, a.identity, ref)
+                    for a, ref in zip(request.adapters, blobs[: len(request.adapters)], strict=True)
+                }
+                source = _source_picture(request, blobs[len(request.adapters):])
+                references = {identity: atomic_write_bytes(Path(scratch) / identity, data)
+                              for identity, data in (photos or {}).items()}
+                if self.offloaded:
+                    generator.pipe.to(generator.device)
+                    self.offloaded = False
+                if request.compare:
+                    images = [compare_pictures(generator, request, files, reference_files=references)]
+                elif request.group is not None:
+                    from trainer.generation.group import draw_group
 
-                images = [draw_group(generator, request, files).generated]  # its PNG says who is where
-            else:
-                images = generator.generate(request, files, source=source)
-        except Exception as exc:
-            log.exception("generation failed")
-            return PicturesMade(loaded=self.loaded(), error=describe_failure(exc, "making the picture"))
+                    # its PNG says who is where
+                    images = [draw_group(generator, request, files, reference_files=references).generated]
+                else:
+                    images = generator.generate(request, files, source=source, reference_files=references)
+            except Exception as exc:
+                log.exception("generation failed")
+                return PicturesMade(loaded=self.loaded(), error=describe_failure(exc, "making the picture"))
         return PicturesMade(tuple(Picture(i.seed, i.png()) for i in images), self.loaded())
 
     def loaded(self) -> tuple[str, ...]:

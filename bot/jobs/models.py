@@ -116,6 +116,7 @@ class JobNotes:
     snapshot: bool = False  # `images_dir` is a copy made for this run alone, deleted when it ends
     adapter_files: Mapping[str, str] = field(default_factory=dict)  # identity -> file: adapters, a source
     people: tuple[int, ...] = ()  # member ids; kept in the table job_people
+    reference_files: Mapping[str, str] = field(default_factory=dict)  # reference photo identity -> its file
     plain: bool = False  # the plain model: the member has no adapter yet
     channel_id: int | None = None
     reply: Reply | None = None
@@ -123,7 +124,7 @@ class JobNotes:
     def to_data(self) -> dict[str, Any]:
         """The `notes` column: all but `people`."""
         data = {k: v for k, v in asdict(self).items() if k != "people" and v is not None}
-        return data | {"adapter_files": dict(self.adapter_files)}
+        return data | {"adapter_files": dict(self.adapter_files), "reference_files": dict(self.reference_files)}
 
     @classmethod
     def from_data(cls, data: dict[str, Any] | None, people: list[int] | None = None) -> JobNotes:
@@ -135,6 +136,7 @@ class JobNotes:
             snapshot=bool(data.get("snapshot")),
             adapter_files=dict(data.get("adapter_files") or {}),
             people=tuple(people or ()),
+            reference_files=dict(data.get("reference_files") or {}),
             plain=bool(data.get("plain")),
             channel_id=data.get("channel_id"),
             reply=Reply(reply["application_id"], reply["token"], reply["expires_at"]) if reply else None,

@@ -12,7 +12,7 @@ from bot.jobs import files, recovery
 from bot.jobs.models import Job
 from bot.jobs.policy import Replica
 from bot.jobs.transport import WorkerLost
-from contract import GenerateRequest, JobState, adapter_identity
+from contract import GenerateRequest, JobState, adapter_identity, reference_identity
 
 if TYPE_CHECKING:
     from bot.jobs.runner import JobRunner
@@ -44,9 +44,15 @@ class PictureRun:
             except (files.MissingInput, OSError) as exc:
                 await runner.finish(job.id, JobState.FAILED, error=f"a file it needs could not be read ({exc})")
                 return
+            try:
+                photos = await asyncio.to_thread(read_references, job, request)
+            except (files.MissingInput, OSError) as exc:
+                await runner.finish(job.id, JobState.FAILED, error=f"a photo to draw from could not be read ({exc})")
+                return
             replica.offloaded = False
             try:
-                made = await runner.transport.generate(replica, request, runner.settings.generation_timeout_s)
+                made = await runner.transport.generate(replica, request, runner.settings.generation_timeout_s,
+                                                       photos)
             except WorkerLost:
                 replica.adapters = set()
                 await runner.rescue.worker_lost(job.id, replica)
@@ -100,3 +106,20 @@ class PictureRun:
             if await asyncio.to_thread(adapter_identity, data) != identity:
                 raise files.MissingInput(f"{what} has changed since this was asked for; ask again")
             await transport.put_adapter(name, identity, data)
+
+
+def read_references(job: Job, request: GenerateRequest) -> dict[str, bytes]:
+    """The request's reference photos by identity, each checked against it. Blocking: call it in a thread."""
+    photos = {}
+    for ref in request.references:
+        path = job.notes.reference_files.get(ref.identity)
+        if path is None:
+            raise files.MissingInput("this request does not say where a photo to draw from is")
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise files.MissingInput("a photo to draw from is gone") from None
+        if reference_identity(data) != ref.identity:
+            raise files.MissingInput("a photo to draw from has changed since this was asked for; ask again")
+        photos[ref.identity] = data
+    return photos

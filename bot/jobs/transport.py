@@ -213,14 +213,17 @@ class RayTransport:
         while len(self._blobs) > BLOBS_KEPT:
             self._blobs.popitem(last=False)
 
-    async def generate(self, replica: Replica, request: GenerateRequest, timeout_s: float) -> PicturesMade:
-        """Raises WorkerLost when the generator died or did not answer in time (it is then not trusted)."""
+    async def generate(self, replica: Replica, request: GenerateRequest, timeout_s: float,
+                       photos: dict[str, bytes] | None = None) -> PicturesMade:
+        """`photos`: the request's reference photos by identity, sent with this call alone (never kept in the
+        object store: a member may take them back). Raises WorkerLost when the generator died or did not
+        answer in time (it is then not trusted)."""
         # Inside a list, the refs are not resolved by Ray: a generator that holds an adapter never fetches it.
         blobs = [self._blobs[identity][1] for identity in request.file_identities]
         for identity in request.file_identities:
             self._blobs.move_to_end(identity)
         try:
-            return await asyncio.wait_for(self._call(replica, "generate", request, blobs), timeout_s)
+            return await asyncio.wait_for(self._call(replica, "generate", request, blobs, photos or {}), timeout_s)
         except TimeoutError as exc:
             raise WorkerLost(f"{replica.name} made no picture in {timeout_s:g} s") from exc
 

@@ -8,11 +8,18 @@ deleted by /forget and trained anew is another adapter, which no old request or 
 It is checked when a request is made (bot.exts.imagine.asking), when the runner starts the job
 and again before it keeps the pictures (the runner's `consent` hook is `Consent.refusal`), and
 right before the pictures are shown. /unshare and /forget stop the jobs it would refuse at once.
+
+A member's reference photos (bot.members.references) are held to the same consent as their adapter: another
+member's photos are used only while they share, and only photos still theirs and still fit to be references
+(a photo removed, left out by the checks, or gone with /forget is none).
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from bot.jobs.models import Job
+from bot.members import references
 from bot.members.adapters import AdapterService
 from bot.members.owner import Owner, adapter_name
 from bot.members.store import Adapter, MemberStore
@@ -32,14 +39,35 @@ class Consent:
         """None when the picture job may use every adapter it names now; otherwise why not, for its requester."""
         if job.kind is not JobKind.GENERATE:
             return None
-        uses = job.picture_request.adapters
+        request = job.picture_request
+        uses = request.adapters
         people = [Owner(job.owner.guild_id, member_id) for member_id in job.notes.people]
-        if len(people) != len(uses) or any(adapter_name(p) != u.name for p, u in zip(people, uses, strict=False)):
+        # The adapters' people first, in order; then anyone drawn from their photos alone.
+        with_adapter, from_photos = people[:len(uses)], people[len(uses):]
+        if len(with_adapter) != len(uses) or any(adapter_name(p) != u.name
+                                                 for p, u in zip(with_adapter, uses, strict=True)):
             return "this request does not say whose adapters it uses; ask again"
-        for person, use in zip(people, uses, strict=True):
+        named = {adapter_name(p) for p in people}
+        if any(r.name not in named for r in request.references) or any(
+                not request.references_of(adapter_name(p)) for p in from_photos):
+            return "this request does not say whose photos it uses; ask again"
+        for person, use in zip(with_adapter, uses, strict=True):
             refusal = await self.refusal_for(job.owner, person, use.identity)
             if refusal is not None:
                 return refusal
+        for person in people:
+            identities = [r.identity for r in request.references_of(adapter_name(person))]
+            if identities and (refusal := await self.photos_refusal(job.owner, person, identities)) is not None:
+                return refusal
+        return None
+
+    async def photos_refusal(self, requester: Owner, person: Owner, identities: list[str]) -> str | None:
+        """Whether `requester` may draw `person` from these photos (by identity) now (None), or why not."""
+        if not await self.members.may_use(requester, person):
+            return f"<@{person.member_id}> has not shared their likeness with you"
+        fit = {p.sha256 for p in await asyncio.to_thread(references.usable, await self.members.photos(person))}
+        if not set(identities) <= fit:
+            return f"<@{person.member_id}>'s photos have changed since this was asked for; ask again"
         return None
 
     async def usable(self, requester: Owner, person: Owner) -> Adapter | str:

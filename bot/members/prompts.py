@@ -3,8 +3,9 @@
 1. A mention of a member (`@ann`) or their trigger token names them; a mention is
    replaced by their token, since the token is what their adapter learned.
 2. A prompt that names no one gets the requester's own token in front.
-3. Every member named must have an adapter, and it must be the requester's own or
-   shared with them (or with everyone). Otherwise the request is refused.
+3. Every member named must have an adapter (or, on a base that takes reference photos,
+   photos), and it must be the requester's own or shared with them (or with everyone).
+   Otherwise the request is refused.
 4. A strength written after a name (`@ann:0.7`, `THGH96:0.7`) sets how strongly that
    person's adapter acts in a group picture; the weight is taken out of the prompt.
 """
@@ -36,7 +37,10 @@ class ResolvedPrompt:
     tokens: tuple[str, ...] = ()  # how the text names each of `owners`, in the same order
 
 
-async def resolve_prompt(prompt: str, requester: Owner, members: MemberStore) -> ResolvedPrompt:
+async def resolve_prompt(prompt: str, requester: Owner, members: MemberStore,
+                         from_photos: bool = False) -> ResolvedPrompt:
+    """`from_photos`: the base takes reference photos, so a member without an adapter is drawn from theirs
+    (whether they have photos fit for it is the caller's to check)."""
     tokens = await members.tokens_in(requester.guild_id)
     token_of = {owner.member_id: token for token, owner in tokens.items()}
 
@@ -63,12 +67,14 @@ async def resolve_prompt(prompt: str, requester: Owner, members: MemberStore) ->
     owners = tuple(dict.fromkeys(named))  # each person once, in order
     if not owners:
         own = token_of.get(requester.member_id)
-        if own is None or await members.adapter(requester) is None:
+        if own is None or (await members.adapter(requester) is None and not (
+                from_photos and await members.photos(requester))):
             return ResolvedPrompt(text, (), plain=True)
         return ResolvedPrompt(f"{own}, {text}", (requester,), tokens=(own,))
     for owner in owners:
         if not await members.may_use(requester, owner):
             raise PromptRefused(f"<@{owner.member_id}> has not shared their adapter with you")
-        if await members.adapter(owner) is None:
-            raise PromptRefused(f"<@{owner.member_id}> has not trained an adapter yet")
+        if await members.adapter(owner) is None and not from_photos:
+            raise PromptRefused(f"<@{owner.member_id}> has not trained an adapter yet, and this picture model "
+                                "cannot draw someone from their photos alone (FLUX.2 [klein] can)")
     return ResolvedPrompt(text, owners, weights, tokens=tuple(token_of[o.member_id] for o in owners))

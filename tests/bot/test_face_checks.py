@@ -13,7 +13,10 @@ from contract import LOOKS_FILENAME
 from faces.verdict import Look
 from fake_discord.fixtures import fake_discord, running_bot  # noqa: F401  (fixture)
 from tests.bot.test_bot import PNG, actors, started, world  # noqa: F401  (fixtures)
+from tests.bot.test_forget import forget
 from tests.photos import astronaut, cameraman, no_face, variants
+
+BASE = "tiny-klein-distilled"
 
 
 def jpeg(image: Image.Image) -> bytes:
@@ -88,3 +91,58 @@ def test_the_contact_sheet_frames_the_photos_left_out(tmp_path):
         cell = sheet.width // 2
         assert sheet.getpixel((cell + 8 - 3, 8 + THUMB // 2)) == AMBER  # the second photo's frame
         assert sheet.getpixel((8 - 3, 8 + THUMB // 2)) != AMBER
+
+
+def png_text(data: bytes) -> dict[str, str]:
+    with Image.open(io.BytesIO(data)) as picture:
+        return dict(picture.text)  # type: ignore[attr-defined]
+
+
+async def test_a_member_without_an_adapter_is_drawn_from_their_checked_photos_and_others_only_while_shared(world):
+    """On FLUX.2 [klein]: right after /dataset add, /imagine draws the member from their chosen photos (one face,
+    theirs; never one the checks leave out or doubt); another member draws them only while they share."""
+    from trainer.models.base_model import resolve_base
+
+    w = world
+    w.settings = w.settings.model_copy(update={"face_checks": True, "min_photos_to_train": 3,
+                                               "base_model": "tiny-klein", "generation_model": BASE})
+    resolve_base("tiny-klein"), resolve_base(BASE)  # built before the bot starts: it reads their tokenizer
+    her = variants(astronaut())
+    async with started(w) as bot:
+        await add(w, {"someone.jpg": cameraman(), "coffee.jpg": no_face()})
+        await add(w, {"her.jpg": astronaut(), "her-mirrored.jpg": her["mirror"], "her-close.jpg": her["crop"]})
+        kept = await w.fake.slash(w.ann, w.general, "dataset list")  # photo 2 (no face) kept: still no reference
+        sheet = await kept.wait_followup(lambda m: m.attachments, timeout=60)
+        await w.fake.click(w.ann, sheet, next(c for c, label, _ in sheet.buttons() if label == "Keep photo 2"))
+        photos = await bot.members.photos(Owner(w.guild.id, w.ann.id))
+        hers = {p.sha256 for p in photos[2:]}
+
+        imagine = await w.fake.slash(w.ann, w.general, "imagine", options={"prompt": "as a knight", "seed": 7})
+        pictures = await w.fake.wait_for_edit(await imagine.original(), lambda m: m.attachments, timeout=60)
+        assert "drawn from photos: training an adapter with /train makes it more like them" in pictures.content
+        assert set(png_text(pictures.attachments[0].data)["doppel:references"].split(", ")) == hers  # klein takes 4
+
+        # "Put me in this photo": the given photo edited, with her photos (3: the photo edited takes the 4th place).
+        edit = await w.fake.slash(w.ann, w.general, "imagine", options={"prompt": "at night", "seed": 7},
+                                  attachments={"image": ("street.jpg", jpeg(no_face()), "image/jpeg")})
+        edited = await w.fake.wait_for_edit(await edit.original(), lambda m: m.attachments, timeout=60)
+        told = png_text(edited.attachments[0].data)
+        assert told["doppel:edited"] == "the given photo" and set(told["doppel:references"].split(", ")) == hers
+
+        async def bob_draws_ann():
+            asked = await w.fake.slash(w.bob, w.general, "imagine", options={"prompt": f"<@{w.ann.id}> as a pirate"})
+            return await w.fake.wait_for_edit(await asked.original(),
+                                              lambda m: m.attachments or "cannot draw" in m.content, timeout=60)
+
+        assert "has not shared" in (await bob_draws_ann()).content
+        await w.fake.slash(w.ann, w.general, "share", options={"who": w.bob})
+        shared = await bob_draws_ann()
+        assert set(png_text(shared.attachments[0].data)["doppel:references"].split(", ")) == hers
+        await w.fake.slash(w.ann, w.general, "unshare", options={"who": w.bob})
+        refused = await bob_draws_ann()
+        assert "has not shared" in refused.content and not refused.attachments
+
+        await w.fake.slash(w.ann, w.general, "share", options={"who": w.bob})
+        assert "Deleted" in await forget(w, w.ann, w.general)
+        gone = await bob_draws_ann()
+        assert "cannot draw" in gone.content and not gone.attachments

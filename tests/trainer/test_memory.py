@@ -200,3 +200,12 @@ def test_klein_4b_trains_unquantized_on_a_24_gb_card_where_flux1_dev_needs_fp8()
     nine = FLUX2_KLEIN.model_size("black-forest-labs/FLUX.2-klein-base-9B")
     assert nine is memory.KLEIN_9B
     assert memory.generation_gib(False, nine) > memory.generation_gib(False, memory.KLEIN_4B)
+
+
+def test_the_generation_plan_counts_reference_photos_tokens():
+    four = memory.reference_tokens(4, 512)
+    assert four == 4 * 1024 and memory.reference_tokens(0, 512) == 0
+    alone = memory.generation_gib(False, memory.KLEIN_4B)
+    assert memory.generation_gib(False, memory.KLEIN_4B, four) == pytest.approx(alone + 4096 * 0.23 / 1024)
+    nine = memory.generation_gib(False, memory.KLEIN_9B, four) - memory.generation_gib(False, memory.KLEIN_9B)
+    assert nine > memory.generation_gib(False, memory.KLEIN_4B, four) - alone  # wider blocks, more per token

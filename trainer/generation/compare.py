@@ -91,8 +91,10 @@ def compare_pictures(
     request: GenerateRequest,
     adapter_files: Mapping[str, Path] = MappingProxyType({}),
     on_step: Callable[[int, int], None] | None = None,
+    reference_files: Mapping[str, Path] = MappingProxyType({}),
 ) -> GeneratedImage:
     """One picture: the base model's on the left, the request's adapters' on the right, same prompt and seed.
+    With reference photos in the request: the adapters alone on the left, adapters and photos on the right.
 
     Without a seed in the request a random one is picked, so both halves share it; `count` is taken as 1.
     `on_step` counts over both halves.
@@ -101,13 +103,16 @@ def compare_pictures(
 
     seed = request.seed if request.seed is not None else secrets.randbelow(limits.SEED.high + 1)
     tuned_request = dataclasses.replace(request, seed=seed, count=1, compare=False)
-    base_request = dataclasses.replace(tuned_request, adapters=())
+    with_photos = bool(request.references)
+    base_request = (dataclasses.replace(tuned_request, references=()) if with_photos
+                    else dataclasses.replace(tuned_request, adapters=()))
     halves_made = []
     for half, wanted in enumerate((base_request, tuned_request)):
         progress = None if on_step is None else _half(on_step, half)
-        halves_made += generator.generate(wanted, adapter_files, progress)
+        halves_made += generator.generate(wanted, adapter_files, progress, reference_files=reference_files)
     base, tuned = halves_made
-    labels = ("base model", adapter_label(request, adapter_files))
+    adapters = adapter_label(request, adapter_files)
+    labels = (adapters, f"{adapters} + photos") if with_photos else ("base model", adapters)
     picture = side_by_side(base.image, tuned.image, labels, f"prompt: {request.prompt}")
     return GeneratedImage(picture, seed, tuned.info | {"compare": "base | adapter", "labels": " | ".join(labels)})
 

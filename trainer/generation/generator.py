@@ -8,6 +8,7 @@ least recently used first out, keyed by name and versioned by identity.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import secrets
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from contract import AdapterRef, GenerateRequest, limits
+from contract import AdapterRef, GenerateRequest, ReferenceRef, limits
 from trainer.errors import CannotDraw, DoppelError
 from trainer.generation.adapters import AdapterStrategy, CompiledSlots, NamedAdapters, Use
 from trainer.images import png_bytes
@@ -34,7 +35,12 @@ from trainer.training.dataset import SIDE_MULTIPLE, round_side
 
 log = logging.getLogger(__name__)
 
-_NO_FILES: Mapping[str, Path] = MappingProxyType({})
+NO_FILES: Mapping[str, Path] = MappingProxyType({})
+# A reference photo's side, in the model's resolution: every reference adds its tokens to each step's attention,
+# so half the side (a quarter of the picture's tokens) keeps four of them cheaper than one more picture; and
+# one fixed size keeps a compiled transformer's shapes the same whichever photos are given.
+REFERENCE_SCALE = 0.5
+MIN_REFERENCE_SIDE = 64  # diffusers' Flux2ImageProcessor refuses smaller photos
 
 
 def preset_size(preset: str, resolution: int) -> tuple[int, int]:
@@ -140,15 +146,44 @@ class Generator:
             self.adapters.activate(uses)
             yield self.pipe
 
+    def reference_side(self) -> int:
+        return max(MIN_REFERENCE_SIDE, round_side(self.base.image_resolution * REFERENCE_SCALE))
+
+    def reference_images(self, refs: Sequence[ReferenceRef], files: Mapping[str, Path]) -> list[Image.Image]:
+        """The reference photos as the pipeline takes them: square, all of one size; refused by a family
+        without reference images in its words."""
+        problem = self.base.family.reference_problem(len(refs))
+        if problem is not None:
+            raise DoppelError(problem)
+        return [reference_image(files, ref, self.reference_side()) for ref in refs]
+
+    def photo_to_edit(self, request: GenerateRequest, width: int, height: int) -> Image.Image:
+        """The request's photo to edit, cropped to the picture's shape and size; refused in words by a family that
+        cannot edit (no reference images)."""
+        from PIL import ImageOps
+
+        if self.base.family.max_references == 0:
+            raise DoppelError(f"{self.base.family.title} cannot edit a photo; name several people to have their "
+                              "faces redrawn in it instead")
+        data = request.edit_photo_bytes()
+        try:
+            with Image.open(io.BytesIO(data or b"")) as opened:
+                photo = ImageOps.exif_transpose(opened).convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise DoppelError("the photo to edit could not be read as an image") from exc
+        return ImageOps.fit(photo, (width, height), Image.Resampling.LANCZOS)
+
     def generate(
         self,
         request: GenerateRequest,
-        adapter_files: Mapping[str, Path] = _NO_FILES,
+        adapter_files: Mapping[str, Path] = NO_FILES,
         on_step: Callable[[int, int], None] | None = None,
         source: Image.Image | None = None,
+        reference_files: Mapping[str, Path] = NO_FILES,
     ) -> list[GeneratedImage]:
         """The request's pictures. `adapter_files`: identity -> file, needed for adapters not held
-        at that identity. `source`: the picture `request.source` names, to draw from.
+        at that identity. `source`: the picture `request.source` names, to draw from. `reference_files`:
+        identity -> file of each reference photo.
         `request.base` and `request.compare` are the caller's to act on."""
         seed = request.seed if request.seed is not None else secrets.randbelow(limits.SEED.high + 1)
         seeds = [seed + k for k in range(request.count)]
@@ -164,6 +199,10 @@ class Generator:
             picture["strength"] = request.source.strength
             # The pipeline skips the steps above the strength's noise level, as diffusers counts them.
             drawn_steps = steps - int(steps - steps * request.source.strength)
+        photos = self.reference_images(request.references, reference_files)
+        if request.edit_photo is not None:
+            photos = [self.photo_to_edit(request, width, height), *photos]  # the first image is the one edited
+        references = self.base.family.reference_arguments(photos)
 
         # Image k is the same picture either way, made from its own seed; progress counts over all of them.
         batches = [[s] for s in seeds] if self.adapters.one_picture_at_a_time else [seeds]
@@ -193,6 +232,7 @@ class Generator:
                     generator=[torch.Generator("cpu").manual_seed(s) for s in batch],
                     max_sequence_length=self.base.max_sequence_length,
                     callback_on_step_end=step_callback,
+                    **references,
                 ).images
                 done[0] += 1
         info = {
@@ -204,6 +244,10 @@ class Generator:
         }
         if request.source is not None:
             info["drawn from"] = f"{request.source.identity} at strength {request.source.strength:g}"
+        if request.references:
+            info["references"] = ", ".join(r.identity for r in request.references)
+        if request.edit_photo is not None:
+            info["edited"] = "the given photo"
         return [GeneratedImage(image, s, info | {"seed": s}) for image, s in zip(images, seeds, strict=True)]
 
     def _redrawn_size(self, width: int, height: int, scale: int) -> tuple[int, int]:
@@ -237,9 +281,27 @@ class Generator:
         return time.perf_counter() - started
 
 
+def reference_image(files: Mapping[str, Path], ref: ReferenceRef, side: int) -> Image.Image:
+    """One reference photo, centre-cropped square and scaled to `side` pixels, its EXIF turn applied."""
+    from PIL import ImageOps
+
+    path = files.get(ref.identity)
+    if path is None:
+        raise DoppelError(f"the reference photo {ref.identity[:12]} of {ref.name} was not given")
+    try:
+        with Image.open(path) as opened:
+            photo = ImageOps.exif_transpose(opened).convert("RGB")
+    except (OSError, ValueError) as exc:
+        raise DoppelError(f"a reference photo of {ref.name} could not be read as an image") from exc
+    return ImageOps.fit(photo, (side, side), Image.Resampling.LANCZOS)
+
+
 def _too_small_for_pipeline(device, fp8: bool, base: BaseModel) -> bool:
+    """Planned for the most reference photos the family takes, at the size the generator gives them."""
     gib = memory.gpu_gib(device)
-    return gib is not None and gib < memory.generation_gib(fp8, base.family.model_size(base.name))
+    side = max(MIN_REFERENCE_SIDE, round_side(1024 * REFERENCE_SCALE))  # at the 1024 px the plan is for
+    tokens = memory.reference_tokens(base.family.max_references, side)
+    return gib is not None and gib < memory.generation_gib(fp8, base.family.model_size(base.name), tokens)
 
 
 def _fp8_transformer(transformer, device) -> None:

@@ -29,11 +29,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
-from contract import AdapterRef, GenerateRequest, limits
+from contract import AdapterRef, GenerateRequest, ReferenceRef, limits
 from contract.group import OUTCOME_KEY, GroupOutcome, GroupPlan, PlacedFace, fewer_faces
 from trainer.errors import DoppelError
 from trainer.generation.adapters import CompiledSlots, NamedAdapters, Use
-from trainer.generation.generator import GeneratedImage, Generator
+from trainer.generation.generator import NO_FILES, GeneratedImage, Generator
 from trainer.training.dataset import round_side
 
 MAX_PHOTO_SIDE = 1536  # a team photo larger than this is shrunk first: faces stay plenty large
@@ -200,9 +200,11 @@ def draw_group(
     adapter_files: Mapping[str, Path],
     on_step: Callable[[int, int], None] | None = None,
     on_face: Callable[[str, list[tuple[str, str, float]]], None] | None = None,
+    reference_files: Mapping[str, Path] = NO_FILES,
 ) -> GroupPicture:
     """The group picture `request.group` plans. `on_face(name, acting)`: told, during each face's redraw,
-    whose adapters act (tests and logs watch it)."""
+    whose adapters act (tests and logs watch it). Each face is redrawn from its own person's reference
+    photos only (`request.references_of`), where the family takes them."""
     import faces as face_tools
 
     plan = request.group
@@ -213,6 +215,11 @@ def draw_group(
     uses = [Use(ref, adapter_files.get(ref.identity)) for ref in request.adapters]
     info = {"prompt": request.prompt, "base": generator.base.name, "steps": steps,
             "adapters": ", ".join(f"{a.name}:{a.weight:g}" for a in request.adapters)}
+    # Read (and refused by a family without them) before anything is drawn.
+    references = {a.name: generator.reference_images(request.references_of(a.name), reference_files)
+                  for a in request.adapters}
+    if request.references:
+        info["references"] = ", ".join(f"{r.name}:{r.identity}" for r in request.references)
 
     composition = _composition(generator, request, plan, seed, steps, adapter_files, on_step)
     found = face_tools.find_faces(composition)
@@ -241,7 +248,9 @@ def draw_group(
                     on_face(use.ref.name, acting(generator))
                 drawn = redraw(inpainting_pipeline(generator), canvas, region, prompt, face_seed,
                                side=side, steps=steps, strength=plan.denoise, guidance=_guidance(generator, request),
-                               max_sequence_length=generator.base.max_sequence_length)
+                               max_sequence_length=generator.base.max_sequence_length,
+                               references=generator.base.family.reference_arguments(references[use.ref.name],
+                                                                                    inpainting=True))
             score = _score(face_tools, drawn, region, identities[person])
             known = identities[person] is not None
             passed = score <= face_tools.SAME_PERSON if known and score is not None else not known
@@ -265,9 +274,11 @@ def face_seed_for(seed: int, person: int, attempt: int) -> int:
 
 
 def redraw(inpaint: Any, canvas: Image.Image, region: Region, prompt: str, seed: int, *, side: int, steps: int,
-           strength: float, guidance: float, max_sequence_length: int) -> Image.Image:
+           strength: float, guidance: float, max_sequence_length: int,
+           references: Mapping[str, Any] = NO_FILES) -> Image.Image:
     """The canvas with the region's mask redrawn: the crop is drawn at `side` pixels, scaled back, and
-    blended in through the soft mask, so every pixel where the mask is 0 is the canvas's own."""
+    blended in through the soft mask, so every pixel where the mask is 0 is the canvas's own.
+    `references`: the family's keyword arguments for the person's reference photos."""
     box = region.crop
     size = (box[2] - box[0], box[3] - box[1])
     crop = canvas.crop(box).resize((side, side), Image.Resampling.LANCZOS)
@@ -283,6 +294,7 @@ def redraw(inpaint: Any, canvas: Image.Image, region: Region, prompt: str, seed:
         guidance_scale=guidance,
         generator=torch.Generator("cpu").manual_seed(seed),
         max_sequence_length=max_sequence_length,
+        **references,
     ).images[0]
     layer = canvas.copy()
     layer.paste(drawn.resize(size, Image.Resampling.LANCZOS), box[:2])
@@ -320,6 +332,7 @@ def _composition(generator: Generator, request: GenerateRequest, plan: GroupPlan
         seed=seed,
         steps=steps,
         group=None,
+        references=(),  # the composition has stand-ins, not people: faces get their photos when redrawn
     )
     return generator.generate(composing, adapter_files, on_step)[0].image
 
@@ -341,9 +354,11 @@ def read_photo(data: bytes) -> Image.Image:
 def group_request(base: str, prompt: str, people: Sequence[tuple[str, Path]], *, photo: Path | None = None,
                   seed: int | None = None, steps: int | None = None, weight: float = 1.0,
                   identities: Mapping[str, tuple[float, ...] | None] | None = None,
+                  references: Sequence[ReferenceRef] = (),
                   ) -> tuple[GenerateRequest, dict[str, Path]]:
     """The contract's group request for `TOKEN=adapter file` pairs, and its identity -> file map.
-    `identities`: a face identity by token, for those whose faces are to be matched and scored."""
+    `identities`: a face identity by token, for those whose faces are to be matched and scored;
+    `references`: reference photos, each named by its person's token."""
     from contract import RequestError, adapter_identity
 
     for token, path in people:
@@ -357,7 +372,8 @@ def group_request(base: str, prompt: str, people: Sequence[tuple[str, Path]], *,
         known = tuple((identities or {}).get(token) for token, _ in people)
         plan = GroupPlan(tokens=tuple(token for token, _ in people), photo=photo_text,
                          identities=known if any(i is not None for i in known) else ())
-        request = GenerateRequest(base=base, prompt=prompt, adapters=refs, seed=seed, steps=steps, group=plan)
+        request = GenerateRequest(base=base, prompt=prompt, adapters=refs, seed=seed, steps=steps, group=plan,
+                                  references=tuple(references))
     except RequestError as exc:
         raise DoppelError(str(exc)) from exc
     return request, {ref.identity: Path(path) for ref, (_, path) in zip(refs, people, strict=True)}

@@ -115,9 +115,23 @@ ENCODERS_GIB = FLUX1_DEV.encoders_gib
 PREFERENCE = (("bf16", False), ("bf16", True), ("fp8", False), ("fp8", True), ("nf4", False), ("nf4", True))
 
 
-def generation_gib(fp8: bool, model: ModelSize = FLUX1_DEV) -> float:
-    """GPU memory (GiB) a resident pipeline needs to make 1024x1024 pictures."""
-    return model.weights_gib("fp8" if fp8 else "bf16") + model.generation_other_gib
+# Reference photos join every step's sequence. At inference only one block's activations live at a time: about
+# 40 hidden widths per token (the fused QKV and MLP projection, attention out, the norms) = 40 * 3072 * 2 B, 0.23
+# MiB a token, for FLUX.2 [klein] 4B; the 9B's 4096 width scales it by 4/3. A 512 px reference is 1024 tokens.
+INFERENCE_MIB_PER_TOKEN = 0.23
+
+
+def reference_tokens(references: int, side: int) -> int:
+    """Tokens `references` photos of `side` pixels add to the sequence (16 px a token, as a picture's)."""
+    return references * (side // 16) ** 2
+
+
+def generation_gib(fp8: bool, model: ModelSize = FLUX1_DEV, references_tokens: int = 0) -> float:
+    """GPU memory (GiB) a resident pipeline needs to make 1024x1024 pictures, with `references_tokens` of
+    reference photos in the sequence (see `reference_tokens`)."""
+    widths = 4 / 3 if model is KLEIN_9B else 1.0
+    photos = references_tokens * INFERENCE_MIB_PER_TOKEN * widths / 1024
+    return model.weights_gib("fp8" if fp8 else "bf16") + model.generation_other_gib + photos
 
 
 @dataclass(frozen=True)

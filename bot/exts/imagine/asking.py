@@ -2,12 +2,15 @@
 
 Every way to ask for pictures (/imagine, /compare, the buttons under pictures) builds its
 request here, so each is checked the same way: every person drawn must be the requester
-or have shared with them, and has an adapter now, named by its identity (its content).
+or have shared with them, and has an adapter now, named by its identity (its content); or, on a base that
+takes reference photos (FLUX.2 [klein]), is drawn from their chosen photos (bot.members.references), named
+by identity too, until they have an adapter (and beside it, as REFERENCE_PHOTOS says).
 Showing what was made is bot.exts.imagine.delivering's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,10 +24,13 @@ from bot.exts.imagine.refused import Refused
 from bot.jobs.models import Job, Reply
 from bot.jobs.store import QueueFull
 from bot.jobs.updates import JobUpdate
+from bot.members import references
 from bot.members.owner import Owner, adapter_name
 from bot.members.prompts import PromptRefused, resolve_prompt
 from bot.members.quotas import sentence
-from contract import AdapterRef, GenerateRequest, JobKind, JobState, RequestError
+from contract import AdapterRef, GenerateRequest, JobKind, JobState, ReferenceRef, RequestError
+from contract.group import GroupPlan
+from contract.models import references_taken
 
 TOKEN_LIFE_S = 14 * 60  # Discord's is 15 minutes; after that, answer in the channel instead
 RESULT_TIMEOUT_S = 30 * 60
@@ -36,23 +42,56 @@ class Drawing:
     whether the requester had none (the base model alone)."""
 
     request: GenerateRequest
-    people: tuple[Owner, ...]
+    people: tuple[Owner, ...]  # those with an adapter first, in the adapters' order; then those drawn from photos
     adapter_files: dict[str, str]
     plain: bool = False
+    reference_files: dict[str, str] | None = None  # reference photo identity -> its file
 
 
-async def adapters_of(bot: DoppelBot, requester: Owner, people: Sequence[Owner],
-                      weights: Sequence[float]) -> tuple[tuple[AdapterRef, ...], dict[str, str]]:
-    """Each person's adapter as it is now, if the requester may use it."""
-    refs, files = [], {}
+@dataclass(frozen=True)
+class Likeness:
+    """How the people of a picture are drawn: their adapters and their reference photos, with their files."""
+
+    adapters: tuple[AdapterRef, ...]
+    adapter_files: dict[str, str]
+    references: tuple[ReferenceRef, ...]
+    reference_files: dict[str, str]
+    people: tuple[Owner, ...]  # as Drawing.people
+
+
+async def likeness_of(bot: DoppelBot, requester: Owner, people: Sequence[Owner],
+                      weights: Sequence[float], editing: bool = False) -> Likeness:
+    """Each person's adapter as it is now and, where the base takes them, their reference photos, if the
+    requester may use them; a person without an adapter is drawn from photos alone, where the base can.
+    `editing`: a photo is edited (it takes one of the base's reference places), always with the photos."""
+    takes = references_taken(bot.settings.picture_model) - (1 if editing else 0)
+    mode = "both" if editing and bot.settings.reference_photos == "adapter" else bot.settings.reference_photos
+    refs: list[AdapterRef] = []
+    photos: list[ReferenceRef] = []
+    files: dict[str, str] = {}
+    photo_files: dict[str, str] = {}
+    with_adapter, from_photos = [], []
     for person, weight in zip(people, weights, strict=True):
         adapter = await bot.consent.usable(requester, person)
-        if isinstance(adapter, str):
+        if isinstance(adapter, str) and not (takes and await bot.members.may_use(requester, person)):
             raise Refused(adapter)
-        assert adapter.identity is not None  # noqa: S101  usable() gives only adapters whose identity is known
-        refs.append(AdapterRef(adapter_name(person), adapter.identity, weight))
-        files[adapter.identity] = adapter.path
-    return tuple(refs), files
+        use_adapter = not isinstance(adapter, str) and not (takes and mode == "references")
+        if not isinstance(adapter, str) and use_adapter:
+            assert adapter.identity is not None  # noqa: S101  usable() gives only adapters whose identity is known
+            refs.append(AdapterRef(adapter_name(person), adapter.identity, weight))
+            files[adapter.identity] = adapter.path
+            with_adapter.append(person)
+        else:
+            from_photos.append(person)
+        if takes and (not use_adapter or mode == "both"):
+            chosen = await asyncio.to_thread(references.choose, await bot.members.photos(person), takes)
+            if not chosen:
+                if use_adapter:
+                    continue  # drawn with the adapter alone
+                raise Refused(references.none_usable(person.member_id))
+            photos += [ReferenceRef(adapter_name(person), p.sha256) for p in chosen]
+            photo_files |= {p.sha256: p.path for p in chosen}
+    return Likeness(tuple(refs), files, tuple(photos), photo_files, (*with_adapter, *from_photos))
 
 
 async def from_prompt(bot: DoppelBot, requester: Owner, prompt: str, *, strength: float,
@@ -60,16 +99,32 @@ async def from_prompt(bot: DoppelBot, requester: Owner, prompt: str, *, strength
     """The prompt by the token rule (see bot.members.prompts), with the adapters of everyone it names; with
     several people (or a photo), a group picture: each face drawn with only its person's adapter."""
     try:
-        resolved = await resolve_prompt(prompt, requester, bot.members)
+        resolved = await resolve_prompt(prompt, requester, bot.members,
+                                        from_photos=references_taken(bot.settings.picture_model) > 0)
     except PromptRefused as refusal:
         raise Refused(str(refusal)) from None
     weights = [resolved.weights.get(person, strength) for person in resolved.owners]
-    refs, files = await adapters_of(bot, requester, resolved.owners, weights)
-    plan = await group.plan(bot, resolved, photo)
+    # One person and a photo, on a base that takes reference photos: the photo is edited, not recomposed.
+    editing = photo is not None and len(resolved.owners) == 1 and references_taken(bot.settings.picture_model) > 1
+    likeness = await likeness_of(bot, requester, resolved.owners, weights, editing=editing)
+    if len(likeness.adapters) != len(resolved.owners) and not editing and (photo is not None or
+                                                                           len(resolved.owners) > 1):
+        raise Refused("in a group picture (or a photo redrawn) everyone needs an adapter: those without one "
+                      "can /train first")
+    edit_photo = None
+    if editing:
+        assert photo is not None  # noqa: S101  (editing means a photo was given)
+        edit_photo = GroupPlan.encode_photo(await group.read_photo(bot, photo))
+        options["count"] = 1  # one photo, edited once
+        plan = None
+    else:
+        plan = await group.plan(bot, resolved, photo)
     if plan is not None:
         options["count"] = 1  # a group picture is one picture
-    request = _request(base=bot.settings.picture_model, prompt=resolved.text, adapters=refs, group=plan, **options)
-    return Drawing(request, resolved.owners, files, plain=resolved.plain)
+    request = _request(base=bot.settings.picture_model, prompt=resolved.text, adapters=likeness.adapters,
+                       group=plan, references=likeness.references, edit_photo=edit_photo, **options)
+    return Drawing(request, likeness.people, likeness.adapter_files, plain=resolved.plain,
+                   reference_files=likeness.reference_files)
 
 
 async def again(bot: DoppelBot, presser: Owner, job: Job, **changes) -> Drawing:
@@ -78,25 +133,35 @@ async def again(bot: DoppelBot, presser: Owner, job: Job, **changes) -> Drawing:
     from one of its pictures."""
     before = job.picture_request
     people = tuple(Owner(job.owner.guild_id, m) for m in job.notes.people)
-    refs, files = await adapters_of(bot, presser, people, [a.weight for a in before.adapters])
+    weights = [a.weight for a in before.adapters] + [1.0] * (len(people) - len(before.adapters))
+    likeness = await likeness_of(bot, presser, people, weights, editing=before.edit_photo is not None)
+    refs = likeness.adapters
+    if len(refs) != len(before.adapters):
+        raise Refused("who has an adapter has changed since these pictures were made; ask anew with /imagine")
     for person, was, now in zip(people, before.adapters, refs, strict=True):
         # Someone else's adapter must be the one these pictures were made with: after a /forget, the adapter
         # of the same member trained anew is another, which an old button never reaches.
         if person != presser and now.identity != was.identity:
             raise Refused(f"<@{person.member_id}>'s adapter has changed since these pictures were made; "
                           "ask anew with /imagine")
+    files = dict(likeness.adapter_files)
+    references = likeness.references
     redraw: Redraw | None = changes.pop("redraw", None)
     if redraw is not None:  # drawn from one of these pictures: it travels beside the request, as adapters do
         source, path = await redraw.source(job)
         files[source.identity] = path
-        changes |= {"source": source, "compare": False, "group": None}
+        changes |= {"source": source, "compare": False, "group": None, "edit_photo": None}
+        references = ()  # a picture drawn from another takes no reference photos
     elif before.source is not None and before.source.identity in job.notes.adapter_files:
         # A re-roll of a variation: drawn from the same picture again (the job's hand-over says if it is gone).
         files[before.source.identity] = job.notes.adapter_files[before.source.identity]
+        references = ()
     options = {"count": before.count, "seed": before.seed, "size": before.size, "compare": before.compare,
-               "group": before.group, "source": before.source} | changes
-    request = _request(base=bot.settings.picture_model, prompt=before.prompt, adapters=refs, **options)
-    return Drawing(request, people, files, plain=job.notes.plain)
+               "group": before.group, "source": before.source, "edit_photo": before.edit_photo} | changes
+    request = _request(base=bot.settings.picture_model, prompt=before.prompt, adapters=refs,
+                       references=references, **options)
+    return Drawing(request, likeness.people, files, plain=job.notes.plain,
+                   reference_files=likeness.reference_files if references else None)
 
 
 def _request(**fields) -> GenerateRequest:
@@ -123,6 +188,7 @@ async def draw(bot: DoppelBot, interaction: discord.Interaction, owner: Owner, d
         job = await bot.runner.submit_generation(
             owner, drawing.request, drawing.adapter_files,
             people=[p.member_id for p in drawing.people], plain=drawing.plain,
+            reference_files=drawing.reference_files or {},
             # Where to show the result if the bot restarts before it is ready: the reply while its token lives
             # (the token is Discord's for 15 minutes; it is useless after), else the channel.
             channel_id=interaction.channel_id,

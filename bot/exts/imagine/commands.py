@@ -78,7 +78,7 @@ class Imagine(commands.Cog):
         seed="A seed, to make the same picture again",
         size="square, portrait (3:4) or landscape (4:3)",
         strength=f"How strongly the adapters act, {STRENGTH.low:g} (the base model) to {STRENGTH.high:g}; default 1",
-        image="A photo (say, of your team): its faces are redrawn as the people named, left to right",
+        image="A photo: its faces redrawn as those named; on FLUX.2 [klein] with one person, the photo edited",
     )
     @app_commands.choices(size=SIZE_CHOICES)
     @app_commands.guild_only()

@@ -106,6 +106,8 @@ def message(job: Job) -> tuple[str, list[discord.File], discord.ui.View | None]:
     request = job.picture_request
     seeds = ", ".join(str(i.seed) for i in pictures.images)
     note = " (plain model: you have no adapter yet, /train makes one)" if job.notes.plain else ""
+    if len(job.notes.people) > len(request.adapters):  # someone drawn from their photos alone
+        note = " · drawn from photos: training an adapter with /train makes it more like them"
     if request.compare:
         note = " · left: the base model, right: with the adapter"
     note += redrawing.note(request)
@@ -114,7 +116,8 @@ def message(job: Job) -> tuple[str, list[discord.File], discord.ui.View | None]:
     files = [discord.File(i.path, f"doppel-{i.seed}.png") for i in pictures.images]
     view = discord.ui.View(timeout=None)
     view.add_item(RerollButton(job.id))
-    if request.adapters and not request.compare and request.group is None and request.source is None:
+    if (request.adapters and not request.compare and request.group is None and request.source is None
+            and request.edit_photo is None):
         view.add_item(CompareButton(job.id))
     redrawing.add_buttons(job, request, view)
     text = group.add_to_message(job, text, view)  # who is where, for a group picture

@@ -97,6 +97,8 @@ def add_buttons(job: Job, request: GenerateRequest, view: discord.ui.View) -> No
     pictures = job.pictures
     if pictures is None or request.compare or request.group is not None:
         return
+    if request.references or request.edit_photo is not None:
+        return  # drawn from a member's photos: a redraw would lose them (a request takes a source or photos)
     upscaled = request.source is not None and request.source.scale > 1
     count = len(pictures.images)
     for index in range(count):

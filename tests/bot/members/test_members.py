@@ -67,9 +67,12 @@ async def test_the_prompt_rule(members):
     with pytest.raises(PromptRefused, match="has no adapter"):
         await resolve_prompt("<@999> dancing", ANN, members)
     await members.share(CY, EVERYONE)
-    with pytest.raises(PromptRefused, match="not trained"):
-        await resolve_prompt("PLMN07 dancing", ANN, members)
+    with pytest.raises(PromptRefused, match="not trained an adapter yet, and this picture model cannot draw someone "
+                       "from their photos alone"):
+        await resolve_prompt("PLMN07 dancing", ANN, members)  # FLUX.1: no reference photos
+    assert (await resolve_prompt("PLMN07 dancing", ANN, members, from_photos=True)).owners == (CY,)
     assert (await resolve_prompt("a cat", CY, members)).plain  # no adapter of their own: the plain model
+    assert (await resolve_prompt("a cat", CY, members, from_photos=True)).plain  # nor photos to draw them from
 
 
 async def test_sharing_is_per_member_or_everyone_and_revocable(members):

@@ -48,6 +48,8 @@ class Family(ABC):
     # diffusers' image-to-image pipeline of the family; None: the family redraws a picture another way, or cannot
     img2img_class_name: str | None = None
     largest_pixels: int = 2 * 2**20  # the most pixels a picture of the family may have (an upscale stops there)
+    # Reference photos the family's pipeline can draw a person from (its `image=[...]`); 0: it cannot.
+    max_references: int = 0
     # The family's offline random models by name (the keys of contract.models.TINY_FOLDERS), the base first:
     # each a shape dataclass of trainer/models/tiny.py or tiny_klein.py.
     tiny_shapes: dict[str, Any]
@@ -103,6 +105,27 @@ class Family(ABC):
 
     def text_encoders(self, pipe) -> list[torch.nn.Module]:
         return [getattr(pipe, name) for name in self.text_encoder_names]
+
+    # --- reference photos ------------------------------------------------------------------
+    def reference_problem(self, count: int) -> str | None:
+        """Why `count` reference photos cannot be drawn from, in a person's words; None when they can."""
+        if count == 0:
+            return None
+        if self.max_references == 0:
+            return f"{self.title} cannot draw a person from photos; train an adapter to draw them"
+        if count > self.max_references:
+            return f"{self.title} draws from at most {self.max_references} reference photos, not {count}"
+        return None
+
+    def reference_arguments(self, images: list, inpainting: bool = False) -> dict[str, Any]:
+        """The pipeline call's keyword arguments for these reference photos (none: no arguments); the
+        inpainting pipeline's `image` is the picture it redraws, so there they are `image_reference`."""
+        problem = self.reference_problem(len(images))
+        if problem is not None:
+            raise ConfigError(problem)
+        if not images:
+            return {}
+        return {"image_reference" if inpainting else "image": list(images)}
 
     # --- prompts and latents ---------------------------------------------------------------
     @abstractmethod

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from contract.models import REFERENCES_BY_PIPELINE
 from trainer.models import memory, tiny_klein
 from trainer.models.families.base import Defaults, Family, PromptEmbedding
 from trainer.models.families.flux1 import ATTENTION_TARGETS
@@ -46,6 +47,8 @@ class Flux2Klein(Family):
     lora_targets = LORA_TARGETS
     tokenizer_folders = ("tokenizer",)  # Qwen's byte-level BPE
     text_encoder_names = ("text_encoder",)
+    # Flux2KleinPipeline's `image=[...]`: each photo's latents join the sequence at its own time offset.
+    max_references = REFERENCES_BY_PIPELINE["Flux2KleinPipeline"]
     tiny_shapes = {shape.name: shape for shape in (tiny_klein.TINY_KLEIN, tiny_klein.TINY_KLEIN_DISTILLED)}
 
     def model_size(self, base_name: str) -> memory.ModelSize:
