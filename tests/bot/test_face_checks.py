@@ -129,20 +129,22 @@ async def test_a_member_without_an_adapter_is_drawn_from_their_checked_photos_an
         told = png_text(edited.attachments[0].data)
         assert told["doppel:edited"] == "the given photo" and set(told["doppel:references"].split(", ")) == hers
 
-        async def bob_draws_ann():
+        async def bob_draws_ann(*, drawn: bool):
+            """Bob's pictures of ann; or, refused, what he alone is told (his "thinking..." reply goes)."""
             asked = await w.fake.slash(w.bob, w.general, "imagine", options={"prompt": f"<@{w.ann.id}> as a pirate"})
-            return await w.fake.wait_for_edit(await asked.original(),
-                                              lambda m: m.attachments or "cannot draw" in m.content, timeout=60)
+            if drawn:
+                return await w.fake.wait_for_edit(await asked.original(), lambda m: m.attachments, timeout=60)
+            told = await asked.wait_followup(lambda m: "cannot draw" in m.content, timeout=60)
+            assert told.ephemeral and not told.attachments
+            return told
 
-        assert "has not shared" in (await bob_draws_ann()).content
+        assert "has not shared" in (await bob_draws_ann(drawn=False)).content
         await w.fake.slash(w.ann, w.general, "share", options={"who": w.bob})
-        shared = await bob_draws_ann()
+        shared = await bob_draws_ann(drawn=True)
         assert set(png_text(shared.attachments[0].data)["doppel:references"].split(", ")) == hers
         await w.fake.slash(w.ann, w.general, "unshare", options={"who": w.bob})
-        refused = await bob_draws_ann()
-        assert "has not shared" in refused.content and not refused.attachments
+        assert "has not shared" in (await bob_draws_ann(drawn=False)).content
 
         await w.fake.slash(w.ann, w.general, "share", options={"who": w.bob})
         assert "Deleted" in await forget(w, w.ann, w.general)
-        gone = await bob_draws_ann()
-        assert "cannot draw" in gone.content and not gone.attachments
+        assert "cannot draw" in (await bob_draws_ann(drawn=False)).content
