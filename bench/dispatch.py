@@ -1,6 +1,6 @@
 """What one dispatch pass costs as the queue grows, on a real record.
 
-    python bench/queue.py [--sizes 100,1000,10000,100000]
+    python bench/dispatch.py [--sizes 100,1000,10000,100000]
 
 A SQLite database made by the project's migrations is filled through the project's
 own `JobStore.submit`: 1,000 members (half of them served before, so the round-robin
@@ -31,8 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-# The repository instead of bench/: this file's name would hide the standard library's `queue`.
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 MEMBERS = 1_000
 GUILD = 1
