@@ -1,18 +1,15 @@
 """The job runner: takes jobs from the record, runs them on the GPU workers, writes back what happened.
 
-It runs on the bot's event loop and only awaits. Its parts, each in its own module:
-`policy` decides what starts and who steps aside (pure), `recovery` what becomes of a job
-when something went wrong under it (pure) and `rescue` carries that out, `following` runs
-a training and `pictures` a picture job, `positions` tells waiting jobs their place,
-`transport` talks to the Ray workers, `workers` keeps track of which of them are up,
-`sink` reads a job's inputs and writes what it made into the run's layout, and
-`followups` carries out what a success sets in motion. The runner holds them together:
-life cycle, submit and cancel, dispatch, and each job's end in the record.
+It runs on the bot's event loop and only awaits. Its parts, each a module: `line` and `policy` decide what
+starts and who steps aside (pure), `recovery` what becomes of a job when something went wrong under it (pure)
+and `rescue` carries that out, `following` runs a training and `pictures` a picture job, `positions` tells
+waiting jobs their place, `transport` talks to the Ray workers and `workers` tracks which are up, `sink` reads
+a job's inputs and writes what it made, `followups` carries out what a success sets in motion. The runner
+holds them together: life cycle, submit and cancel, dispatch, and each job's end in the record.
 
-A job whose worker is lost goes back to the queue and resumes from its newest
-checkpoint; after MAX_JOB_ATTEMPTS such losses it fails with a message. GPU nodes
-may come and go (a cluster that scales from zero): jobs wait, and say so, while
-no GPU worker is up.
+A job whose worker is lost goes back to the queue and resumes from its newest checkpoint; after
+MAX_JOB_ATTEMPTS such losses it fails with a message. GPU nodes may come and go (a cluster that scales
+from zero): jobs wait, and say so, while no GPU worker is up.
 """
 
 from __future__ import annotations
