@@ -114,15 +114,6 @@ class JobStore:
         )
         return [Job.from_row(row) for row in rows]
 
-    async def started_since(self, owner: Owner, kind: JobKind, since: float) -> int:
-        """Jobs of a kind the owner submitted since `since` that did not fail (a failure is not their use)."""
-        (count,) = await self.db.fetchone(
-            "SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND member_id = ? AND kind = ? AND created_at >= ? "
-            "AND state != 'failed'",
-            (owner.guild_id, owner.member_id, kind.value, since),
-        )
-        return count
-
     async def uses_since(self, owner: Owner, kind: JobKind, since: float) -> list[tuple[float, int]]:
         """When the owner asked for each job of a kind since `since` that did not fail, and how much it asked for
         (a picture job's pictures; a training is one), oldest first."""
