@@ -14,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from contract.atomic import atomic_write
-
 ITEM_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
               "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 MAX_HEADER = 16 * 2**20  # a header of 5,000 tensors is about 0.5 MiB: more is not a LoRA, and costs to parse
@@ -91,11 +89,6 @@ def encode(tensors: dict[str, Tensor], metadata: dict[str, str]) -> bytes:
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # the format aligns the tensors' bytes to 8
     return struct.pack("<Q", len(text)) + text + b"".join(t.data for t in tensors.values())
-
-
-def write_file(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> Path:
-    data = encode(tensors, metadata)
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def _count(shape: tuple[int, ...]) -> int:
