@@ -8,6 +8,7 @@ this package and nothing else of each other's. It holds:
   self-validating, and serialised to and from plain data in one place (`to_data`/`from_data`).
 - `events`: what a worker reports back while and after it works, and the job and run states.
 - `layout`: where a run's files live and what they are called, on either side.
+- `subjects`: what an adapter learns (a person or a style), and each subject's training defaults.
 
 Nothing here imports torch, diffusers, discord or ray: it must load in both processes.
 """

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
 from contract import limits
+from contract.subjects import PERSON, STYLE, subject_problem
 
 if TYPE_CHECKING:
     from contract.group import GroupPlan
@@ -74,6 +75,9 @@ class TrainRequest(_Wire):
     sample_every: int | None = None  # 0: no samples
     # Florence-2 (Hub id, folder, or 'tiny') that writes captions for photos without one; '' writes none.
     caption_model: str = ""
+    # What the adapter learns (`contract.subjects`): a person's face from photos of them, or a style from
+    # pictures without people (no face checks, no likeness score, captions of the content).
+    subject: str = PERSON
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -87,6 +91,7 @@ class TrainRequest(_Wire):
             limits.LEARNING_RATE.problem("the learning rate", self.lr),
             limits.TRAIN_SEED.problem("the seed", self.seed),
             None if self.resolution is None else limits.RESOLUTION.problem("resolution", self.resolution),
+            subject_problem(self.subject),
         ]
         if not self.token or not self.token.isalnum():
             found.append(f"the token must be letters and digits, not '{self.token}'")
@@ -147,11 +152,18 @@ def _due(done: int, steps: int, every: int | None) -> bool:
 
 @dataclass(frozen=True)
 class AdapterRef(_Wire):
-    """One adapter in a picture: whose (`name`, the generator's cache key), which (`identity`), how strongly."""
+    """One adapter in a picture: whose (`name`, the generator's cache key), which (`identity`), how strongly,
+    and what it is (`subject`: a person's, drawn as them; a style, drawn over the whole picture). The worker
+    holds the subject to the adapter file's own."""
 
     name: str
     identity: str
     weight: float = 1.0
+    subject: str = PERSON
+
+    @property
+    def is_style(self) -> bool:
+        return self.subject == STYLE
 
 
 @dataclass(frozen=True)
@@ -237,9 +249,12 @@ class GenerateRequest(_Wire):
         if self.compare and not self.adapters:
             found.append("a comparison needs an adapter to compare with the base model")
         found += [limits.STRENGTH.problem("adapter strength", a.weight) for a in self.adapters]
+        found += [subject_problem(a.subject) for a in self.adapters]
+        if len({a.name for a in self.adapters}) != len(self.adapters):
+            found.append("an adapter is given twice")
         found += self._reference_problems()
         if self.group is not None:
-            found += self.group.problems(len(self.adapters))
+            found += self.group.problems(len(self.people))
             if self.count != 1 or self.compare:
                 found.append("a group picture is one picture, without a comparison")
         if self.source is not None:
@@ -249,6 +264,22 @@ class GenerateRequest(_Wire):
             if self.references or self.edit_photo is not None:
                 found.append("a picture drawn from another is drawn without reference photos or a photo to edit")
         return [p for p in found if p]
+
+    @property
+    def people(self) -> tuple[AdapterRef, ...]:
+        """The people's adapters, in the request's order (a group plan's tokens name them in this order)."""
+        return tuple(a for a in self.adapters if not a.is_style)
+
+    @property
+    def styles(self) -> tuple[AdapterRef, ...]:
+        """The style adapters: drawn over the whole picture (a group's composition and each of its faces)."""
+        return tuple(a for a in self.adapters if a.is_style)
+
+    @property
+    def compared_with(self) -> tuple[AdapterRef, ...]:
+        """What a comparison's other half is drawn with: the people without the styles where there are styles
+        ("without and with the style"), else the base model alone."""
+        return self.people if self.styles else ()
 
     @property
     def file_identities(self) -> tuple[str, ...]:
