@@ -26,6 +26,7 @@ from bot.members.quotas import Quotas
 from bot.members.store import MemberStore
 from bot.members.tokens import TokenChecker, new_token
 from bot.settings import BotSettings
+from bot.styles.store import StyleStore
 from contract import JobKind
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class DoppelBot(commands.Bot):
     db: Database
     jobs: JobStore
     members: MemberStore
+    styles: StyleStore
     adapters: AdapterService
     consent: Consent
     access: Access
@@ -115,6 +117,7 @@ class DoppelBot(commands.Bot):
         self.db = await Database.open(self.settings.database_file)
         self.jobs = JobStore(self.db)
         self.members = MemberStore(self.db, self.settings.data_dir)
+        self.styles = StyleStore(self.db)
         self.adapters = AdapterService(self.members, self.jobs, self.settings.jobs_dir)
         self.consent = Consent(self.members, self.adapters)
         self.access = Access(self.db, self.roles_of, self.settings.train_roles, self.settings.draw_roles)

@@ -106,7 +106,10 @@ class MemberStore:
         return [row[0] for row in rows]
 
     async def tokens_in(self, guild_id: int) -> dict[str, Owner]:
-        rows = await self.db.fetchall("SELECT token, member_id FROM members WHERE guild_id = ?", (guild_id,))
+        """The server's members by token; a style's token (its rows have a negative id) is not a person's."""
+        rows = await self.db.fetchall(
+            "SELECT token, member_id FROM members WHERE guild_id = ? AND member_id > 0", (guild_id,)
+        )
         return {token: Owner(guild_id, member) for token, member in rows}
 
     # ---- photos -----------------------------------------------------------------------------
