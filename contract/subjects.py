@@ -32,7 +32,9 @@ class TrainingDefaults:
 
 DEFAULTS: dict[str, TrainingDefaults] = {
     PERSON: TrainingDefaults(steps=1000, rank=16, lr=1e-4),
-    STYLE: TrainingDefaults(steps=1000, rank=16, lr=1e-4),
+    # ai-toolkit's FLUX.1 example (train_lora_flux_24gb.yaml): 2000 steps at 1e-4, rank 16. The rank is also every
+    # adapter's (hotswapping pads to one rank), so a style must not ask for more.
+    STYLE: TrainingDefaults(steps=2000, rank=16, lr=1e-4),
 }
 
 

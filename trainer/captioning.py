@@ -22,9 +22,10 @@ from pathlib import Path
 from PIL import Image
 
 from contract import CaptionsWritten, Phase, PhaseName
+from contract.subjects import PERSON, STYLE
 from trainer.models import tiny_captioner
 from trainer.settings import TrainerSettings, trainer_settings
-from trainer.training.dataset import decode_image, image_files
+from trainer.training.dataset import caption_with_token, decode_image, image_files
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,17 @@ LOOKS = re.compile(
     re.IGNORECASE,
 )
 PRINTABLE = re.compile(r"[^\w\s,.'\-!?():;&/]")
+# How a picture is drawn, which a style's token must learn and its captions must not say.
+_MEDIUM = (
+    r"illustration|drawing|painting|sketch|cartoon|rendering|render|artwork|art|graphic|design|vector|clip ?art|"
+    r"watercolou?r|poster art|digital art|3d render"
+)
+_MANNER = r"flat|vector|minimalist|minimal|simple|stylized|stylised|cartoon|digital|colorful|colourful|abstract|retro"
+STYLE_WORDS = re.compile(
+    rf"^\s*(?:an?|the)?\s*(?:(?:{_MANNER})\s+)*(?:{_MEDIUM})\s+(?:of|showing|with|depicting)\s+"  # "An illustration of"
+    rf"|\bin\s+(?:an?\s+)?(?:(?:{_MANNER})\s+)*(?:{_MEDIUM}|style)\b(?:\s+style)?",  # "in a flat style"
+    re.IGNORECASE,
+)
 
 
 def describe_scene(text: str) -> str:
@@ -69,8 +81,18 @@ def describe_scene(text: str) -> str:
     return text[:MAX_DESCRIPTION].strip()
 
 
-def caption_for(description: str, token: str) -> str:
-    """doppel's caption of a photo: the token first, then the scene (if the model said anything about it)."""
+def describe_content(text: str) -> str:
+    """A caption model's sentence about a design picture, its content whole, without words for how it is drawn."""
+    text = PRINTABLE.sub("", text).replace("\n", " ")
+    text = STYLE_WORDS.sub(" ", text)
+    text = re.sub(r"\s+([,.])", r"\1", re.sub(r"\s{2,}", " ", text)).strip(" ,.;:-")
+    return text[:MAX_DESCRIPTION].strip()
+
+
+def caption_for(description: str, token: str, subject: str = PERSON) -> str:
+    """doppel's caption of a picture: a person's token first, then the scene; a style's after the content."""
+    if subject == STYLE:
+        return caption_with_token(description, token, STYLE)
     return f"photo of {token}, {description}" if description else f"photo of {token}"
 
 
@@ -100,8 +122,9 @@ class Captioner:
         # A random (tiny) model says end-of-text at once: make it say something, so the plumbing is seen working.
         self.min_new_tokens = 8 if tiny_captioner.is_tiny_captioner(Path(location)) else 0
 
-    def describe(self, images: list[Image.Image]) -> list[str]:
-        """One scene description per image (looks removed), in order."""
+    def describe(self, images: list[Image.Image], subject: str = PERSON) -> list[str]:
+        """One description per image, in order: a person's scene (looks removed), or a style's content."""
+        clean = describe_content if subject == STYLE else describe_scene
         import torch
 
         described: list[str] = []
@@ -116,7 +139,7 @@ class Captioner:
                     num_beams=1, do_sample=False,
                 )
             for text in self.processor.batch_decode(generated, skip_special_tokens=True):
-                described.append(describe_scene(text))
+                described.append(clean(text))
         return described
 
 
@@ -131,7 +154,7 @@ def uncaptioned(folder: Path) -> list[Path]:
 
 
 def caption_missing_photos(
-    folder: Path, token: str, model: str, emit: Callable[[Phase | CaptionsWritten], None]
+    folder: Path, token: str, model: str, emit: Callable[[Phase | CaptionsWritten], None], subject: str = PERSON
 ) -> dict[str, str]:
     """A run's first work: captions for its photos that have none, said to whoever follows the run."""
     if not model:
@@ -141,18 +164,20 @@ def caption_missing_photos(
         return {}
     emit(Phase(PhaseName.CAPTIONING, f"{len(missing)} photo{'s' if len(missing) != 1 else ''} without a caption"))
     try:
-        written = write_missing_captions(folder, token, model)
+        written = write_missing_captions(folder, token, model, subject)
     except Exception as exc:  # captions help a run; their model failing (offline, out of memory) must not end it
-        log.warning("no captions written with %s (%s: %s); the photos train as 'photo of %s'",
-                    model, type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "", token)
+        log.warning("no captions written with %s (%s: %s); the pictures train as '%s'",
+                    model, type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "",
+                    caption_with_token("", token, subject))
         return {}
     if written:
         emit(CaptionsWritten(written))
     return written
 
 
-def write_missing_captions(folder: Path, token: str, model: str) -> dict[str, str]:
-    """Write `photo of TOKEN, ...` beside each image of `folder` that has no caption; {image name: caption}.
+def write_missing_captions(folder: Path, token: str, model: str, subject: str = PERSON) -> dict[str, str]:
+    """Write `photo of TOKEN, ...` (a style's: `..., in the style of TOKEN`) beside each image of `folder` that
+    has no caption; {image name: caption}.
 
     Nothing is loaded when every photo has a caption (the member's own always win). Images that do not
     decode are left to the training set's check, which names them.
@@ -169,13 +194,13 @@ def write_missing_captions(folder: Path, token: str, model: str) -> dict[str, st
         return {}
     captioner = Captioner(resolve_captioner(model))
     try:
-        descriptions = captioner.describe([image for _, image in missing])
+        descriptions = captioner.describe([image for _, image in missing], subject)
     finally:
         del captioner
         _free_memory()
     written = {}
     for (path, _), description in zip(missing, descriptions, strict=True):
-        caption = caption_for(description, token)
+        caption = caption_for(description, token, subject)
         path.with_suffix(".txt").write_text(caption, encoding="utf-8")
         written[path.name] = caption
     return written

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from contract.atomic import atomic_write
+from contract.subjects import PERSON, subject_of
 from trainer.errors import CheckpointError
 
 FORMAT = 1
@@ -42,6 +43,7 @@ RECORD_WORDS = {
     "family": "the model family", "lr": "--lr", "rank": "--rank", "seed": "--seed", "resolution": "--resolution",
     "base": "--base", "token": "--token", "batch_size": "the batch size", "lr_schedule": "--lr-schedule",
     "alpha": "the LoRA's alpha", "warmup_steps": "--warmup-steps", "steps": "--steps",
+    "subject": "--style (a person's or a style's)",
 }
 
 
@@ -58,8 +60,8 @@ def load_checkpoint(path: Path, record: dict | None = None) -> Checkpoint:
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"'{path.name}' is not a doppel checkpoint")
-    # Checkpoints from before model families were recorded are all FLUX.1's.
-    payload["record"] = {"family": "flux1"} | payload["record"]
+    # Checkpoints from before model families were recorded are all FLUX.1's; from before styles, people's.
+    payload["record"] = {"family": "flux1", "subject": PERSON} | payload["record"]
     if record is not None:
         different = sorted(k for k in record if payload["record"].get(k) != record[k])
         if different:
@@ -78,7 +80,7 @@ def load_checkpoint(path: Path, record: dict | None = None) -> Checkpoint:
 
 
 # What an adapter must share with a run to be built on: the LoRA's shape and what it was trained against.
-COMPATIBLE = ("family", "base", "rank", "alpha", "target_modules")
+COMPATIBLE = ("family", "base", "rank", "alpha", "target_modules", "subject")
 
 
 @dataclass
@@ -102,7 +104,7 @@ def load_start(path: Path, record: dict) -> Start:
         facts = read_facts(path)
         theirs = {
             "rank": _int(facts.get("rank")), "alpha": _int(facts.get("alpha")), "base": facts.get("base_model"),
-            "family": facts.get("family"),
+            "family": facts.get("family"), "subject": subject_of(facts),
         }
         _check_fits(path, theirs, record)
         return Start(step=_int(facts.get("steps")) or 0, lora=load_lora_state(path))

@@ -7,12 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from contract import RequestError, TrainRequest, limits
+from contract.subjects import PERSON, STYLE
 from trainer.errors import ConfigError
 
-DEFAULT_SAMPLE_PROMPTS = (
-    "photo of [trigger], portrait, natural light",
-    "[trigger] as an astronaut on the moon, digital art",
-)
+# What a run's samples draw, by subject: a person in two unlike scenes; a style on two things its pictures never
+# showed, so the samples tell the style from the content it was trained on.
+SAMPLE_PROMPTS = {
+    PERSON: ("photo of [trigger], portrait, natural light", "[trigger] as an astronaut on the moon, digital art"),
+    STYLE: (
+        "a poster for a summer sale, in the style of [trigger]", "a coffee mug on a desk, in the style of [trigger]",
+    ),
+}
+DEFAULT_SAMPLE_PROMPTS = SAMPLE_PROMPTS[PERSON]
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -37,7 +43,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     gradient_checkpointing: bool | None = None  # None: as the memory plan says
     eight_bit_adam: bool | None = None  # None: as the memory plan says (bitsandbytes on CUDA)
-    sample_prompts: tuple[str, ...] = DEFAULT_SAMPLE_PROMPTS
+    sample_prompts: tuple[str, ...] = ()  # empty: the subject's (SAMPLE_PROMPTS)
     sample_seed: int = 42
     resume: Path | None = None  # a checkpoint of this run, to continue it exactly
     # An earlier adapter (its checkpoint, or its .safetensors file) to build on: this run's `steps`
@@ -55,7 +61,7 @@ class TrainConfig:
         self.resume = Path(self.resume) if self.resume else None
         self.start_from = Path(self.start_from) if self.start_from else None
         self.target_modules = tuple(self.target_modules)
-        self.sample_prompts = tuple(self.sample_prompts)
+        self.sample_prompts = tuple(self.sample_prompts) or SAMPLE_PROMPTS[self.request.subject]
         if self.alpha is None:
             self.alpha = self.request.rank
         problems = _knob_problems(self.lr_schedule, self.batch_size, self.caption_dropout, self.warmup_steps)
@@ -82,7 +88,7 @@ class TrainConfig:
     def sample_prompts_for_token(self) -> list[str]:
         from trainer.training.dataset import caption_with_token
 
-        return [caption_with_token(prompt, self.request.token) for prompt in self.sample_prompts]
+        return [caption_with_token(prompt, self.request.token, self.request.subject) for prompt in self.sample_prompts]
 
     def to_record(self) -> dict:
         """The settings that decide the adapter's weights, for checkpoints to be checked against."""

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from contract import LOOKS_FILENAME
+from contract.subjects import PERSON, STYLE
 from faces.crops import crop_box
 from faces.verdict import Look, Verdict, identity, judge, look
 from trainer.errors import DatasetError, FileProblem
@@ -61,16 +62,24 @@ class TrainingSet:
     left_out: tuple[tuple[str, str], ...] = ()  # (file name, why) of each photo left out for its face check
 
 
-def caption_with_token(caption: str | None, token: str) -> str:
-    """Put the trigger token into a caption by doppel's three rules."""
+def caption_with_token(caption: str | None, token: str, subject: str = PERSON) -> str:
+    """Put the trigger token into a caption by doppel's three rules: `[trigger]` becomes the token; a caption
+    that names the token keeps it where it is; any other gets it, a person's first (the token is the picture's
+    subject), a style's last (the caption says what is drawn, the token how: Replicate's Flux trainer suggests
+    the suffix "in the style of TOK" for styles)."""
     caption = (caption or "").strip()
     if not caption:
-        return f"photo of {token}"
+        return f"an image {style_suffix(token)}" if subject == STYLE else f"photo of {token}"
     if TRIGGER_PLACEHOLDER.search(caption):
         return TRIGGER_PLACEHOLDER.sub(token, caption)
     if re.search(rf"(?<!\w){re.escape(token)}(?!\w)", caption):
         return caption
-    return f"{token}, {caption}"
+    return f"{caption.rstrip(' .,')}, {style_suffix(token)}" if subject == STYLE else f"{token}, {caption}"
+
+
+def style_suffix(token: str) -> str:
+    """How a style's captions and prompts name it."""
+    return f"in the style of {token}"
 
 
 def round_side(value: float) -> int:
@@ -149,12 +158,14 @@ def given_looks(folder: Path) -> dict[str, Look]:
 
 
 def load_training_set(
-    folder: Path, token: str, resolution: int, faces: bool = True, leave_out: bool = False
+    folder: Path, token: str, resolution: int, faces: bool = True, leave_out: bool = False, subject: str = PERSON
 ) -> TrainingSet:
     """Read, check and crop every image of a folder; raise DatasetError naming every bad file.
 
     `faces`: look for faces and crop around the member's (see the module's text); off, crops are centred.
-    `leave_out`: the photos the checks doubt (no face, someone else's) are not trained on."""
+    `leave_out`: the photos the checks doubt (no face, someone else's) are not trained on.
+    `subject`: whose captions these are (`caption_with_token`); a style's pictures are never looked at for faces."""
+    faces = faces and subject != STYLE
     folder = Path(folder)
     if not folder.is_dir():
         what = "is a file, not a folder of photos" if folder.exists() else "does not exist"
@@ -171,7 +182,7 @@ def load_training_set(
             continue
         caption_file = path.with_suffix(".txt")
         caption = caption_file.read_text(encoding="utf-8", errors="replace") if caption_file.is_file() else None
-        caption = caption_with_token(caption, token)
+        caption = caption_with_token(caption, token, subject)
         # The bytes, not the picture, wait for the set's verdicts: decoding again is cheaper than holding
         # forty decoded photos.
         seen = told.get(path.name)

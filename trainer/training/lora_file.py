@@ -46,12 +46,17 @@ def save_lora(
     return path
 
 
-def likeness_facts(shown: Shown) -> dict[str, str]:
-    """The header entries of a run's likeness: {"likeness": {step: score or null}, "recommended_step"}, when scored."""
-    if not shown.scores:
-        return {}
-    facts = {"likeness": json.dumps({str(step): score for step, score in sorted(shown.scores.items())})}
-    if shown.recommended is not None:
+def measure_facts(shown: Shown) -> dict[str, str]:
+    """The header entries of a run's measure: {"likeness": {step: score or null}} for a person's, when scored, or
+    {"heldout_loss": {step: loss}} for a style's, when measured; and "recommended_step"."""
+    from trainer.training.heldout import KEY as HELDOUT
+
+    facts = {}
+    if shown.scores:
+        facts["likeness"] = json.dumps({str(step): score for step, score in sorted(shown.scores.items())})
+    if shown.losses:
+        facts[HELDOUT] = json.dumps({str(step): loss for step, loss in sorted(shown.losses.items())})
+    if facts and shown.recommended is not None:
         facts["recommended_step"] = str(shown.recommended)
     return facts
 

@@ -11,7 +11,7 @@ from PIL import Image
 from contract import RunLayout
 from trainer.images import save_png
 from trainer.models.families import PromptEmbedding, family_of_pipeline
-from trainer.training import likeness
+from trainer.training import heldout, likeness
 
 
 @torch.no_grad()
@@ -60,11 +60,15 @@ def write_samples(
     step: int,
     note: str = "",
     scores: Sequence[tuple[bool, likeness.Score]] | None = None,
+    heldout_loss: float | None = None,
 ) -> list[Path]:
-    """Each image where `layout.sample(step, k)` says, with what made it and, where scored, its likeness."""
+    """Each image where `layout.sample(step, k)` says, with what made it and, where scored, its likeness (a
+    style's: the step's held-out loss)."""
     paths = []
     for index, (image, prompt) in enumerate(zip(images, prompts, strict=True)):
         info = {"prompt": prompt, "seed": seed, "step": step, "note": note}
+        if heldout_loss is not None:
+            info[heldout.KEY] = f"{heldout_loss:.5f}"
         if scores is not None and scores[index][0]:
             info[likeness.KEY] = likeness.as_text(scores[index][1])
         paths.append(save_png(image, layout.sample(step, index), info))

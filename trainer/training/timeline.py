@@ -2,8 +2,9 @@
 
 A run that built on an earlier adapter starts at that adapter's step, not at 0: its first column is
 where it started. Rows are the prompts (written on the left), columns the steps (labelled on top); under
-each sample, its likeness to the member, and under each column the step's likeness; the recommended step
-(trainer/training/likeness.py says which and why) is framed and says so.
+each sample, its likeness to the member, and under each column the step's likeness (a style's: its held-out
+loss, trainer/training/heldout.py); the recommended step (likeness.py and heldout.py say which and why) is
+framed and says so.
 
 The text is sized for the width Discord shows the picture at (DISCORD_WIDTH): the wider the sheet, the larger.
 Cells are at least CELL px: small samples (the tiny model's 64 px) are enlarged by a whole factor without
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from trainer.training import heldout
 from trainer.training.likeness import Score, recommended, said, sample_scores, step_scores
 
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -51,11 +53,13 @@ def columns(available: list[int], total_steps: int) -> list[int]:
 
 @dataclass(frozen=True)
 class Shown:
-    """What a timeline shows: its columns' steps, each step's likeness (scored steps only), the recommended one."""
+    """What a timeline shows: its columns' steps, each step's likeness (scored steps only) or, for a style, its
+    held-out loss (measured steps only), and the recommended one."""
 
     steps: list[int]
     scores: dict[int, Score] = field(default_factory=dict)
     recommended: int | None = None
+    losses: dict[int, float] = field(default_factory=dict)
 
     @property
     def likeness(self) -> tuple[Score, ...]:
@@ -64,10 +68,14 @@ class Shown:
 
 
 def choose_columns(samples: Mapping[int, Mapping[int, Path]], total_steps: int) -> Shown:
-    """The columns of a run's samples up to `total_steps`, with their likeness and the recommended step."""
+    """The columns of a run's samples up to `total_steps`, with their likeness or held-out loss and the
+    recommended step."""
     steps = columns(sorted(s for s in samples if s <= total_steps), total_steps)
     scores = step_scores({s: samples[s] for s in steps})
-    return Shown(steps, scores, recommended(scores, steps))
+    if scores:
+        return Shown(steps, scores, recommended(scores, steps))
+    losses = heldout.step_losses({s: samples[s] for s in steps})
+    return Shown(steps, recommended=heldout.recommended(losses, steps), losses=losses)
 
 
 def timeline(samples: Mapping[int, Mapping[int, Path]], shown: Shown | list[int]) -> Image.Image:
@@ -153,10 +161,13 @@ class Geometry:
 
 
 def _footer(draw: ImageDraw.ImageDraw, shown: Shown, step: int, left: int, top: int, at: Geometry, font) -> None:
-    if step not in shown.scores:
+    if step in shown.losses:
+        words = f"held-out loss {shown.losses[step]:.3f}"
+    elif step in shown.scores:
+        score = shown.scores[step]
+        words = f"score {said(score)}" if score is not None else "no face"
+    else:
         return
-    score = shown.scores[step]
-    words = f"score {said(score)}" if score is not None else "no face"
     draw.text((left + 4, top + 4), words, fill=TEXT, font=font)
     if step == shown.recommended:
         draw.text((left + 4, top + 4 + round(at.text * 1.3)), "recommended", fill=GOOD, font=font)

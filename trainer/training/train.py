@@ -1,10 +1,12 @@
-"""Train a person's LoRA for a Flux-family base: one loop, readable top to bottom.
+"""Train a person's or a style's LoRA for a Flux-family base: one loop, readable top to bottom.
 
 The shape follows diffusers' examples/dreambooth/train_dreambooth_lora_flux.py (and _flux2_klein.py):
 cache latents and text embeddings, add a peft LoRA to the frozen transformer,
 and regress the velocity at logit-normal noise levels. What differs between FLUX.1 and
 FLUX.2 [klein] (prompts, latents, the transformer's call, the LoRA's modules) is asked of
-the base's family (`trainer.models.families`).
+the base's family (`trainer.models.families`). A style (`contract.subjects`) trains the same way, without
+faces: its pictures are not looked at for them, its samples are not scored for likeness, and a few of its
+pictures are held out to measure it instead (`trainer.training.heldout`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from PIL import Image
 
 from contract import Phase, PhaseName, RunLayout, Step
+from contract.subjects import FACT_KEY, STYLE
 from trainer.captioning import caption_missing_photos
 from trainer.errors import CheckpointError, TrainingCancelled, TrainingPaused
 from trainer.images import save_png
@@ -36,8 +39,9 @@ from trainer.training.checkpoint import Checkpoint, load_checkpoint, load_start,
 from trainer.training.config import TrainConfig
 from trainer.training.dataset import load_training_set
 from trainer.training.flow import flow_matching_loss
+from trainer.training.heldout import HeldOutLoss, held_out
 from trainer.training.likeness import Score
-from trainer.training.lora_file import likeness_facts, lora_config_dict, save_lora
+from trainer.training.lora_file import lora_config_dict, measure_facts, save_lora
 from trainer.training.progress import CancelToken, CheckpointEvent, Event, SampleEvent
 from trainer.training.sampling import draw_samples, write_samples
 from trainer.training.scoring import SampleScorer
@@ -61,7 +65,8 @@ class TrainResult:
     timeline: Path | None = None  # samples through the run, side by side: every attempt's
     timeline_steps: tuple[int, ...] = ()  # the steps the timeline's columns show, first to last
     likeness: tuple[float | None, ...] = ()  # per column: its likeness (trainer/training/likeness.py)
-    recommended: int | None = None  # the column most like the member that still follows the prompts
+    recommended: int | None = None  # the column most like the member that still follows the prompts (a style's:
+    # the lowest held-out loss, trainer/training/heldout.py)
     start_step: int = 0  # the steps the adapter it built on already had (`start_from`)
 
 
@@ -103,9 +108,10 @@ def train_lora(
 
     # 1. Captions for the photos that have none (a member's own always win), then read and check every
     # photo before loading anything heavy: bad files fail fast.
-    caption_missing_photos(config.images, request.token, request.caption_model, emit)
+    caption_missing_photos(config.images, request.token, request.caption_model, emit, request.subject)
     emit(Phase(PhaseName.READING, str(config.images)))
-    training_set = load_training_set(config.images, request.token, resolution, leave_out=config.leave_out_doubtful)
+    training_set = load_training_set(config.images, request.token, resolution, leave_out=config.leave_out_doubtful,
+                                     subject=request.subject)
     for name, why in training_set.left_out:
         emit(Phase(PhaseName.READING, f"left out {name}: {why}"))
     targets = list(config.target_modules or family.lora_targets)
@@ -152,6 +158,11 @@ def train_lora(
         )
         empty_prompt = prompts[""]
         release_encoders(family, pipe)
+        measured = held_out(e.name for e in examples) if request.subject == STYLE else set()
+        heldout = HeldOutLoss(family, [e for e in examples if e.name in measured], request.seed, config.guidance)
+        examples = [e for e in examples if e.name not in measured]
+        if measured:
+            emit(Phase(PhaseName.READING, f"held out to measure the style: {', '.join(sorted(measured))}"))
 
         # 4. The frozen base in the planned memory mode, then a LoRA on it. Seeded, so the same seed
         # gives the same adapter.
@@ -208,6 +219,7 @@ def train_lora(
             layout=layout,
             resolution=resolution,
             device=device,
+            dtype=dtype,
             record=record,
             emit=emit,
             last_step=last_step,
@@ -220,6 +232,7 @@ def train_lora(
             empty_embedding=empty_prompt,
             result=result,
             scorer=scorer,
+            heldout=heldout if measured else None,
         )
         first_step = start_step + 1
         # Resuming continues this run exactly; a start continues an earlier one's adapter under this run's
@@ -326,6 +339,7 @@ class _Run:
     layout: RunLayout
     resolution: int
     device: torch.device
+    dtype: torch.dtype  # the frozen base's, which the loss is computed in
     record: dict  # the settings a checkpoint of this run must match
     emit: Callable[[Event], None]
     last_step: int
@@ -338,6 +352,7 @@ class _Run:
     empty_embedding: PromptEmbedding  # cached with the captions: a caption dropped, and samples' guidance
     result: TrainResult
     scorer: SampleScorer | None = None  # samples' likeness; None: the photos gave no face to compare with
+    heldout: HeldOutLoss | None = None  # a style's measure instead; None: a person's, or too few pictures to hold any
     # Samples drawn but not yet scored, in step order: (step, images, their scores to come).
     unscored: list[tuple[int, list[Image.Image], list[Future[Score]]]] = field(default_factory=list)
 
@@ -370,12 +385,13 @@ class _Run:
             "resolution": self.resolution,
             "dataset_sha256": self.result.dataset_sha256,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            FACT_KEY: self.config.request.subject,
         }
         if start_step:
             written["started_from_step"] = start_step
         if self.base.is_tiny:
             written["warning"] = NOISE_WARNING
-        return written | likeness_facts(choose_columns(self.layout.sample_files(), step))
+        return written | measure_facts(choose_columns(self.layout.sample_files(), step))
 
     def write_adapter(self, path: Path, step: int, lora: dict | None = None) -> Path:
         """The LoRA as it is now, in diffusers' format with doppel's facts in its header."""
@@ -415,7 +431,10 @@ class _Run:
             device=self.device,
             empty=self.empty_embedding,
         )
-        if self.scorer is None:
+        if self.heldout is not None:
+            loss = self.heldout.measure(self.transformer, self.device, self.dtype)
+            self._write_samples(step, images, None, loss)
+        elif self.scorer is None:
             self._write_samples(step, images, None)
         else:
             self.unscored.append((step, images, [self.scorer.submit(image) for image in images]))
@@ -426,7 +445,8 @@ class _Run:
             step, images, futures = self.unscored.pop(0)
             self._write_samples(step, images, [self.scorer.result(f) for f in futures])
 
-    def _write_samples(self, step: int, images: list[Image.Image], scores: list[tuple[bool, Score]] | None) -> None:
+    def _write_samples(self, step: int, images: list[Image.Image], scores: list[tuple[bool, Score]] | None,
+                       heldout_loss: float | None = None) -> None:
         paths = write_samples(
             images,
             list(self.sample_embeddings),
@@ -435,6 +455,7 @@ class _Run:
             step=step,
             note=NOISE_WARNING if self.base.is_tiny else "",
             scores=scores,
+            heldout_loss=heldout_loss,
         )
         self.result.samples.extend(paths)
         self.emit(SampleEvent(step, self.last_step, tuple(self.sample_embeddings), tuple(paths)))
