@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     from contract.lora_formats import EXPORT_FORMATS
     from contract.models import FAMILY_TITLES
     from contract.requests import MEMORY_MODES
+    from contract.subjects import DEFAULTS, PERSON, STYLE
+    from trainer.cli_adapters import AdapterArg
     from trainer.training.config import LR_SCHEDULES, TrainConfig
 
     defaults = TrainRequest.__dataclass_fields__ | TrainConfig.__dataclass_fields__  # the request's, the trainer's
@@ -70,22 +72,28 @@ def _parser() -> argparse.ArgumentParser:
     tiny.add_argument("--distilled", action="store_true", help="flux2-klein: the step-distilled variant")
     tiny.set_defaults(run=_make_tiny)
 
-    train = commands.add_parser("train", help="train a LoRA adapter from a folder of photos")
+    train = commands.add_parser("train", help="train a LoRA adapter from a folder of photos (or a style's pictures)")
     train.add_argument(
         "--base", default=None, help="Hub id, diffusers folder, 'tiny' or 'tiny-klein' (default: BASE_MODEL)"
     )
     train.add_argument("--images", type=Path, required=True, help="folder of images with same-named .txt captions")
     train.add_argument("--token", required=True, help="the trigger token, letters and digits, e.g. THGH96")
     train.add_argument("--out", type=Path, required=True, help="folder for the adapter, checkpoints and samples")
-    steps = limits.STEPS
+    train.add_argument(
+        "--style",
+        action="store_true",
+        help="train a style from design pictures (logos, illustrations, product shots): no face checks, captions "
+        "of their content, the style's defaults",
+    )
+    steps, person, style = limits.STEPS, DEFAULTS[PERSON], DEFAULTS[STYLE]
     train.add_argument(
         "--steps",
         type=int,
-        default=defaults["steps"].default,
-        help=f"{steps.low} to {steps.high} (default: %(default)s)",
+        default=None,
+        help=f"{steps.low} to {steps.high} (default: {person.steps}; --style: {style.steps})",
     )
-    train.add_argument("--rank", type=int, default=defaults["rank"].default, help="(default: %(default)s)")
-    train.add_argument("--lr", type=float, default=defaults["lr"].default, help="(default: %(default)s)")
+    train.add_argument("--rank", type=int, default=None, help=f"(default: {person.rank}; --style: {style.rank})")
+    train.add_argument("--lr", type=float, default=None, help=f"(default: {person.lr:g}; --style: {style.lr:g})")
     resolution = limits.RESOLUTION
     train.add_argument(
         "--resolution",
@@ -110,7 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--keep-all",
         action="store_true",
-        help="train on every photo, those without a face or with someone else's too (default: they are left out)",
+        help="train on every photo, those without a face or with someone else's too (default: they are left out; "
+        "a --style looks for no faces)",
     )
     train.add_argument(
         "--checkpoint-every",
@@ -146,8 +155,11 @@ def _parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate", help="make pictures with one or more adapters")
     generate.add_argument("--base", default=None, help=PICTURE_BASE_HELP)
-    generate.add_argument("--lora", type=Path, action="append", default=[], help="an adapter file; repeat for more")
-    generate.add_argument("--weight", type=float, action="append", default=[], help="strength of each --lora")
+    generate.add_argument("--lora", type=AdapterArg.parse, action="append", default=[], metavar="LORA[:WEIGHT]",
+                          help="an adapter file (a person's or a style, as its header says), with its strength after "
+                          "a colon (default 1); repeat for more")
+    generate.add_argument("--weight", type=float, action="append", default=[],
+                          help="strength of each --lora, in order (instead of :WEIGHT)")
     generate.add_argument("--prompt", required=True, help="what to draw; name the person by their adapter's token")
     generate.add_argument("--reference", type=Path, action="append", default=[], metavar="FILE_OR_DIR",
                           help=f"a photo of the person (or a folder of them) to draw them from; up to "
@@ -159,9 +171,12 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
     generate.set_defaults(run=_generate)
 
-    compare = commands.add_parser("compare", help="the base model and an adapter side by side, same prompt and seed")
+    compare = commands.add_parser("compare", help="the base model and an adapter side by side, same prompt and seed "
+                                  "(with a style: without and with it)")
     compare.add_argument("--base", default=None, help=PICTURE_BASE_HELP)
-    compare.add_argument("--lora", type=Path, required=True, help="the adapter file")
+    compare.add_argument("--lora", type=AdapterArg.parse, action="append", required=True, metavar="LORA[:WEIGHT]",
+                         help="an adapter file; repeat for a person's and a style, whose half without the style is "
+                         "the other")
     compare.add_argument("--prompt", required=True, help="what to draw; name the person by their adapter's token")
     compare.add_argument("--seed", type=int, default=0, help="the seed of both halves")
     compare.add_argument("--steps", type=int, default=None, help="inference steps (default: the base model's)")
@@ -172,6 +187,8 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--base", default=None, help=PICTURE_BASE_HELP)
     group.add_argument("--person", action="append", default=[], metavar="TOKEN=LORA",
                        help="a person's token in the prompt and their adapter file; two or more, in prompt order")
+    group.add_argument("--style", type=AdapterArg.parse, action="append", default=[], metavar="LORA[:WEIGHT]",
+                       help="a style file and its strength: the whole picture and every face are drawn in it")
     group.add_argument("--prompt", required=True)
     group.add_argument("--image", type=Path, default=None, help="a photo whose faces are the composition")
     group.add_argument("--photos", action="append", default=[], metavar="TOKEN=DIR",
@@ -306,18 +323,22 @@ def _train(args) -> int:
 
     from contract import CaptionsWritten
     from contract.settings import WorkSettings
+    from contract.subjects import DEFAULTS, PERSON, STYLE
     from trainer.training.config import TrainConfig
     from trainer.training.progress import CheckpointEvent, Phase, SampleEvent, Step
 
     work = WorkSettings()  # this machine asks for the work, as the bot does: BASE_MODEL, MEMORY_MODE, CAPTION_MODEL
+    subject = STYLE if args.style else PERSON
+    defaults = DEFAULTS[subject]  # where the options say nothing: the subject's (contract/subjects.py)
     config = TrainConfig.from_options(
         base=_base(args),
         images=args.images,
         token=args.token,
         out=args.out,
-        steps=args.steps,
-        rank=args.rank,
-        lr=args.lr,
+        subject=subject,
+        steps=defaults.steps if args.steps is None else args.steps,
+        rank=defaults.rank if args.rank is None else args.rank,
+        lr=defaults.lr if args.lr is None else args.lr,
         resolution=args.resolution,
         seed=args.seed,
         resume=args.resume,
@@ -365,7 +386,9 @@ def _train(args) -> int:
     if result.timeline:
         print(f"timeline: {result.timeline}")
     if result.recommended is not None:
-        print(f"recommended: step {result.recommended} (most like the photos' face while drawing every prompt)")
+        why = ("the lowest loss on the pictures held out of training" if args.style
+               else "most like the photos' face while drawing every prompt")
+        print(f"recommended: step {result.recommended} ({why})")
     from contract.models import TINY_FOLDERS
 
     if config.request.base in TINY_FOLDERS:
@@ -411,18 +434,15 @@ def _check_token(config) -> None:
 def _generate(args) -> int:
     from tqdm import tqdm
 
-    from trainer.errors import DoppelError
+    from trainer.cli_adapters import adapter_refs
     from trainer.generation.generator import Generator
     from trainer.images import save_png
 
-    if args.weight and len(args.weight) != len(args.lora):
-        raise DoppelError(f"give one --weight per --lora ({len(args.lora)}), or none")
-    weights = args.weight or [1.0] * len(args.lora)
-    names = [f"lora{k}-{p.parent.name}" for k, p in enumerate(args.lora)]
+    names = [f"lora{k}-{a.path.parent.name}" for k, a in enumerate(args.lora)]
     references, reference_files = reference_photos("reference", args.reference)
     refuse_references(_picture_base(args), len(references))
-    request, files = _picture_request(args, args.lora, names, weights, count=args.count, size=args.size,
-                                      references=references)
+    request, files = _picture_request(args, adapter_refs(args.lora, args.weight, names), count=args.count,
+                                      size=args.size, references=references)
     generator = Generator(request.base)
     with tqdm(total=request.steps or generator.base.inference_steps, unit="step", dynamic_ncols=True) as bar:
         images = generator.generate(request, files, on_step=lambda done, total: bar.update(done - bar.n),
@@ -464,15 +484,14 @@ def refuse_references(base: str, count: int) -> None:
         raise DoppelError(problem)
 
 
-def _picture_request(args, paths: list[Path], names: list[str], weights: list[float], **fields):
-    """The contract's request for these adapter files, and its identity -> file map; bad input as DoppelError."""
-    from contract import AdapterRef, GenerateRequest, RequestError, adapter_identity
+def _picture_request(args, adapters: list, **fields):
+    """The contract's request for these (adapter, file) pairs, and its identity -> file map; bad input as
+    DoppelError."""
+    from contract import GenerateRequest, RequestError
     from trainer.errors import DoppelError
 
-    for path in paths:
-        if not path.is_file():
-            raise DoppelError(f"there is no adapter file at '{path}'")
-    refs = [AdapterRef(n, adapter_identity(p.read_bytes()), w) for n, p, w in zip(names, paths, weights, strict=True)]
+    refs = [ref for ref, _ in adapters]
+    paths = [path for _, path in adapters]
     try:
         request = GenerateRequest(
             base=_picture_base(args), prompt=args.prompt, adapters=tuple(refs), seed=args.seed, steps=args.steps,
@@ -486,11 +505,13 @@ def _picture_request(args, paths: list[Path], names: list[str], weights: list[fl
 def _compare(args) -> int:
     from tqdm import tqdm
 
+    from trainer.cli_adapters import adapter_refs
     from trainer.generation.compare import compare_pictures
     from trainer.generation.generator import Generator
     from trainer.images import save_png
 
-    request, files = _picture_request(args, [args.lora], [args.lora.parent.name or "adapter"], [1.0], compare=True)
+    names = [f"lora{k}-{a.path.parent.name}" for k, a in enumerate(args.lora)]
+    request, files = _picture_request(args, adapter_refs(args.lora, [], names), compare=True)
     generator = Generator(request.base)
     with tqdm(total=2 * (request.steps or generator.base.inference_steps), unit="step", dynamic_ncols=True) as bar:
         picture = compare_pictures(generator, request, files, on_step=lambda done, total: bar.update(done - bar.n))
@@ -524,7 +545,8 @@ def _group(args) -> int:
     refuse_references(_picture_base(args), max((len([r for r in references if r.name == t]) for t in tokens),
                                                default=0))
     request, files = group_request(_picture_base(args), args.prompt, people, photo=args.image, seed=args.seed,
-                                   steps=args.steps, identities=identities, references=references)
+                                   steps=args.steps, identities=identities, references=references,
+                                   styles=[(a.path, 1.0 if a.weight is None else a.weight) for a in args.style])
     picture = draw_group(Generator(request.base), request, files, reference_files=reference_files)
     image, facts = write_group(picture, args.out)
     print(image)

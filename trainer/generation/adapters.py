@@ -30,6 +30,7 @@ from typing import NamedTuple, Protocol
 import torch
 
 from contract import AdapterRef, limits
+from contract.subjects import PERSON, STYLE, subject_of
 from trainer.errors import DoppelError
 from trainer.models import memory
 from trainer.models.families import FAMILIES, Family, family_of_pipeline
@@ -65,18 +66,27 @@ def _file(use: Use, family: Family) -> Path:
     if use.path is None or not Path(use.path).is_file():
         shown = f" ({Path(use.path).name})" if use.path is not None else ""
         raise DoppelError(f"the adapter file for '{use.ref.name}' is missing{shown}")
-    _check_family(Path(use.path), use.ref.name, family)
+    _check_file(Path(use.path), use.ref, family)
     return Path(use.path)
 
 
-def _check_family(path: Path, name: str, family: Family) -> None:
-    """Refuse an adapter trained on another model family: its layers are not this transformer's."""
+def _check_file(path: Path, ref: AdapterRef, family: Family) -> None:
+    """Refuse an adapter trained on another model family (its layers are not this transformer's), or one used as
+    what it is not: a style is never drawn as a person's face, nor a person's adapter over a whole picture."""
     from trainer.training.lora_file import read_facts
 
     try:
         facts = read_facts(path)
     except Exception:  # not a safetensors file: loading it says why
         return
+    name = ref.name
+    subject = subject_of(facts)
+    if subject != ref.subject:
+        said: dict[str, str] = {PERSON: "a person's adapter", STYLE: "a style"}
+        raise DoppelError(
+            f"the adapter '{name}' is {said.get(subject, subject)}, so it cannot be used as "
+            f"{said.get(ref.subject, ref.subject)}: a style is never drawn as someone's face, nor a person as a style"
+        )
     theirs = facts.get("family", "flux1")  # adapters from before families were recorded are FLUX.1's
     if theirs != family.name:
         title = FAMILIES[theirs].title if theirs in FAMILIES else theirs

@@ -1,5 +1,9 @@
 """Base model and adapter side by side: the same prompt and seed, with and without the member.
 
+With a style in the request, the other half is the request without its styles (`GenerateRequest.compared_with`):
+the people as they are drawn without the style, or the base model where there are none, beside the picture
+with it.
+
 The sheet says what it shows: each half is labelled ("base model", "with THGH96": the adapter's
 token from its file), the prompt is written under both, and small pictures (the tiny model's 64 px)
 are enlarged without smoothing to cells of at least 256 px, so each of their pixels stays visible.
@@ -11,14 +15,14 @@ import dataclasses
 import math
 import secrets
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw, ImageFont
 
-from contract import GenerateRequest, limits
+from contract import AdapterRef, GenerateRequest, limits
 from contract.models import adapter_facts
 
 if TYPE_CHECKING:  # the bot imports this module's layout (halves): no torch for it
@@ -75,10 +79,10 @@ def halves(sheet: Image.Image, size: tuple[int, int]) -> tuple[Image.Image, Imag
     return found[0], found[1]
 
 
-def adapter_label(request: GenerateRequest, adapter_files: Mapping[str, Path]) -> str:
+def adapter_label(adapters: Sequence[AdapterRef], adapter_files: Mapping[str, Path]) -> str:
     """"with" the adapters' tokens, read from their files (`doppel.token`); a file without one by its name."""
     names = []
-    for ref in request.adapters:
+    for ref in adapters:
         path = adapter_files.get(ref.identity)
         # A file without a safetensors header doppel can read has no facts: the name says enough.
         token = adapter_facts(path).get("token") if path is not None and Path(path).is_file() else None
@@ -94,7 +98,8 @@ def compare_pictures(
     reference_files: Mapping[str, Path] = MappingProxyType({}),
 ) -> GeneratedImage:
     """One picture: the base model's on the left, the request's adapters' on the right, same prompt and seed.
-    With reference photos in the request: the adapters alone on the left, adapters and photos on the right.
+    With styles in the request: without them on the left (`GenerateRequest.compared_with`). With reference photos
+    in the request: the adapters alone on the left, adapters and photos on the right.
 
     Without a seed in the request a random one is picked, so both halves share it; `count` is taken as 1.
     `on_step` counts over both halves.
@@ -105,16 +110,18 @@ def compare_pictures(
     tuned_request = dataclasses.replace(request, seed=seed, count=1, compare=False)
     with_photos = bool(request.references)
     base_request = (dataclasses.replace(tuned_request, references=()) if with_photos
-                    else dataclasses.replace(tuned_request, adapters=()))
+                    else dataclasses.replace(tuned_request, adapters=request.compared_with))
     halves_made = []
     for half, wanted in enumerate((base_request, tuned_request)):
         progress = None if on_step is None else _half(on_step, half)
         halves_made += generator.generate(wanted, adapter_files, progress, reference_files=reference_files)
     base, tuned = halves_made
-    adapters = adapter_label(request, adapter_files)
-    labels = (adapters, f"{adapters} + photos") if with_photos else ("base model", adapters)
+    adapters = adapter_label(request.adapters, adapter_files)
+    without = adapter_label(request.compared_with, adapter_files) if request.compared_with else "base model"
+    labels = (adapters, f"{adapters} + photos") if with_photos else (without, adapters)
     picture = side_by_side(base.image, tuned.image, labels, f"prompt: {request.prompt}")
-    return GeneratedImage(picture, seed, tuned.info | {"compare": "base | adapter", "labels": " | ".join(labels)})
+    halves_said = "without the styles | with them" if request.styles else "base | adapter"
+    return GeneratedImage(picture, seed, tuned.info | {"compare": halves_said, "labels": " | ".join(labels)})
 
 
 def _half(on_step: Callable[[int, int], None], half: int) -> Callable[[int, int], None]:

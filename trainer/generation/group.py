@@ -12,6 +12,10 @@ face). So the picture is made in two passes on the one resident pipeline:
    redrawn, at partial strength, and the composition is pasted back outside the mask (the
    VAE round trip changes every pixel it decodes). A face that does not pass as its person
    is redrawn with another seed, up to the plan's retries; the best try is kept.
+
+A style (`request.styles`) acts in both passes at its strength: the composition carries it, and each face is
+redrawn with its own person's adapter and the styles, so the face sits in the picture's style; a face never
+gets another person's adapter.
 """
 
 from __future__ import annotations
@@ -185,9 +189,10 @@ def acting(generator: Generator) -> list[tuple[str, str, float]]:
     return found
 
 
-def _only(generator: Generator, ref: AdapterRef) -> None:
+def _only(generator: Generator, ref: AdapterRef, styles: Sequence[AdapterRef] = ()) -> None:
+    """Refuse to draw `ref`'s face unless exactly its adapter acts, with the picture's styles at their strengths."""
     now = acting(generator)
-    if now != [(ref.name, ref.identity, round(ref.weight, 6))]:
+    if now != [(a.name, a.identity, round(a.weight, 6)) for a in (ref, *styles)]:
         raise AdapterLeak(f"{ref.name}'s face would be drawn with {now or 'no adapter'}")
 
 
@@ -212,18 +217,19 @@ def draw_group(
         raise DoppelError("this is not a group picture")
     seed = request.seed if request.seed is not None else int(np.random.default_rng().integers(limits.SEED.high))
     steps = request.steps or generator.base.inference_steps
-    uses = [Use(ref, adapter_files.get(ref.identity)) for ref in request.adapters]
+    uses = [Use(ref, adapter_files.get(ref.identity)) for ref in request.people]
+    styles = [Use(ref, adapter_files.get(ref.identity)) for ref in request.styles]
     info = {"prompt": request.prompt, "base": generator.base.name, "steps": steps,
             "adapters": ", ".join(f"{a.name}:{a.weight:g}" for a in request.adapters)}
     # Read (and refused by a family without them) before anything is drawn.
     references = {a.name: generator.reference_images(request.references_of(a.name), reference_files)
-                  for a in request.adapters}
+                  for a in request.people}
     if request.references:
         info["references"] = ", ".join(f"{r.name}:{r.identity}" for r in request.references)
 
     composition = _composition(generator, request, plan, seed, steps, adapter_files, on_step)
     found = face_tools.find_faces(composition)
-    people = tuple(a.name for a in request.adapters)
+    people = tuple(a.name for a in request.people)
     if len(found) < len(people):
         outcome = GroupOutcome(people, tuple(PlacedFace(f.box) for f in found),
                                fewer_faces(len(found), len(people), "photo" if plan.photo else "composition"),
@@ -242,8 +248,8 @@ def draw_group(
         best: tuple[float, Image.Image, PlacedFace] | None = None
         for attempt in range(plan.retries + 1):
             face_seed = face_seed_for(seed, person, attempt)
-            with generator.using([use]):
-                _only(generator, use.ref)
+            with generator.using([use, *styles]):  # the face in the picture's style, and only its own person
+                _only(generator, use.ref, request.styles)
                 if on_face is not None:
                     on_face(use.ref.name, acting(generator))
                 drawn = redraw(inpainting_pipeline(generator), canvas, region, prompt, face_seed,
@@ -324,11 +330,13 @@ def _composition(generator: Generator, request: GenerateRequest, plan: GroupPlan
     photo = plan.photo_bytes()
     if photo is not None:
         return read_photo(photo)
-    weak = tuple(replace(a, weight=a.weight * plan.composition_strength) for a in request.adapters)
+    # The people faintly (their likeness comes with the faces), the styles at their strengths: the style is
+    # the whole picture's.
+    weak = tuple(replace(a, weight=a.weight * plan.composition_strength) for a in request.people)
     composing = replace(
         request,
         prompt=replace_tokens(request.prompt, plan.tokens, plan.stand_in),
-        adapters=weak if plan.composition_strength > 0 else (),
+        adapters=(weak if plan.composition_strength > 0 else ()) + request.styles,
         seed=seed,
         steps=steps,
         group=None,
@@ -354,29 +362,41 @@ def read_photo(data: bytes) -> Image.Image:
 def group_request(base: str, prompt: str, people: Sequence[tuple[str, Path]], *, photo: Path | None = None,
                   seed: int | None = None, steps: int | None = None, weight: float = 1.0,
                   identities: Mapping[str, tuple[float, ...] | None] | None = None,
-                  references: Sequence[ReferenceRef] = (),
+                  references: Sequence[ReferenceRef] = (), styles: Sequence[tuple[Path, float]] = (),
                   ) -> tuple[GenerateRequest, dict[str, Path]]:
     """The contract's group request for `TOKEN=adapter file` pairs, and its identity -> file map.
     `identities`: a face identity by token, for those whose faces are to be matched and scored;
-    `references`: reference photos, each named by its person's token."""
+    `references`: reference photos, each named by its person's token; `styles`: (style file, strength) pairs."""
     from contract import RequestError, adapter_identity
+    from contract.models import adapter_facts
+    from contract.subjects import PERSON, STYLE, subject_of
 
     for token, path in people:
         if not Path(path).is_file():
             raise DoppelError(f"there is no adapter file at '{path}' (for {token})")
+        if subject_of(adapter_facts(Path(path))) != PERSON:
+            raise DoppelError(f"'{path}' is a style, not {token}'s adapter: give it with --style, not --person")
+    for path, _ in styles:
+        if not Path(path).is_file():
+            raise DoppelError(f"there is no style file at '{path}'")
+        if subject_of(adapter_facts(Path(path))) != STYLE:
+            raise DoppelError(f"'{path}' is a person's adapter, not a style: give it with --person TOKEN=FILE")
     if photo is not None and not photo.is_file():
         raise DoppelError(f"there is no photo at '{photo}'")
     refs = tuple(AdapterRef(token, adapter_identity(Path(path).read_bytes()), weight) for token, path in people)
+    style_refs = tuple(AdapterRef(f"style-{k}-{Path(path).stem}", adapter_identity(Path(path).read_bytes()), strength,
+                                  subject=STYLE) for k, (path, strength) in enumerate(styles))
     photo_text = GroupPlan.encode_photo(photo.read_bytes()) if photo is not None else None
     try:
         known = tuple((identities or {}).get(token) for token, _ in people)
         plan = GroupPlan(tokens=tuple(token for token, _ in people), photo=photo_text,
                          identities=known if any(i is not None for i in known) else ())
-        request = GenerateRequest(base=base, prompt=prompt, adapters=refs, seed=seed, steps=steps, group=plan,
-                                  references=tuple(references))
+        request = GenerateRequest(base=base, prompt=prompt, adapters=refs + style_refs, seed=seed, steps=steps,
+                                  group=plan, references=tuple(references))
     except RequestError as exc:
         raise DoppelError(str(exc)) from exc
-    return request, {ref.identity: Path(path) for ref, (_, path) in zip(refs, people, strict=True)}
+    files = {ref.identity: Path(path) for ref, (_, path) in zip(refs, people, strict=True)}
+    return request, files | {ref.identity: Path(path) for ref, (path, _) in zip(style_refs, styles, strict=True)}
 
 
 def write_group(picture: GroupPicture, out: Path) -> tuple[Path, Path]:
