@@ -74,10 +74,11 @@ def test_train_help_shows_the_defaults_and_limits():
     )
     assert shown.returncode == 0, shown.stderr
     text = " ".join(shown.stdout.split())
-    assert "1 to 10000 (default: 1000)" in text and "a multiple of 16 from 64 to 1024" in text
+    assert "1 to 10000 (default: 1000; --style: 2000)" in text and "a multiple of 16 from 64 to 1024" in text
     assert "steps between checkpoints (default: a quarter of --steps)" in text
     assert "{auto,fp32,bf16,fp8,nf4}" in text
-    assert "--rank RANK (default: 16)" in text and "--lr LR (default: 0.0001)" in text
+    assert "--rank RANK (default: 16; --style: 16)" in text and "--lr LR (default: 0.0001; --style: 0.0001)" in text
+    assert "--style train a style from design pictures" in text
 
 
 def test_generate_and_compare_help_show_the_defaults(capsys):
