@@ -65,8 +65,8 @@ class TrainingSet:
 def caption_with_token(caption: str | None, token: str, subject: str = PERSON) -> str:
     """Put the trigger token into a caption by doppel's three rules: `[trigger]` becomes the token; a caption
     that names the token keeps it where it is; any other gets it, a person's first (the token is the picture's
-    subject), a style's last (the caption says what is drawn, the token how: Replicate's Flux trainer suggests
-    the suffix "in the style of TOK" for styles)."""
+    subject), a style's last (the caption says what is drawn, the token how, as "in the style of TOK" in
+    Hugging Face's DreamBooth LoRA notebooks and the style LoRAs Replicate's ostris/flux-dev-lora-trainer made)."""
     caption = (caption or "").strip()
     if not caption:
         return f"an image {style_suffix(token)}" if subject == STYLE else f"photo of {token}"
