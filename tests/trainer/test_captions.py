@@ -5,9 +5,17 @@ from __future__ import annotations
 import pytest
 
 from contract import CaptionsWritten, Phase, PhaseName
+from contract.subjects import STYLE
 from tests.conftest import TOKEN
 from tests.trainer.conftest import MEMBERS_CAPTION
-from trainer.captioning import caption_for, caption_missing_photos, describe_scene, resolve_captioner, uncaptioned
+from trainer.captioning import (
+    caption_for,
+    caption_missing_photos,
+    describe_content,
+    describe_scene,
+    resolve_captioner,
+    uncaptioned,
+)
 from trainer.models.tiny_captioner import is_tiny_captioner
 from trainer.training.dataset import load_training_set
 from trainer.training.lora_file import read_facts
@@ -28,6 +36,22 @@ from trainer.training.lora_file import read_facts
 def test_the_scene_is_kept_and_the_persons_looks_are_not(said, scene):
     assert describe_scene(said) == scene
     assert caption_for(describe_scene(said), TOKEN) == f"photo of {TOKEN}, {scene}"
+
+
+@pytest.mark.parametrize(
+    ("said", "content"),
+    [
+        # A style's captions keep every content word (a person's would lose "a man") and drop how it is drawn.
+        ("An illustration of a man holding a red coffee mug.", "a man holding a red coffee mug"),
+        ("a flat vector illustration of a rocket and the word SALE", "a rocket and the word SALE"),
+        ("A logo with a blue circle in a minimalist style.", "A logo with a blue circle"),
+        ("The image shows a poster for a summer sale.", "The image shows a poster for a summer sale"),
+    ],
+)
+def test_a_styles_content_is_kept_and_its_style_words_are_not(said, content):
+    assert describe_content(said) == content
+    assert caption_for(describe_content(said), TOKEN, STYLE) == f"{content}, in the style of {TOKEN}"
+    assert caption_for("", TOKEN, STYLE) == f"an image in the style of {TOKEN}"
 
 
 def test_a_description_with_nothing_left_is_the_token_alone():

@@ -3,6 +3,7 @@ import io
 import pytest
 from PIL import Image
 
+from contract.subjects import STYLE
 from tests.conftest import TOKEN
 from tests.photos import face
 from trainer.errors import DatasetError
@@ -23,6 +24,19 @@ from trainer.training.dataset import buckets_for, caption_with_token, load_train
 )
 def test_the_token_goes_into_every_caption(caption, expected):
     assert caption_with_token(caption, TOKEN) == expected
+
+
+@pytest.mark.parametrize(
+    ("caption", "expected"),
+    [
+        (None, "an image in the style of THGH96"),
+        ("a red mug on a desk.", "a red mug on a desk, in the style of THGH96"),  # the content first, the style last
+        ("a mug, [trigger] look", "a mug, THGH96 look"),
+        ("THGH96 poster of a mug", "THGH96 poster of a mug"),
+    ],
+)
+def test_a_styles_token_goes_after_the_content(caption, expected):
+    assert caption_with_token(caption, TOKEN, STYLE) == expected
 
 
 @pytest.mark.parametrize("resolution", [64, 512, 768, 1024])

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from contract import AdapterRef, GenerateRequest, adapter_identity
+from contract import AdapterRef, GenerateRequest, RunLayout, adapter_identity
 from contract.group import GroupPlan
 from contract.subjects import PERSON, STYLE
 from tests.trainer.designs import write_designs
@@ -28,6 +28,7 @@ from trainer.generation.generator import Generator
 from trainer.training import heldout
 from trainer.training.checkpoint import load_checkpoint
 from trainer.training.lora_file import read_facts
+from trainer.training.timeline import choose_columns
 
 STYLE_TOKEN = "BRND42"
 
@@ -93,6 +94,10 @@ def test_the_command_line_trains_a_style_on_faceless_pictures(style_run):
     assert len(heldout.held_out(p.name for p in pictures.glob("*.png"))) == 1
     captions = [p.read_text() for p in sorted(pictures.glob("*.txt"))]
     assert len(captions) == 5 and all(c.endswith(f"in the style of {STYLE_TOKEN}") for c in captions)
+    # The timeline shows each column's held-out loss where a person's shows its likeness.
+    shown = choose_columns(RunLayout(adapter.parent).sample_files(), 6)
+    assert shown.losses == losses and shown.recommended == int(facts["recommended_step"]) and not shown.scores
+    assert (adapter.parent / "timeline.png").is_file()
     with Image.open(adapter.parent / "samples" / "step-000006-0.png") as sample:
         assert sample.text["doppel:prompt"] == f"a poster for a summer sale, in the style of {STYLE_TOKEN}"
 
