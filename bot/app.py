@@ -119,7 +119,7 @@ class DoppelBot(commands.Bot):
         self.members = MemberStore(self.db, self.settings.data_dir)
         self.styles = StyleStore(self.db)
         self.adapters = AdapterService(self.members, self.jobs, self.settings.jobs_dir)
-        self.consent = Consent(self.members, self.adapters)
+        self.consent = Consent(self.members, self.adapters, self.styles)
         self.access = Access(self.db, self.roles_of, self.settings.train_roles, self.settings.draw_roles)
         self.quotas = Quotas(self.jobs, self.settings)
         # Consent is checked as each picture starts, and before it is kept; access (blocks, roles) as any job starts.

@@ -45,6 +45,12 @@ def subject_problem(subject: str) -> str | None:
     return f"an adapter learns one of {', '.join(SUBJECTS)}, not '{subject}'"
 
 
+def style_phrase(token: str) -> str:
+    """How a prompt names a style, after what it draws: "a poster, in the style of BRND42". A style's captions
+    leave the style out, so the token alone carries it; this is the phrase a request adds for it."""
+    return f"in the style of {token}"
+
+
 def subject_of(facts: dict[str, str]) -> str:
     """The subject an adapter's doppel facts record: adapters from before styles are people's."""
     return facts.get(FACT_KEY, PERSON)

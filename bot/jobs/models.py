@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from bot.members.owner import Owner
+from bot.styles.store import is_style_owner
 from contract import GenerateRequest, JobKind, JobState, TrainRequest
 
 
@@ -109,33 +110,44 @@ class Reply:
 @dataclass(frozen=True)
 class JobNotes:
     """The bot's own notes on a job, beside its request. A training: its photos, and what it builds on.
-    A picture: its adapters' files, whom it draws (one member per adapter, in order), and where it goes."""
+    A picture: its adapters' files, whom it draws (one member per person's adapter, in order), the styles it is
+    drawn in (one style per style adapter, in order), and where it goes."""
 
     images_dir: str | None = None
     start_from: str | None = None
     snapshot: bool = False  # `images_dir` is a copy made for this run alone, deleted when it ends
     adapter_files: Mapping[str, str] = field(default_factory=dict)  # identity -> file: adapters, a source
     people: tuple[int, ...] = ()  # member ids; kept in the table job_people
+    styles: tuple[int, ...] = ()  # the styles' own (negative) member ids; kept in job_people after the people
     reference_files: Mapping[str, str] = field(default_factory=dict)  # reference photo identity -> its file
     plain: bool = False  # the plain model: the member has no adapter yet
     channel_id: int | None = None
     reply: Reply | None = None
 
+    @property
+    def drawn(self) -> tuple[int, ...]:
+        """Whose rows the picture draws on, as the table job_people keeps them: its people, then its styles (so
+        that erasing either, a member or a style, deletes the picture)."""
+        return (*self.people, *self.styles)
+
     def to_data(self) -> dict[str, Any]:
-        """The `notes` column: all but `people`."""
-        data = {k: v for k, v in asdict(self).items() if k != "people" and v is not None}
+        """The `notes` column: all but `people` and `styles` (the table job_people)."""
+        data = {k: v for k, v in asdict(self).items() if k not in ("people", "styles") and v is not None}
         return data | {"adapter_files": dict(self.adapter_files), "reference_files": dict(self.reference_files)}
 
     @classmethod
-    def from_data(cls, data: dict[str, Any] | None, people: list[int] | None = None) -> JobNotes:
+    def from_data(cls, data: dict[str, Any] | None, drawn: list[int] | None = None) -> JobNotes:
+        """`drawn`: the job's rows of job_people, in order; a style's are told by its owner (`is_style_owner`)."""
         data = data or {}
+        owners = [Owner(0, member_id) for member_id in drawn or ()]
         reply = data.get("reply")
         return cls(
             images_dir=data.get("images_dir"),
             start_from=data.get("start_from"),
             snapshot=bool(data.get("snapshot")),
             adapter_files=dict(data.get("adapter_files") or {}),
-            people=tuple(people or ()),
+            people=tuple(o.member_id for o in owners if not is_style_owner(o)),
+            styles=tuple(o.member_id for o in owners if is_style_owner(o)),
             reference_files=dict(data.get("reference_files") or {}),
             plain=bool(data.get("plain")),
             channel_id=data.get("channel_id"),

@@ -151,15 +151,15 @@ class JobRunner:
 
     async def submit_generation(
         self, owner: Owner, request: GenerateRequest, adapter_files: Mapping[str, Path | str], *,
-        people: Iterable[int] = (), plain: bool = False, channel_id: int | None = None, reply: Reply | None = None,
-        reference_files: Mapping[str, Path | str] | None = None,
+        people: Iterable[int] = (), styles: Iterable[int] = (), plain: bool = False, channel_id: int | None = None,
+        reply: Reply | None = None, reference_files: Mapping[str, Path | str] | None = None,
     ) -> Job:
         """Queue pictures. `adapter_files`: where each adapter's bytes are, by identity (checked when read);
-        `people`: the member drawn with each adapter, in order, then those drawn from photos alone;
-        `reference_files`: where each reference photo is, by identity. The rest: where to show it
-        (bot/exts/imagine)."""
+        `people`: the member drawn with each person's adapter, in order, then those drawn from photos alone;
+        `styles`: each style adapter's style (its owner's member id), in order; `reference_files`: where each
+        reference photo is, by identity. The rest: where to show it (bot/exts/imagine)."""
         notes = JobNotes(adapter_files={k: str(v) for k, v in adapter_files.items()}, people=tuple(people),
-                         plain=plain, channel_id=channel_id, reply=reply,
+                         styles=tuple(styles), plain=plain, channel_id=channel_id, reply=reply,
                          reference_files={k: str(v) for k, v in (reference_files or {}).items()})
         return await self._submit(JobKind.GENERATE, owner, request, notes)
 

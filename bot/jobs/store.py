@@ -67,7 +67,7 @@ class JobStore:
                 (kind.value, owner.guild_id, owner.member_id, json.dumps(request.to_data()),
                  json.dumps(notes.to_data()), now, now),
             )
-            for seq, member_id in enumerate(notes.people):
+            for seq, member_id in enumerate(notes.drawn):
                 await tx.execute("INSERT INTO job_people (job_id, seq, member_id) VALUES (?, ?, ?)",
                                  (cursor.lastrowid, seq, member_id))
         job = await self.get(cursor.lastrowid) if cursor.lastrowid is not None else None

@@ -21,6 +21,7 @@ from typing import Protocol
 from bot.jobs.store import JobStore
 from bot.members.owner import Owner, adapter_name
 from bot.members.store import MemberStore
+from bot.styles.store import is_style_owner
 from contract import JobState, RunLayout
 
 # (channel id, message id) -> None once the message is gone, else why it could not be deleted.
@@ -48,7 +49,8 @@ async def forget_member(members: MemberStore, jobs: JobStore, runner: Runner, jo
                         delete_message: DeleteMessage | None = None,
                         stop_showing: StopShowing | None = None) -> Forgotten:
     """Stop the member's jobs, delete their rows, then their files, then the messages showing them."""
-    await runner.refuse_pictures_of(owner, f"<@{owner.member_id}> asked to be forgotten")  # others', told why
+    reason = "a style it used was deleted" if is_style_owner(owner) else f"<@{owner.member_id}> asked to be forgotten"
+    await runner.refuse_pictures_of(owner, reason)  # others', told why
     for job in await jobs.of_owner(owner, JobState.QUEUED, JobState.RUNNING):
         await runner.cancel(job.id)
     photos = len(await members.photos(owner))

@@ -4,7 +4,8 @@ Every way to ask for pictures (/imagine, /compare, the buttons under pictures) b
 request here, so each is checked the same way: every person drawn must be the requester
 or have shared with them, and has an adapter now, named by its identity (its content); or, on a base that
 takes reference photos (FLUX.2 [klein]), is drawn from their chosen photos (bot.members.references), named
-by identity too, until they have an adapter (and beside it, as REFERENCE_PHOTOS says).
+by identity too, until they have an adapter (and beside it, as REFERENCE_PHOTOS says). A style named is the
+asker's server's, its adapter after the people's (bot.exts.imagine.styling).
 Showing what was made is bot.exts.imagine.delivering's.
 """
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import discord
 
 from bot.app import DoppelBot, roles
-from bot.exts.imagine import delivering, group
+from bot.exts.imagine import delivering, group, styling
 from bot.exts.imagine.redrawing import Redraw
 from bot.exts.imagine.refused import Refused
 from bot.jobs.models import Job, Reply
@@ -38,14 +39,15 @@ RESULT_TIMEOUT_S = 30 * 60
 
 @dataclass(frozen=True)
 class Drawing:
-    """A request with what the bot keeps beside it: whose adapters (in the request's order), and
-    whether the requester had none (the base model alone)."""
+    """A request with what the bot keeps beside it: whose adapters (in the request's order: the people's, then
+    the styles'), and whether the requester had none (the base model alone)."""
 
     request: GenerateRequest
     people: tuple[Owner, ...]  # those with an adapter first, in the adapters' order; then those drawn from photos
     adapter_files: dict[str, str]
     plain: bool = False
     reference_files: dict[str, str] | None = None  # reference photo identity -> its file
+    styles: tuple[Owner, ...] = ()  # each style adapter's style (its own rows), in the adapters' order
 
 
 @dataclass(frozen=True)
@@ -95,14 +97,18 @@ async def likeness_of(bot: DoppelBot, requester: Owner, people: Sequence[Owner],
 
 
 async def from_prompt(bot: DoppelBot, requester: Owner, prompt: str, *, strength: float,
-                      photo: discord.Attachment | None = None, **options) -> Drawing:
+                      photo: discord.Attachment | None = None, style: str | None = None,
+                      style_strength: float = styling.DEFAULT_STRENGTH, **options) -> Drawing:
     """The prompt by the token rule (see bot.members.prompts), with the adapters of everyone it names; with
-    several people (or a photo), a group picture: each face drawn with only its person's adapter."""
+    several people (or a photo), a group picture: each face drawn with only its person's adapter. `style`: the
+    name of one of the server's styles, drawn over all of it at `style_strength`."""
+    styles = [await styling.named(bot, requester.guild_id, style, style_strength)] if style else []
     try:
         resolved = await resolve_prompt(prompt, requester, bot.members,
                                         from_photos=references_taken(bot.settings.picture_model) > 0)
     except PromptRefused as refusal:
         raise Refused(str(refusal)) from None
+    styling.check_room(len(resolved.owners), styles)
     weights = [resolved.weights.get(person, strength) for person in resolved.owners]
     # One person and a photo, on a base that takes reference photos: the photo is edited, not recomposed.
     editing = photo is not None and len(resolved.owners) == 1 and references_taken(bot.settings.picture_model) > 1
@@ -121,30 +127,33 @@ async def from_prompt(bot: DoppelBot, requester: Owner, prompt: str, *, strength
         plan = await group.plan(bot, resolved, photo)
     if plan is not None:
         options["count"] = 1  # a group picture is one picture
-    request = _request(base=bot.settings.picture_model, prompt=resolved.text, adapters=likeness.adapters,
-                       group=plan, references=likeness.references, edit_photo=edit_photo, **options)
-    return Drawing(request, likeness.people, likeness.adapter_files, plain=resolved.plain,
-                   reference_files=likeness.reference_files)
+    request = _request(base=bot.settings.picture_model, prompt=styling.prompt_in(resolved.text, styles),
+                       adapters=(*likeness.adapters, *(s.ref for s in styles)), group=plan,
+                       references=likeness.references, edit_photo=edit_photo, **options)
+    files = likeness.adapter_files | {s.ref.identity: s.path for s in styles}
+    return Drawing(request, likeness.people, files, plain=resolved.plain,
+                   reference_files=likeness.reference_files, styles=tuple(s.owner for s in styles))
 
 
 async def again(bot: DoppelBot, presser: Owner, job: Job, **changes) -> Drawing:
     """A finished picture job's request made anew (a button press): consent and adapters checked again.
     `changes` are the request's fields to change, and `redraw` (a bot.exts.imagine.redrawing.Redraw) to draw
-    from one of its pictures."""
+    from one of its pictures. Its styles must be the very ones it was drawn in."""
     before = job.picture_request
     people = tuple(Owner(job.owner.guild_id, m) for m in job.notes.people)
-    weights = [a.weight for a in before.adapters] + [1.0] * (len(people) - len(before.adapters))
+    weights = [a.weight for a in before.people] + [1.0] * (len(people) - len(before.people))
     likeness = await likeness_of(bot, presser, people, weights, editing=before.edit_photo is not None)
+    styles = await styling.kept(bot, [Owner(job.owner.guild_id, m) for m in job.notes.styles], before.styles)
     refs = likeness.adapters
-    if len(refs) != len(before.adapters):
+    if len(refs) != len(before.people):
         raise Refused("who has an adapter has changed since these pictures were made; ask anew with /imagine")
-    for person, was, now in zip(people, before.adapters, refs, strict=True):
+    for person, was, now in zip(people, before.people, refs, strict=True):
         # Someone else's adapter must be the one these pictures were made with: after a /forget, the adapter
         # of the same member trained anew is another, which an old button never reaches.
         if person != presser and now.identity != was.identity:
             raise Refused(f"<@{person.member_id}>'s adapter has changed since these pictures were made; "
                           "ask anew with /imagine")
-    files = dict(likeness.adapter_files)
+    files = likeness.adapter_files | {s.ref.identity: s.path for s in styles}
     references = likeness.references
     redraw: Redraw | None = changes.pop("redraw", None)
     if redraw is not None:  # drawn from one of these pictures: it travels beside the request, as adapters do
@@ -158,10 +167,11 @@ async def again(bot: DoppelBot, presser: Owner, job: Job, **changes) -> Drawing:
         references = ()
     options = {"count": before.count, "seed": before.seed, "size": before.size, "compare": before.compare,
                "group": before.group, "source": before.source, "edit_photo": before.edit_photo} | changes
-    request = _request(base=bot.settings.picture_model, prompt=before.prompt, adapters=refs,
-                       references=references, **options)
+    request = _request(base=bot.settings.picture_model, prompt=before.prompt,
+                       adapters=(*refs, *(s.ref for s in styles)), references=references, **options)
     return Drawing(request, likeness.people, files, plain=job.notes.plain,
-                   reference_files=likeness.reference_files if references else None)
+                   reference_files=likeness.reference_files if references else None,
+                   styles=tuple(s.owner for s in styles))
 
 
 def _request(**fields) -> GenerateRequest:
@@ -187,7 +197,8 @@ async def draw(bot: DoppelBot, interaction: discord.Interaction, owner: Owner, d
     try:
         job = await bot.runner.submit_generation(
             owner, drawing.request, drawing.adapter_files,
-            people=[p.member_id for p in drawing.people], plain=drawing.plain,
+            people=[p.member_id for p in drawing.people], styles=[s.member_id for s in drawing.styles],
+            plain=drawing.plain,
             reference_files=drawing.reference_files or {},
             # Where to show the result if the bot restarts before it is ready: the reply while its token lives
             # (the token is Discord's for 15 minutes; it is useless after), else the channel.

@@ -12,7 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import DoppelBot, owner_of
-from bot.exts.imagine import asking, delivering
+from bot.exts.imagine import asking, delivering, styling
 from bot.exts.imagine.refusal import refuse
 from bot.exts.imagine.refused import Refused
 from bot.jobs.models import Job
@@ -79,6 +79,9 @@ class Imagine(commands.Cog):
         size="square, portrait (3:4) or landscape (4:3)",
         strength=f"How strongly the adapters act, {STRENGTH.low:g} (the base model) to {STRENGTH.high:g}; default 1",
         image="A photo: its faces redrawn as those named; on FLUX.2 [klein] with one person, the photo edited",
+        style="One of this server's styles (see /style list), drawn over the whole picture",
+        style_strength=f"How strongly the style acts, {STRENGTH.low:g} to {STRENGTH.high:g}; "
+                       f"default {styling.DEFAULT_STRENGTH:g}",
     )
     @app_commands.choices(size=SIZE_CHOICES)
     @app_commands.guild_only()
@@ -91,31 +94,46 @@ class Imagine(commands.Cog):
         size: app_commands.Choice[str] | None = None,
         strength: app_commands.Range[float, STRENGTH.low, STRENGTH.high] = 1.0,
         image: discord.Attachment | None = None,
+        style: str | None = None,
+        style_strength: app_commands.Range[float, STRENGTH.low, STRENGTH.high] = styling.DEFAULT_STRENGTH,
     ) -> None:
         await interaction.response.defer(thinking=True)
         asked = await self._ask(interaction, prompt, strength=strength, count=count, seed=seed,
-                                size=size.value if size else "square", photo=image)
+                                size=size.value if size else "square", photo=image, style=style,
+                                style_strength=style_strength)
         if asked is not None:
             await asking.draw(self.bot, interaction, owner_of(interaction), asked)
 
     @app_commands.command(name="compare", description="Your adapter beside the base model: same prompt, same seed")
-    @app_commands.describe(prompt="What to draw; your token goes in front as in /imagine", seed="A seed (optional)")
+    @app_commands.describe(prompt="What to draw; your token goes in front as in /imagine", seed="A seed (optional)",
+                           style="One of this server's styles: the picture without it beside the picture with it")
     @app_commands.guild_only()
     async def compare(
         self,
         interaction: discord.Interaction,
         prompt: app_commands.Range[str, PROMPT_LENGTH.low, PROMPT_LENGTH.high],
         seed: app_commands.Range[int, SEED.low, SEED.high] | None = None,
+        style: str | None = None,
     ) -> None:
         await interaction.response.defer(thinking=True)
-        asked = await self._ask(interaction, prompt, strength=1.0, count=1, seed=seed, size="square")
+        asked = await self._ask(interaction, prompt, strength=1.0, count=1, seed=seed, size="square", style=style)
         if asked is None:
             return
-        if asked.plain:
+        if asked.plain and not asked.styles:
             await interaction.edit_original_response(content="You have no adapter to compare yet: /train makes one.")
             return
         asked = replace(asked, request=replace(asked.request, compare=True, group=None))  # one pass, side by side
         await asking.draw(self.bot, interaction, owner_of(interaction), asked)
+
+    @imagine.autocomplete("style")
+    @compare.autocomplete("style")
+    async def style_names(self, interaction: discord.Interaction, typed: str) -> list[app_commands.Choice[str]]:
+        """The names of this server's styles that begin with what is typed (Discord shows at most 25)."""
+        if interaction.guild_id is None:
+            return []
+        styles = await self.bot.styles.in_guild(interaction.guild_id)
+        return [app_commands.Choice(name=s.name, value=s.name) for s in styles
+                if s.name.startswith(typed.strip().lower())][:25]
 
     async def _ask(self, interaction: discord.Interaction, prompt: str, *, strength: float,
                    **options) -> asking.Drawing | None:

@@ -68,7 +68,7 @@ async def _edit_reply(bot: DoppelBot, job: Job, reply: Reply) -> bool:
     # Pictures are recorded as showing the people drawn (for /forget); a reply without pictures shows nobody.
     # Recorded after the edit: a crash in between repeats the follow-up, which edits and records again.
     if done.pictures is not None and done.state is JobState.SUCCEEDED:
-        await bot.record_posted(edited, done, done.notes.people)
+        await bot.record_posted(edited, done, done.notes.drawn)
     return True
 
 
@@ -87,7 +87,7 @@ async def post(channel: discord.abc.Messageable, job: Job, bot: DoppelBot | None
     sent = await channel.send(f"<@{member.id}> {text}", files=files,
                               allowed_mentions=discord.AllowedMentions(users=[member]), **kwargs)
     if bot is not None and job.pictures is not None and job.state is JobState.SUCCEEDED:
-        await bot.record_posted(sent, job, job.notes.people)
+        await bot.record_posted(sent, job, job.notes.drawn)
 
 
 async def deliverable(bot: DoppelBot, job: Job) -> Job:
@@ -105,11 +105,12 @@ def message(job: Job) -> tuple[str, list[discord.File], discord.ui.View | None]:
         return f"No picture this time: {job.error or job.state.value}.", [], None
     request = job.picture_request
     seeds = ", ".join(str(i.seed) for i in pictures.images)
-    note = " (plain model: you have no adapter yet, /train makes one)" if job.notes.plain else ""
-    if len(job.notes.people) > len(request.adapters):  # someone drawn from their photos alone
+    note = " (plain model: you have no adapter yet, /train makes one)" if job.notes.plain and not request.styles else ""
+    if len(job.notes.people) > len(request.people):  # someone drawn from their photos alone
         note = " · drawn from photos: training an adapter with /train makes it more like them"
     if request.compare:
-        note = " · left: the base model, right: with the adapter"
+        note = (" · left: without the style, right: with it" if request.styles
+                else " · left: the base model, right: with the adapter")
     note += redrawing.note(request)
     plural = "s" if len(pictures.images) > 1 else ""
     text = f"**{discord.utils.escape_markdown(request.prompt)[:1500]}**\nseed{plural} {seeds}{note}"
