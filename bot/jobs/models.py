@@ -114,6 +114,8 @@ class JobNotes:
     images_dir: str | None = None
     start_from: str | None = None
     snapshot: bool = False  # `images_dir` is a copy made for this run alone, deleted when it ends
+    # A style's training: the member who asked (a style has no roles or quota; theirs are checked and charged).
+    requested_by: int | None = None
     adapter_files: Mapping[str, str] = field(default_factory=dict)  # identity -> file: adapters, a source
     people: tuple[int, ...] = ()  # member ids; kept in the table job_people
     reference_files: Mapping[str, str] = field(default_factory=dict)  # reference photo identity -> its file
@@ -134,6 +136,7 @@ class JobNotes:
             images_dir=data.get("images_dir"),
             start_from=data.get("start_from"),
             snapshot=bool(data.get("snapshot")),
+            requested_by=data.get("requested_by"),
             adapter_files=dict(data.get("adapter_files") or {}),
             people=tuple(people or ()),
             reference_files=dict(data.get("reference_files") or {}),

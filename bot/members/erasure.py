@@ -46,9 +46,11 @@ class Forgotten:
 
 async def forget_member(members: MemberStore, jobs: JobStore, runner: Runner, jobs_dir: Path, owner: Owner, *,
                         delete_message: DeleteMessage | None = None,
-                        stop_showing: StopShowing | None = None) -> Forgotten:
-    """Stop the member's jobs, delete their rows, then their files, then the messages showing them."""
-    await runner.refuse_pictures_of(owner, f"<@{owner.member_id}> asked to be forgotten")  # others', told why
+                        stop_showing: StopShowing | None = None, reason: str | None = None) -> Forgotten:
+    """Stop the member's jobs, delete their rows, then their files, then the messages showing them. A style is
+    forgotten so too, under its own owner (`reason`: what the pictures waiting to draw it are told)."""
+    reason = reason or f"<@{owner.member_id}> asked to be forgotten"
+    await runner.refuse_pictures_of(owner, reason)  # others', told why
     for job in await jobs.of_owner(owner, JobState.QUEUED, JobState.RUNNING):
         await runner.cancel(job.id)
     photos = len(await members.photos(owner))
