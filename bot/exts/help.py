@@ -44,7 +44,8 @@ face matches the faces in their photos. If I find fewer faces than people, I sho
 picture with a button (there, faces can blend).
 
 **Team styles**
-`/style add name:brand` design pictures without people (logos, illustrations, product shots); `/style train`, `/style list`, `/style pictures`, `/style caption`, `/style remove`, `/style forget` (Manage Server, or STYLE_ROLES).
+`/style add name:brand` design pictures without people (logos, illustrations, product shots); `/style train`, \
+`/style list`, `/style pictures`, `/style caption`, `/style remove`, `/style forget` (Manage Server, or STYLE_ROLES).
 
 **Your likeness is yours**
 `/share @member` or `/share @everyone` lends your adapter, `/unshare` takes it back. `/forget` deletes your \
