@@ -26,7 +26,7 @@ from bot.members.quotas import Quotas
 from bot.members.store import MemberStore
 from bot.members.tokens import TokenChecker, new_token
 from bot.settings import BotSettings
-from bot.styles.store import StyleStore
+from bot.styles.store import Style, StyleStore
 from contract import JobKind
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ UNKNOWN_MESSAGE = 10008  # Discord's error code for a message that is not there 
 EXTENSIONS = (
     "bot.exts.dataset",
     "bot.exts.training",
+    "bot.exts.style",
     "bot.exts.imagine",
     "bot.exts.sharing",
     "bot.exts.forget",
@@ -120,7 +121,8 @@ class DoppelBot(commands.Bot):
         self.styles = StyleStore(self.db)
         self.adapters = AdapterService(self.members, self.jobs, self.settings.jobs_dir)
         self.consent = Consent(self.members, self.adapters, self.styles)
-        self.access = Access(self.db, self.roles_of, self.settings.train_roles, self.settings.draw_roles)
+        self.access = Access(self.db, self.roles_of, self.settings.train_roles, self.settings.draw_roles,
+                             self.settings.style_roles, self.manages_guild)
         self.quotas = Quotas(self.jobs, self.settings)
         # Consent is checked as each picture starts, and before it is kept; access (blocks, roles) as any job starts.
         self.runner = JobRunner(self.jobs, self.settings, consent=self.consent, captions=self, access=self.access)
@@ -159,6 +161,27 @@ class DoppelBot(commands.Bot):
             candidate = await asyncio.to_thread(new_token, taken, self.token_checker)
             return await self.members.add_member(owner, candidate)
 
+    async def create_style(self, guild_id: int, name: str, created_by: int) -> Style:
+        """A new style of the server, with a new trigger token as a member gets. Raises ValueError (the member's
+        words) when the name is bad or taken."""
+        async with self._token_lock:  # its token must be no one else's, as a member's first upload's
+            taken = await self.members.all_tokens()
+            token = await asyncio.to_thread(new_token, taken, self.token_checker)
+            return await self.styles.create(guild_id, name, created_by, token)
+
+    async def manages_guild(self, owner: Owner) -> bool:
+        """Whether the member holds Manage Server now, asked of Discord (as `roles_of`); False: not in the server."""
+        guild = self.get_guild(owner.guild_id)
+        if guild is None:
+            return False
+        try:
+            member = await guild.fetch_member(owner.member_id)
+        except discord.NotFound:
+            return False
+        except discord.HTTPException as failed:
+            raise RolesUnknown(f"Discord answered {failed.status}") from None
+        return member.guild_permissions.manage_guild
+
     async def roles_of(self, owner: Owner) -> list[Role] | None:
         """The member's roles now, asked of Discord: without the privileged members intent no role change reaches
         the cache, so a cached member's roles may be old. None: not in the server."""
@@ -179,6 +202,14 @@ class DoppelBot(commands.Bot):
         async with self.adapters.held(owner):  # no training's adapter is made theirs meanwhile
             return await forget_member(self.members, self.jobs, self.runner, self.settings.jobs_dir, owner,
                                        delete_message=self._delete_message, stop_showing=self._jobs_forgotten)
+
+    async def forget_style(self, style: Style, by: int) -> Forgotten:
+        """Everything of a style deleted (/style forget), as a member's: its pictures, adapter, jobs, the pictures
+        drawn with it, their files and the messages showing them. `by`: who asked."""
+        async with self.adapters.held(style.owner):
+            return await forget_member(self.members, self.jobs, self.runner, self.settings.jobs_dir, style.owner,
+                                       delete_message=self._delete_message, stop_showing=self._jobs_forgotten,
+                                       reason=f"<@{by}> deleted the style `{style.name}`")
 
     async def _jobs_forgotten(self, job_ids: Sequence[int]) -> None:
         """Announced as "jobs_forgotten": each listener (`on_jobs_forgotten(job_ids)`) runs as a task of its own,

@@ -98,6 +98,12 @@ class BotSettings(WorkSettings, ModelSource):
     draw_roles: list[str] = Field(
         [], description="Roles (names or ids) whose members may ask for pictures; empty: everyone."
     )
+    style_roles: list[str] = Field(
+        [], description="Roles (names or ids) whose members may create, train and delete the server's styles; "
+        "empty: members with the Manage Server permission.",
+    )
+    style_min_pictures: int = Field(10, ge=1, description="Pictures a style needs before /style train.")
+    style_max_pictures: int = Field(50, ge=1, le=200, description="Pictures one style may keep.")
     train_default_steps: int = Field(
         1000, ge=MEMBER_STEPS.low, le=STEPS.high, description="Training steps when /train is not told."
     )

@@ -43,6 +43,10 @@ redrawn instead, left to right in the order you named the people. The message sa
 face matches the faces in their photos. If I find fewer faces than people, I show what I have and offer a one-pass \
 picture with a button (there, faces can blend).
 
+**Team styles**
+`/style add name:brand` design pictures without people (logos, illustrations, product shots); `/style train`, \
+`/style list`, `/style pictures`, `/style caption`, `/style remove`, `/style forget` (Manage Server, or STYLE_ROLES).
+
 **Your likeness is yours**
 `/share @member` or `/share @everyone` lends your adapter, `/unshare` takes it back. `/forget` deletes your \
 photos, adapters, checkpoints, jobs and records after you confirm.

@@ -116,6 +116,8 @@ class JobNotes:
     images_dir: str | None = None
     start_from: str | None = None
     snapshot: bool = False  # `images_dir` is a copy made for this run alone, deleted when it ends
+    # A style's training: the member who asked (a style has no roles or quota; theirs are checked and charged).
+    requested_by: int | None = None
     adapter_files: Mapping[str, str] = field(default_factory=dict)  # identity -> file: adapters, a source
     people: tuple[int, ...] = ()  # member ids; kept in the table job_people
     styles: tuple[int, ...] = ()  # the styles' own (negative) member ids; kept in job_people after the people
@@ -145,6 +147,7 @@ class JobNotes:
             images_dir=data.get("images_dir"),
             start_from=data.get("start_from"),
             snapshot=bool(data.get("snapshot")),
+            requested_by=data.get("requested_by"),
             adapter_files=dict(data.get("adapter_files") or {}),
             people=tuple(o.member_id for o in owners if not is_style_owner(o)),
             styles=tuple(o.member_id for o in owners if is_style_owner(o)),

@@ -138,15 +138,15 @@ class JobRunner:
 
     async def submit_training(
         self, owner: Owner, request: TrainRequest, *, images_dir: Path | str, start_from: Path | str | None = None,
-        snapshot: bool = False,
+        snapshot: bool = False, requested_by: int | None = None,
     ) -> Job:
         """Queue a training of the photos (and captions) in `images_dir`, building on `start_from` if given.
 
         `snapshot`: `images_dir` is a copy made for this run alone, deleted when the run ends. Any other
-        folder is left as it is: the runner deletes nothing it was not told it may.
+        folder is left as it is: the runner deletes nothing it was not told it may. `requested_by`: a style's.
         """
         notes = JobNotes(images_dir=str(images_dir), start_from=str(start_from) if start_from else None,
-                         snapshot=snapshot)
+                         snapshot=snapshot, requested_by=requested_by)
         return await self._submit(JobKind.TRAIN, owner, request, notes)
 
     async def submit_generation(

@@ -116,12 +116,13 @@ class JobStore:
 
     async def uses_since(self, owner: Owner, kind: JobKind, since: float) -> list[tuple[float, int]]:
         """When the owner asked for each job of a kind since `since` that did not fail, and how much it asked for
-        (a picture job's pictures; a training is one), oldest first."""
+        (a picture job's pictures; a training is one), oldest first. A style's training counts as its asker's
+        (its notes' `requested_by`): the member is charged for what they asked for, whoever's rows it fills."""
         rows = await self.db.fetchall(
             "SELECT created_at, CASE kind WHEN 'generate' THEN COALESCE(json_extract(params, '$.count'), 1) ELSE 1 END"
-            " FROM jobs WHERE guild_id = ? AND member_id = ? AND kind = ? AND created_at >= ? AND state != 'failed'"
-            " ORDER BY created_at",
-            (owner.guild_id, owner.member_id, kind.value, since),
+            " FROM jobs WHERE guild_id = ? AND (member_id = ? OR json_extract(notes, '$.requested_by') = ?)"
+            " AND kind = ? AND created_at >= ? AND state != 'failed' ORDER BY created_at",
+            (owner.guild_id, owner.member_id, owner.member_id, kind.value, since),
         )
         return [(at, int(amount)) for at, amount in rows]
 

@@ -47,9 +47,11 @@ class Forgotten:
 
 async def forget_member(members: MemberStore, jobs: JobStore, runner: Runner, jobs_dir: Path, owner: Owner, *,
                         delete_message: DeleteMessage | None = None,
-                        stop_showing: StopShowing | None = None) -> Forgotten:
-    """Stop the member's jobs, delete their rows, then their files, then the messages showing them."""
-    reason = "a style it used was deleted" if is_style_owner(owner) else f"<@{owner.member_id}> asked to be forgotten"
+                        stop_showing: StopShowing | None = None, reason: str | None = None) -> Forgotten:
+    """Stop the member's jobs, delete their rows, then their files, then the messages showing them. A style is
+    forgotten so too, under its own owner (`reason`: what the pictures waiting to draw it are told)."""
+    reason = reason or (
+        "a style it used was deleted" if is_style_owner(owner) else f"<@{owner.member_id}> asked to be forgotten")
     await runner.refuse_pictures_of(owner, reason)  # others', told why
     for job in await jobs.of_owner(owner, JobState.QUEUED, JobState.RUNNING):
         await runner.cancel(job.id)

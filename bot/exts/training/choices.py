@@ -14,9 +14,11 @@ from collections.abc import Sequence
 
 import discord
 
-from bot.app import DoppelBot, owner_of
+from bot.app import DoppelBot, owner_of, roles
 from bot.exts.training.starting import start_training
 from bot.jobs.models import Job
+from bot.members.quotas import sentence
+from bot.styles.store import Style, is_style_owner
 from contract.limits import MEMBER_STEPS
 
 CHOSEN_MARK = "✅"
@@ -35,7 +37,8 @@ def choice_view(
 
 
 class _RunButton(discord.ui.DynamicItem[discord.ui.Button], template=r"doppel:(?:use|more):(?P<job_id>\d+)"):
-    """A button under one training's announcement, for its owner only. Dynamic: it works after a restart."""
+    """A button under one training's announcement, for its owner only (a style's: for the members of its server
+    who may train styles). Dynamic: it works after a restart."""
 
     async def _job(self, interaction: discord.Interaction, job_id: int) -> Job | None:
         """The run, if the one pressing owns it; otherwise they are told why and None comes back."""
@@ -44,7 +47,14 @@ class _RunButton(discord.ui.DynamicItem[discord.ui.Button], template=r"doppel:(?
         if job is None:
             await interaction.response.send_message("This training no longer exists.", ephemeral=True)
             return None
-        if job.owner != owner_of(interaction):
+        if is_style_owner(job.owner):
+            denied = await bot.access.style_refusal(
+                owner_of(interaction), roles(interaction.user), interaction.permissions.manage_guild
+            ) if job.owner.guild_id == interaction.guild_id else "this style is another server's"
+            if denied is not None:
+                await interaction.response.send_message(sentence(denied), ephemeral=True)
+                return None
+        elif job.owner != owner_of(interaction):
             await interaction.response.send_message(
                 f"Only <@{job.owner.member_id}> can choose what happens to their adapter.", ephemeral=True
             )
@@ -77,8 +87,9 @@ class UseStepButton(_RunButton, template=r"doppel:use:(?P<job_id>\d+):(?P<step>\
         if chosen.refusal:
             await interaction.followup.send(chosen.refusal, ephemeral=True)
             return
+        who = interaction.user.id if is_style_owner(job.owner) else job.owner.member_id
         text = _without_choice(interaction.message.content if interaction.message else "") + (
-            f"\n{CHOSEN_MARK} <@{job.owner.member_id}> chose **step {chosen.step}**: /imagine uses it from now on, "
+            f"\n{CHOSEN_MARK} <@{who}> chose **step {chosen.step}**: /imagine uses it from now on, "
             "and “Train more” builds on it. The other steps' checkpoints are deleted."
         )
         await interaction.edit_original_response(
@@ -111,12 +122,14 @@ class TrainMoreButton(_RunButton, template=r"doppel:more:(?P<job_id>\d+)"):
                 "A newer training has replaced this run's adapter; /train builds on your current one.", ephemeral=True
             )
             return
-        await interaction.response.send_modal(TrainMoreModal(adapter.steps, bot.settings.train_max_steps))
+        style = await bot.styles.of_owner(job.owner)
+        await interaction.response.send_modal(TrainMoreModal(adapter.steps, bot.settings.train_max_steps, style))
 
 
 class TrainMoreModal(discord.ui.Modal, title="Train more"):
-    def __init__(self, steps_now: int, max_steps: int):
+    def __init__(self, steps_now: int, max_steps: int, style: Style | None = None):
         super().__init__(timeout=15 * 60)
+        self.style = style  # a style's run trains the style on; start_training checks the asker again
         self.low, self.high = MEMBER_STEPS.low, min(MEMBER_STEPS.high, max_steps)
         self.steps: discord.ui.TextInput = discord.ui.TextInput(
             label=f"Extra steps ({self.low} to {self.high})",
@@ -136,7 +149,7 @@ class TrainMoreModal(discord.ui.Modal, title="Train more"):
             )
             return
         bot: DoppelBot = interaction.client  # type: ignore[assignment]
-        await start_training(bot, interaction, int(text))
+        await start_training(bot, interaction, int(text), style=self.style)
 
 
 def _without_choice(content: str) -> str:

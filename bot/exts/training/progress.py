@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import discord
 
@@ -69,30 +70,55 @@ async def announce(bot: DoppelBot, job: Job) -> None:
     if ids is None or result is None:
         return  # not started from Discord (tests, the command line): nobody to tell
     owner, token = job.owner, job.training.token
+    style = await bot.styles.of_owner(owner)
     if result.timeline:
         files = [discord.File(result.timeline, "timeline.png")]
     else:
         files = [discord.File(result.samples[-1], "sample.png")] if result.samples else []
     first = "the base model" if not result.facts.get("started_from_step") else "where it started"
-    text = (
-        f"🎉 <@{owner.member_id}>'s adapter is ready. Put `{token}` in an /imagine prompt "
-        f"(or just /imagine: your token goes in front of prompts that name no one).\n"
-        f"Below: the sample prompts as the model learned, from {first} on the left."
-    )
-    if len(result.choices) > 1:
-        text += (
-            " Likeness often peaks before the last step: the buttons make an earlier step your adapter "
-            "(the other steps are deleted then)."
-        )
-    if result.recommended is not None:
-        text += (
-            f" Step {result.recommended} looks most like you in the samples while still drawing every prompt: "
-            "it is recommended (its button comes first; the scores are under the timeline)."
-        )
+    if style is not None:
+        asker = job.notes.requested_by
+        text = _style_ready(style.name, result.choices, result.recommended, first)
+        mentioned = [discord.Object(asker)] if asker else []
+    else:
+        text = _member_ready(owner.member_id, token, result.choices, result.recommended, first)
+        mentioned = [discord.Object(owner.member_id)]
     message = await bot.get_partial_messageable(ids[0]).send(
         text,
         files=files,
         view=choice_view(job.id, result.choices, result.steps, result.recommended),
-        allowed_mentions=discord.AllowedMentions(users=[discord.Object(owner.member_id)]),
+        allowed_mentions=discord.AllowedMentions(users=mentioned),
     )
-    await bot.record_posted(message, job)  # /forget deletes it
+    await bot.record_posted(message, job)  # /forget (or /style forget) deletes it
+
+
+def _style_ready(name: str, choices: Sequence[int], recommended: int | None, first: str) -> str:
+    text = (
+        f"🎉 The style `{name}` is ready: anyone here can draw with it, `/imagine style:{name} a poster for the "
+        f"summer sale`.\nBelow: the sample prompts as the model learned, from {first} on the left."
+    )
+    if len(choices) > 1:
+        text += " The buttons make an earlier step the style's adapter (the other steps are deleted then)."
+    if recommended is not None:
+        text += (f" Step {recommended} is recommended by the run's measure (its button comes first; the scores are "
+                 "under the timeline).")
+    return text
+
+
+def _member_ready(member_id: int, token: str, choices: Sequence[int], recommended: int | None, first: str) -> str:
+    text = (
+        f"🎉 <@{member_id}>'s adapter is ready. Put `{token}` in an /imagine prompt "
+        f"(or just /imagine: your token goes in front of prompts that name no one).\n"
+        f"Below: the sample prompts as the model learned, from {first} on the left."
+    )
+    if len(choices) > 1:
+        text += (
+            " Likeness often peaks before the last step: the buttons make an earlier step your adapter "
+            "(the other steps are deleted then)."
+        )
+    if recommended is not None:
+        text += (
+            f" Step {recommended} looks most like you in the samples while still drawing every prompt: "
+            "it is recommended (its button comes first; the scores are under the timeline)."
+        )
+    return text

@@ -1,7 +1,9 @@
 """Starting a training: the checks, the run's copy of the photos, the queued job and its progress message.
 
-/train and the "Train more" modal both start one here. Once the progress message is posted, the start is
-announced as "training_queued" (job, channel id, message id): the Training cog follows the message from then on.
+/train, /style train and the "Train more" modal all start one here: a member's own adapter, or a style's (its
+rows under its own owner, asked for by a member allowed to train styles, who is charged for it). Once the
+progress message is posted, the start is announced as "training_queued" (job, channel id, message id): the
+Training cog follows the message from then on.
 """
 
 from __future__ import annotations
@@ -21,37 +23,44 @@ from bot.jobs import files
 from bot.jobs.store import QueueFull
 from bot.jobs.updates import JobUpdate
 from bot.members import photo_checks, storage
-from bot.members.access import Role
 from bot.members.owner import Owner
 from bot.members.quotas import sentence
+from bot.members.store import Photo
+from bot.styles.store import Style
 from bot.ui.progress import render
 from contract import LOOKS_FILENAME, JobKind, JobState, RequestError, TrainRequest
 from contract.limits import MEMBER_STEPS
 from contract.models import adapter_facts
+from contract.subjects import DEFAULTS, PERSON, STYLE
 
 log = logging.getLogger(__name__)
 
 
 async def start_training(
     bot: DoppelBot, interaction: discord.Interaction, steps: int | None, resolution: int | None = None,
-    fresh: bool = False,
+    fresh: bool = False, style: Style | None = None,
 ) -> None:
-    """Queue a training of the member's photos and post its progress message: /train and "Train more".
+    """Queue a training of the member's photos (or of `style`'s pictures) and post its progress message.
 
-    A member who has an adapter trains on from it (from the checkpoint behind it, where kept)
+    An owner who has an adapter trains on from it (from the checkpoint behind it, where kept)
     unless `fresh`: after adding photos, the model need not learn their face from zero again.
     """
     await interaction.response.defer(ephemeral=True, thinking=True)
-    owner = owner_of(interaction)
-    refusal = await _refusal(bot, owner, steps, roles(interaction.user))
+    asker = owner_of(interaction)
+    owner = style.owner if style else asker
+    train = f"/style train name:{style.name}" if style else "/train"
+    refusal = await _refusal(bot, interaction, owner, steps, style)
     if refusal:
         await interaction.followup.send(refusal, ephemeral=True)
         return
-    token = await bot.token_for(owner)
+    token = style.token if style else await bot.token_for(owner)
+    defaults = DEFAULTS[STYLE if style else PERSON]
     try:
         request = TrainRequest(
-            base=bot.settings.base_model, token=token, steps=steps or bot.settings.train_default_steps,
-            resolution=resolution, memory_mode=bot.settings.memory_mode, caption_model=bot.settings.caption_model,
+            base=bot.settings.base_model, token=token,
+            steps=steps or (defaults.steps if style else bot.settings.train_default_steps), rank=defaults.rank,
+            lr=defaults.lr, resolution=resolution, memory_mode=bot.settings.memory_mode,
+            caption_model=bot.settings.caption_model, subject=STYLE if style else PERSON,
         )
     except RequestError as problem:
         await interaction.followup.send(f"I cannot train that: {problem}.", ephemeral=True)
@@ -64,24 +73,25 @@ async def start_training(
     if adapter is not None:
         trained_on = facts.get("base_model")
         if trained_on and trained_on != request.base:  # BASE_MODEL changed since: its layers are another model's
+            whose, pictures = (f"The style `{style.name}`'s adapter", "its pictures") if style else \
+                ("Your adapter", "your photos")
             await interaction.followup.send(
-                f"Your adapter was trained on `{trained_on}`, and this server now trains on `{request.base}`: "
-                "an adapter cannot be carried over to another base model. Run `/train fresh:True` to train a new "
-                "one from your photos (they are kept; your adapter stays until the new one replaces it).",
+                f"{whose} was trained on `{trained_on}`, and this server now trains on `{request.base}`: "
+                f"an adapter cannot be carried over to another base model. Run `{train} fresh:True` to train a new "
+                f"one from {pictures} (they are kept; the adapter stays until the new one replaces it).",
                 ephemeral=True,
             )
             return
         kept = await asyncio.to_thread(Path(adapter.state).is_file) if adapter.state else False
         start_from = adapter.state if kept else adapter.path
     try:
-        dataset = await _snapshot(bot, owner)
+        dataset = await _snapshot(bot, owner, await _training_set(bot, owner, style))
     except NoRoom as why:
         await interaction.followup.send(str(why), ephemeral=True)
         return
     try:
-        job = await bot.runner.submit_training(
-            owner, request, images_dir=dataset, start_from=start_from, snapshot=True
-        )
+        job = await bot.runner.submit_training(owner, request, images_dir=dataset, start_from=start_from,
+                                               snapshot=True, requested_by=asker.member_id if style else None)
     except QueueFull as full:
         await asyncio.to_thread(shutil.rmtree, dataset, True)
         await interaction.followup.send(f"Not now: {full}.", ephemeral=True)
@@ -93,7 +103,14 @@ async def start_training(
     )
     await bot.members.set_progress_message(job.id, message.channel.id, message.id)
     bot.dispatch("training_queued", job, message.channel.id, message.id)
-    building = f", building on your adapter's {adapter.steps} steps (fresh:True starts from zero)" if adapter else ""
+    whose = "its" if style else "your"
+    building = f", building on {whose} adapter's {adapter.steps} steps (fresh:True starts from zero)" if adapter else ""
+    if style:
+        await interaction.followup.send(
+            f"Training of the style `{style.name}` queued with `{token}` as its trigger token{building}. "
+            f"Progress: {message.jump_url}", ephemeral=True,
+        )
+        return
     left = photo_checks.lines(photo_checks.left_out(await bot.members.photos(owner)))
     leaving = "\n".join(["", "Left out (/dataset list has buttons to keep them):", *left]) if left else ""
     await interaction.followup.send(
@@ -102,14 +119,28 @@ async def start_training(
     )
 
 
-async def _refusal(bot: DoppelBot, owner: Owner, steps: int | None, member_roles: list[Role]) -> str | None:
+async def _training_set(bot: DoppelBot, owner: Owner, style: Style | None) -> list[Photo]:
+    """What the run learns from: a member's photos but those the face checks left out; all of a style's."""
+    photos = await bot.members.photos(owner)
+    return photos if style else photo_checks.training_photos(photos)
+
+
+async def _refusal(bot: DoppelBot, interaction: discord.Interaction, owner: Owner, steps: int | None,
+                   style: Style | None) -> str | None:
     settings = bot.settings
-    denied = await bot.access.refusal_for(owner, JobKind.TRAIN, member_roles)
+    asker = owner_of(interaction)
+    if style is None:
+        denied = await bot.access.refusal_for(owner, JobKind.TRAIN, roles(interaction.user))
+    else:
+        denied = await bot.access.style_refusal(asker, roles(interaction.user), interaction.permissions.manage_guild)
     if denied is not None:
         return sentence(denied)
     every = await bot.members.photos(owner)
-    photos = len(photo_checks.training_photos(every))
-    if photos < settings.min_photos_to_train:
+    photos = len(await _training_set(bot, owner, style))
+    if style and photos < settings.style_min_pictures:
+        return (f"The style `{style.name}` has {photos} picture{'s' if photos != 1 else ''}; training needs at least "
+                f"{settings.style_min_pictures}. Add more with /style add.")
+    if not style and photos < settings.min_photos_to_train:
         usable = f" ({len(every) - photos} more are left out: /dataset list says why)" if photos < len(every) else ""
         return (
             f"You have {photos} photo{'s' if photos != 1 else ''}{usable}; training needs at least "
@@ -119,8 +150,10 @@ async def _refusal(bot: DoppelBot, owner: Owner, steps: int | None, member_roles
         return f"Steps are from {MEMBER_STEPS.low} to {settings.train_max_steps}; you asked for {steps}."
     active = await bot.jobs.of_owner(owner, JobState.QUEUED, JobState.RUNNING)
     if any(job.kind is JobKind.TRAIN for job in active):
+        if style:
+            return f"The style `{style.name}` is training already; /style list shows it."
         return "You already have a training queued or running; /status shows it, /cancel stops it."
-    over = await bot.quotas.training_refusal(owner)
+    over = await bot.quotas.training_refusal(asker)  # a style's training is charged to whoever asked for it
     if over is not None:
         return sentence(over)
     full = await asyncio.to_thread(files.too_full_to_train, settings.jobs_dir, settings.train_min_free_mb)
@@ -134,12 +167,11 @@ class NoRoom(Exception):
     """The run's copy of the photos does not fit (the member's disk, or the bot's); the text is for the member."""
 
 
-async def _snapshot(bot: DoppelBot, owner: Owner) -> Path:
+async def _snapshot(bot: DoppelBot, owner: Owner, photos: list[Photo]) -> Path:
     """Copy the photos and captions as they are now: edits after /train do not change this run.
 
     The copy counts towards the member's disk (MEMBER_DISK_MB) until the run ends and deletes it; one that
     does not fit is not begun, and one that fails half way is removed whole. Raises NoRoom."""
-    photos = photo_checks.training_photos(await bot.members.photos(owner))  # those left out are not copied
     folder = bot.members.folder(owner) / "runs" / uuid.uuid4().hex
     size = await asyncio.to_thread(lambda: sum(Path(p.path).stat().st_size for p in photos))
     used = await storage.disk_used(bot.members, bot.jobs, bot.settings.jobs_dir, owner)
