@@ -27,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -36,6 +37,9 @@ from bot.jobs.files import DISK_FULL
 from contract.atomic import atomic_write_bytes
 from faces.duplicates import NEAR_DUPLICATE, hamming, perceptual_hash
 from faces.verdict import Look, look_at_file
+
+if TYPE_CHECKING:
+    from bot.settings import BotSettings
 
 try:  # colour management is optional in Pillow builds; without it profiles are dropped
     from PIL import ImageCms
@@ -81,6 +85,16 @@ class IntakeLimits:
     near_duplicate_distance: int = NEAR_DUPLICATE
     allowed_hosts: tuple[str, ...] = ("cdn.discordapp.com", "media.discordapp.net")
     allowed_schemes: tuple[str, ...] = ("https",)  # tests add http for a stand-in on loopback
+
+    @classmethod
+    def for_training(cls, settings: BotSettings) -> IntakeLimits:
+        """The limits of pictures to train on (a member's photos, a style's pictures), as the bot is set."""
+        return cls(
+            max_bytes=settings.max_upload_mb * 2**20,
+            min_short_side=settings.min_photo_side,
+            allowed_hosts=tuple(settings.attachment_hosts),
+            allowed_schemes=tuple(settings.attachment_schemes),
+        )
 
 
 class Rejected(Exception):

@@ -27,12 +27,7 @@ class StylePictures:
     def __init__(self, bot: DoppelBot):
         self.bot = bot
         settings = bot.settings
-        self.limits = intake.IntakeLimits(
-            max_bytes=settings.max_upload_mb * 2**20,
-            min_short_side=settings.min_photo_side,
-            allowed_hosts=tuple(settings.attachment_hosts),
-            allowed_schemes=tuple(settings.attachment_schemes),
-        )
+        self.limits = intake.IntakeLimits.for_training(settings)
         self.decoder = intake.DecodePool(DECODERS)
         self.faces = intake.FaceChecks() if settings.face_checks else None
         self._turns: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)  # by style id: dedupe stays exact
