@@ -22,6 +22,10 @@ class BotSettings(WorkSettings, ModelSource):
     data_dir: Path = Field(Path("data"), description="Where photos, adapters and the job database live.")
     ray_address: str | None = Field(None, description="A Ray cluster to join; unset starts a local Ray instance.")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    discord_connections: int = Field(
+        16, ge=1, le=256,
+        description="Connections kept open to each Discord host; a burst of commands queues on them, not on new ones.",
+    )
     heartbeat_seconds: int = Field(30, ge=5, le=600, description="How often the bot proves it is alive.")
 
     # GPU jobs

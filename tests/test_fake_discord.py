@@ -486,6 +486,23 @@ async def test_body_violating_the_openapi_schema(fake, ann, general):
         assert not [m for m in general.messages if m.embeds]
 
 
+def test_a_body_found_valid_before_does_not_let_a_different_one_through():
+    """The stand-in keeps the bodies it found valid; one differing only in a value's type or content is still judged."""
+    from fake_discord.errors import DiscordError
+    from fake_discord.openapi import OpenAPI
+
+    spec = OpenAPI.load()
+    callback = "/interactions/{interaction_id}/{interaction_token}/callback"
+    for _ in range(2):
+        spec.validate("POST", callback, {"type": 5, "data": {"flags": 64}})
+        spec.validate("POST", callback, {"data": {"flags": 64}, "type": 5})  # key order means nothing
+    for bad in ({"type": "5", "data": {"flags": 64}}, {"type": 5, "data": {"flags": "64"}}):
+        for _ in range(2):
+            with pytest.raises(DiscordError) as raised:
+                spec.validate("POST", callback, bad)
+            assert raised.value.status == 400 and raised.value.code == 50035
+
+
 async def test_followup_after_token_expiry(fake, ann, general):
     fake.expect_error(401, code=50027)
     async with running_bot(fake, ProbeBot()) as bot:

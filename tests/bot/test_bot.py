@@ -188,6 +188,8 @@ async def test_hostile_uploads_are_refused_one_by_one_and_nothing_is_kept(world)
         "photo8": ("me-again.jpg", good, "image/jpeg"),
     }
     async with started(w) as bot:
+        # A burst of commands queues on this many kept-open connections to Discord instead of opening one each.
+        assert bot.http.connector.limit_per_host == w.settings.discord_connections == 16
         inter = await w.fake.slash(w.ann, w.general, "dataset add", attachments=uploads)
         report = (await inter.wait_followup(lambda m: "You have" in m.content, timeout=30)).content
         lines = {line.split(":", 1)[0].lstrip("✅❌ "): line for line in report.splitlines()}
