@@ -179,30 +179,26 @@ class DoppelBot(commands.Bot):
 
     async def manages_guild(self, owner: Owner) -> bool:
         """Whether the member holds Manage Server now, asked of Discord (as `roles_of`); False: not in the server."""
-        guild = self.get_guild(owner.guild_id)
-        if guild is None:
-            return False
-        try:
-            member = await guild.fetch_member(owner.member_id)
-        except discord.NotFound:
-            return False
-        except discord.HTTPException as failed:
-            raise RolesUnknown(f"Discord answered {failed.status}") from None
-        return member.guild_permissions.manage_guild
+        member = await self._member_now(owner)
+        return member is not None and member.guild_permissions.manage_guild
 
     async def roles_of(self, owner: Owner) -> list[Role] | None:
         """The member's roles now, asked of Discord: without the privileged members intent no role change reaches
         the cache, so a cached member's roles may be old. None: not in the server."""
+        member = await self._member_now(owner)
+        return None if member is None else roles(member)
+
+    async def _member_now(self, owner: Owner) -> discord.Member | None:
+        """The member as Discord has them now (not the cache); None: not in the server. RolesUnknown: no answer."""
         guild = self.get_guild(owner.guild_id)
         if guild is None:
             return None
         try:
-            member = await guild.fetch_member(owner.member_id)
+            return await guild.fetch_member(owner.member_id)
         except discord.NotFound:
             return None
         except discord.HTTPException as failed:
             raise RolesUnknown(f"Discord answered {failed.status}") from None
-        return roles(member)
 
     async def forget_member(self, owner: Owner) -> Forgotten:
         """Everything of a member deleted (/forget, /admin purge), the messages showing them included; returns
