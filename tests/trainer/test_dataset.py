@@ -161,3 +161,63 @@ def test_leaving_out_the_doubtful_says_which_and_why_and_refuses_a_set_with_none
     none = shutil.copytree(photos, tmp_path / "faceless")
     with pytest.raises(DatasetError, match="the face checks leave out every photo"):
         load_training_set(none, TOKEN, 64, leave_out=True)
+
+
+def test_a_told_photo_is_decoded_once_and_still_reported_when_truncated(tmp_path):
+    """Told what the bot saw, the loader reads only headers first: a truncated photo shows at its crop, and
+    beside another bad file both are named at once."""
+    import json
+
+    from contract import LOOKS_FILENAME
+    from faces.verdict import Look
+
+    buffer = io.BytesIO()
+    face(256, 256, 0).save(buffer, format="JPEG")
+    (tmp_path / "truncated.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    face(64, 64, 0).save(tmp_path / "good.jpg")
+    told = {name: Look(size, 100.0, ()).to_data() for name, size in [("truncated.jpg", (256, 256)),
+                                                                      ("good.jpg", (64, 64))]}
+    (tmp_path / LOOKS_FILENAME).write_text(json.dumps(told))
+    with pytest.raises(DatasetError) as caught:
+        load_training_set(tmp_path, TOKEN, 64)
+    assert {p.name: "truncated" in p.reason for p in caught.value.problems} == {"truncated.jpg": True}
+
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(DatasetError) as caught:
+        load_training_set(tmp_path, TOKEN, 64)
+    assert {p.name for p in caught.value.problems} == {"truncated.jpg", "empty.jpg"}
+
+
+def test_a_large_jpeg_is_decoded_as_finely_as_its_crop_needs_and_comes_out_the_same(tmp_path):
+    import numpy as np
+
+    from tests.photos import astronaut
+    from trainer.training.dataset import decode_image, training_crop, upright_size
+
+    buffer = io.BytesIO()
+    astronaut().resize((2048, 2048)).save(buffer, format="JPEG", quality=95)
+    data = buffer.getvalue()
+    drafted = decode_image(data, at_least=(300, 300))
+    assert drafted.size == (512, 512)  # a quarter of each side: the largest scale still over 300
+    crop = training_crop(data, upright_size(data), (256, 256))
+    full = decode_image(data).resize((256, 256), Image.Resampling.LANCZOS)
+    assert crop.size == (256, 256)
+    difference = np.abs(np.asarray(crop, dtype=np.float32) - np.asarray(full, dtype=np.float32))
+    assert difference.mean() < 2.0  # of 255: the same picture
+
+
+def test_a_turned_phone_photo_is_sized_and_cropped_upright(tmp_path):
+    from trainer.training.dataset import training_crop, upright_size
+
+    stored = Image.new("RGB", (1600, 800), "white")
+    stored.paste((255, 0, 0), (0, 0, 800, 800))  # red on the stored left: on top once turned (orientation 6)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    stored.save(buffer, format="JPEG", exif=exif.tobytes())
+    data = buffer.getvalue()
+    assert upright_size(data) == (800, 1600)
+    crop = training_crop(data, upright_size(data), (64, 128))
+    assert crop.size == (64, 128)
+    top, bottom = crop.getpixel((32, 10)), crop.getpixel((32, 118))
+    assert top[0] > 200 and top[1] < 60 and min(bottom) > 200
