@@ -1,18 +1,19 @@
 """A training's start-up on the tiny model: from the interpreter's start (imports included) to its first step.
 
-    python bench/startup.py [--photos 8] [--repeats 3]
+    python bench/startup.py [--photos 8] [--side 1024] [--repeats 3]
     python bench/startup.py --diffusers DIFFUSERS/examples/dreambooth/train_dreambooth_lora_flux.py \
         [--torchvision DIR]
 
-The photos show no face (skimage's pictures at 1024 px), as a member's kept photos may. Runs, each in a fresh
-process: `told`, with what the bot's face checks saw beside the photos (contract.LOOKS_FILENAME, as /train's
-copy carries it), `untold`, without: the trainer looks at every photo itself, and with --diffusers,
-`diffusers`: diffusers' own dreambooth LoRA script (read from the given path, never copied into the project)
-on the same tiny model folder and the same photos, offline, at the same resolution, rank and sequence length,
-stopped at the end of its first optimizer step. It needs torchvision; --torchvision DIR puts a folder on that
-run's path only (`pip install --no-deps --target DIR torchvision==...`), so a torchvision that does not suit
-the installed torch (a CUDA build beside torch's CPU build breaks transformers' imports) stays out of the
-environment; where its compiled operators do not load, the script still runs, on its pure-Python transforms.
+The photos show no face (skimage's pictures, their long side --side px: 4000 for a 12-megapixel phone's), as a
+member's kept photos may. Runs, each in a fresh process: `told`, with what the bot's face checks saw beside the
+photos (contract.LOOKS_FILENAME, as /train's copy carries it), `untold`, without: the trainer looks at every
+photo itself, and with --diffusers, `diffusers`: diffusers' own dreambooth LoRA script (read from the given
+path, never copied into the project) on the same tiny model folder and the same photos, offline, at the same
+resolution, rank and sequence length, stopped at the end of its first optimizer step. It needs torchvision;
+--torchvision DIR puts a folder on that run's path only (`pip install --no-deps --target DIR torchvision==...`),
+so a torchvision that does not suit the installed torch (a CUDA build beside torch's CPU build breaks
+transformers' imports) stays out of the environment; where its compiled operators do not load, the script still
+runs, on its pure-Python transforms.
 
 Figures, medians over --repeats runs of each (interleaved): startup_s_<run> (wall time: the machine's load is
 in it), startup_cpu_s_<run> (the CPU time of the run and the processes it waited for, up to its first step: what
@@ -42,7 +43,7 @@ TOKEN = "THGH96"
 PICTURES = ("coffee", "chelsea", "rocket", "astronaut_free_hubble", "coins", "clock", "gravel", "brick")
 
 
-def write_faceless(folder: Path, count: int, looks: bool) -> None:
+def write_faceless(folder: Path, count: int, looks: bool, side: int = 1024) -> None:
     import numpy as np
     from PIL import Image
     from skimage import data
@@ -52,7 +53,7 @@ def write_faceless(folder: Path, count: int, looks: bool) -> None:
         name = PICTURES[index % len(PICTURES)]
         array = getattr(data, name if name != "astronaut_free_hubble" else "hubble_deep_field")()
         picture = Image.fromarray(array if array.ndim == 3 else np.stack([array] * 3, -1)).convert("RGB")
-        scale = 1024 / max(picture.size)
+        scale = side / max(picture.size)
         picture = picture.resize((round(picture.width * scale), round(picture.height * scale)))
         path = folder / f"{index + 1:03d}.jpg"
         picture.save(path, quality=92)
@@ -152,6 +153,7 @@ def run_once(case: str, images: Path, out: Path, args: argparse.Namespace) -> tu
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=8)
+    parser.add_argument("--side", type=int, default=1024, help="the photos' long side in pixels")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each, interleaved; figures are medians")
     parser.add_argument("--diffusers", type=Path, metavar="SCRIPT",
                         help="diffusers' examples/dreambooth/train_dreambooth_lora_flux.py, to time it too")
@@ -171,7 +173,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for case in cases:
             (Path(scratch) / case).mkdir()
-            write_faceless(Path(scratch) / case, args.photos, looks=case == "told")
+            write_faceless(Path(scratch) / case, args.photos, looks=case == "told", side=args.side)
         for attempt, case in itertools.product(range(args.repeats), cases):  # interleaved: the load drifts
             wall, cpu = run_once(case, Path(scratch) / case, Path(scratch) / f"{case}-out-{attempt}", args)
             runs[case].append((wall, cpu))
