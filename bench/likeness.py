@@ -24,6 +24,7 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def main() -> None:
     figures: dict[str, float] = {"load_s": round(load_s, 3), "side": args.side}
     if cores:  # this process on one core, the scorer's two processes on two others where there are
         os.sched_setaffinity(0, {cores[0]})
-    scorer = SampleScorer(member)
+    scorer = SampleScorer(member, Path(tempfile.gettempdir()))
     warm = [scorer.submit(cases["tiny_noise"][0]) for _ in range(2)]  # its processes start and load dlib's models
     [SampleScorer.result(f) for f in warm]
     for name, samples in cases.items():

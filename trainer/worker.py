@@ -38,6 +38,7 @@ from contract import (
 )
 from contract.atomic import atomic_write_bytes
 from contract.library_warnings import quiet_library_warnings
+from trainer.scratch import own_scratch
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ class TrainerWorker:
     def __init__(self, offload_between_jobs: bool = False):
         share_cpu_politely()
         quiet_library_warnings()
+        self.scratch = own_scratch()
         self.offload_between_jobs = offload_between_jobs
         self._changed = threading.Condition()
         self._run: _Run | None = None
@@ -233,7 +235,7 @@ class TrainerWorker:
 
         pipe = None
         try:
-            with tempfile.TemporaryDirectory(prefix="doppel-train-") as scratch_dir:
+            with tempfile.TemporaryDirectory(prefix="train-", dir=self.scratch) as scratch_dir:
                 scratch = Path(scratch_dir)
                 images = scratch / "photos"
                 images.mkdir()
@@ -298,12 +300,14 @@ class GeneratorWorker:
         """`preload`: a base to load now, so the first picture does not wait for it."""
         share_cpu_politely()
         quiet_library_warnings()
+        self.scratch = own_scratch()
         self.generator_options: dict[str, Any] = {
             "max_adapters": max_adapters, "hotswap": hotswap, "compile": compile, "fp8": fp8, "offload": offload,
         }
         self.generator: Any = None
         self.base: str | None = None
-        self.adapter_dir = Path(tempfile.mkdtemp(prefix="doppel-adapters-"))
+        self.adapter_dir = self.scratch / "adapters"
+        self.adapter_dir.mkdir()
         self._files: dict[str, Path] = {}  # adapter name -> its file here (the newest identity seen)
         self.offloaded = False
         if preload:
@@ -329,7 +333,7 @@ class GeneratorWorker:
         """
         from trainer.generation.compare import compare_pictures
 
-        with tempfile.TemporaryDirectory(prefix="doppel-references-") as scratch:
+        with tempfile.TemporaryDirectory(prefix="references-", dir=self.scratch) as scratch:
             try:
                 generator = self._generator_for(request.base)
                 files = {

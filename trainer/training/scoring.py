@@ -94,19 +94,19 @@ class _Worker:
 class SampleScorer:
     """Scores pictures against one identity in WORKERS processes, round robin."""
 
-    def __init__(self, identity: np.ndarray, workers: int = WORKERS):
-        self._scratch = Path(tempfile.mkdtemp(prefix="doppel-likeness-"))
+    def __init__(self, identity: np.ndarray, scratch_in: Path, workers: int = WORKERS):
+        self._scratch = Path(tempfile.mkdtemp(prefix="doppel-likeness-", dir=scratch_in))
         self._workers = [_Worker(identity) for _ in range(workers)]
         self._numbers = itertools.count()
 
     @classmethod
-    def start(cls, identity: np.ndarray | None) -> SampleScorer | None:
-        """A scorer for a run, or None (with why, logged) when there is no face to compare with or no process
-        can be started: the run goes on unscored."""
+    def start(cls, identity: np.ndarray | None, scratch_in: Path) -> SampleScorer | None:
+        """A scorer for a run, its pictures waiting in a folder made in `scratch_in`, or None (with why, logged)
+        when there is no face to compare with or no process can be started: the run goes on unscored."""
         if identity is None:
             return None
         try:
-            return cls(identity)
+            return cls(identity, scratch_in)
         except OSError as exc:
             log.warning("samples will not be scored for likeness: no scoring process could start (%s)", exc)
             return None

@@ -134,10 +134,11 @@ def train_lora(
     emit(Phase(PhaseName.LOADING, base.name))
     pipe = pipeline if pipeline is not None else load_pipeline(base, dtype)
     # Samples are scored against the member's face (when their photos show it) in processes beside the loop.
-    scorer = SampleScorer.start(training_set.identity) if request.sample_interval else None
+    layout = RunLayout(config.out)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    # Its pictures wait in the run's folder: a worker's runs are in its own, swept when it dies (trainer.scratch).
+    scorer = SampleScorer.start(training_set.identity, layout.root) if request.sample_interval else None
     try:
-        layout = RunLayout(config.out)
-        layout.root.mkdir(parents=True, exist_ok=True)
 
         # 3. Cache latents and text embeddings once, then free the encoders' memory. The transformer
         # goes to the GPU only after this, so the encoders and it are never there together (a lean

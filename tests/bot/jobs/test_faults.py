@@ -7,6 +7,7 @@ import errno
 import json
 import logging
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -117,3 +118,30 @@ def _jpeg() -> bytes:
     buffer = io.BytesIO()
     scene(3, 512, 512).save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
+
+
+def test_a_worker_killed_mid_job_leaves_no_members_files_behind(local_ray):
+    """Ray kills a worker that will not step aside (or it crashes), and starts it again: the new one deletes
+    the folder the killed one held (a member's photos, being trained on), though no `finally` of it ran."""
+    import ray
+
+    from trainer.scratch import ROOT
+    from trainer.worker import TrainerWorker
+
+    worker = TrainerWorker.options(name="scratch-test-trainer", num_gpus=0).remote()  # type: ignore[attr-defined]
+    try:
+        first = ray.get(worker.where.remote(), timeout=120)["pid"]
+        held = ROOT / str(first) / "train-abc" / "photos"
+        held.mkdir(parents=True)  # as _train writes a member's photos there
+        (held / "001.jpg").write_bytes(b"a member's photo")
+        os.kill(first, signal.SIGKILL)  # as Ray's own kill does, and a crash
+        deadline = time.monotonic() + 120
+        second = first
+        while second == first and time.monotonic() < deadline:  # each call waits for the actor's answer
+            with contextlib.suppress(ray.exceptions.RayActorError):  # asked as it died
+                second = ray.get(worker.where.remote(), timeout=120)["pid"]
+        assert second != first
+        assert not (ROOT / str(first)).exists()
+        assert (ROOT / str(second)).is_dir()
+    finally:
+        ray.kill(worker, no_restart=True)
