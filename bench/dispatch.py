@@ -16,7 +16,8 @@ run (no Ray here) and each claim is undone after the pass, so every pass meets t
 same queue.
 
 announce_ms_N: the announcement alone, every queued job subscribed (each picture
-and training asked for in Discord is), the first time (every position is told).
+and training asked for in Discord is), the first time (every position is told);
+announce_stop_ms_N: the longest the event loop waited for a turn meanwhile.
 position_ms_N: `JobRunner.position()` of the newest queued job.
 The last line holds the figures as key=value.
 """
@@ -25,10 +26,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -114,6 +118,30 @@ async def _one_pass(runner, workers) -> float:
     return elapsed * 1000
 
 
+class Stop:
+    ms = 0.0
+
+
+@contextlib.asynccontextmanager
+async def longest_stop() -> AsyncIterator[Stop]:
+    """The longest the event loop went without a turn while the block ran (a garbage collection included)."""
+    stop, running = Stop(), True
+
+    async def tick() -> None:
+        last = time.perf_counter()
+        while running:
+            await asyncio.sleep(0)
+            now = time.perf_counter()
+            stop.ms, last = max(stop.ms, (now - last) * 1000), now
+
+    ticker = asyncio.create_task(tick())
+    try:
+        yield stop
+    finally:
+        running = False
+        await ticker
+
+
 async def main(sizes: list[int]) -> dict[str, float]:
     from bot.jobs.positions import POSITION_DELAY_S
     from bot.jobs.runner import JobRunner
@@ -139,22 +167,24 @@ async def main(sizes: list[int]) -> dict[str, float]:
             figures[f"dispatch_ms_{size}"] = statistics.median(passes)
 
             waiting = await store.in_state(JobState.QUEUED)
-            told: list[int] = []
+            told = collections.Counter()  # counted, not kept: a follower in Discord edits a message and lets go
             for job in waiting:
-                runner.subscribe(job.id, told.append)
+                runner.subscribe(job.id, lambda update, told=told: told.update(("told",)))
             runner.positions._told.clear()
             runner.positions._told_at = 0.0
             await asyncio.sleep(POSITION_DELAY_S)  # every job has waited long enough to be told its place
             t0 = time.perf_counter()
-            await runner.positions.announce(waiting_for_gpu=False)
+            async with longest_stop() as stop:
+                await runner.positions.announce(waiting_for_gpu=False)
             figures[f"announce_ms_{size}"] = (time.perf_counter() - t0) * 1000
+            figures[f"announce_stop_ms_{size}"] = stop.ms
             for job in waiting:
                 runner.updates.drop(job.id)
             t0 = time.perf_counter()
             await runner.position(max(j.id for j in waiting))
             figures[f"position_ms_{size}"] = (time.perf_counter() - t0) * 1000
             print(" ".join(f"{k}={v:.2f}" for k, v in figures.items() if k.endswith(f"_{size}")),
-                  f"(told {len(told)})", flush=True)
+                  f"(told {told['told']})", flush=True)
         await store.close()
     return figures
 
