@@ -25,9 +25,10 @@ KIND_ORDER = {kind: index for index, kind in enumerate(JobKind)}
 
 
 class QueuePositions:
-    def __init__(self, store: JobStore, updates: Updates):
+    def __init__(self, store: JobStore, updates: Updates, in_thread_from: int = IN_THREAD_FROM):
         self.store = store
         self.updates = updates
+        self.in_thread_from = in_thread_from
         self._told: dict[int, int] = {}  # the position last told to subscribers; negative: without a GPU
         self._told_at = 0.0
 
@@ -44,7 +45,7 @@ class QueuePositions:
         queued = list(queued)
         kinds = {job.kind for job in queued}
         lines = {kind: await self.store.in_line(kind) for kind in JobKind if kind in kinds}
-        if len(queued) < IN_THREAD_FROM:
+        if len(queued) < self.in_thread_from:
             return standing_of(queued, lines)
         return await asyncio.to_thread(standing_of, queued, lines)  # pure Python, but the loop gets turns meanwhile
 

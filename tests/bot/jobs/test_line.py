@@ -15,7 +15,7 @@ from bot.jobs import policy
 from bot.jobs.line import Line
 from bot.jobs.models import Job, JobNotes
 from bot.jobs.policy import Replica, Worker
-from bot.jobs.positions import QueuePositions
+from bot.jobs.positions import IN_THREAD_FROM, QueuePositions
 from bot.jobs.runner import JobRunner
 from bot.jobs.store import JobStore
 from bot.jobs.updates import Updates
@@ -90,8 +90,8 @@ async def every_job_readable(jobs: list[Job]) -> list[Job]:
     return jobs
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-async def test_the_summary_and_positions_by_query_match_the_whole_queue(store, seed):
+@pytest.mark.parametrize(("seed", "in_thread_from"), [(1, IN_THREAD_FROM), (2, IN_THREAD_FROM), (3, 0)])
+async def test_the_summary_and_positions_by_query_match_the_whole_queue(store, seed, in_thread_from):
     await mixed_queue(store, seed)
     summary = await store.db.fetchall(
         "SELECT kind, guild_id, member_id, queued, first_queued, last_started FROM queue_members WHERE queued > 0 "
@@ -102,7 +102,7 @@ async def test_the_summary_and_positions_by_query_match_the_whole_queue(store, s
         "ORDER BY 1, 2, 3")
     assert [tuple(r) for r in summary] == [tuple(r) for r in recounted]
 
-    positions = QueuePositions(store, Updates(1.0))
+    positions = QueuePositions(store, Updates(1.0), in_thread_from)  # 0: worked out in a thread
     queued = await store.in_state(JobState.QUEUED)
     by_query = await positions.places(await store.queued_of(j.id for j in queued))
     before = {}
