@@ -38,7 +38,7 @@ from contract import (
 )
 from contract.atomic import atomic_write_bytes
 from contract.library_warnings import quiet_library_warnings
-from trainer.scratch import own_scratch
+from trainer.scratch import own_scratch, sweep
 
 log = logging.getLogger(__name__)
 
@@ -370,6 +370,7 @@ class GeneratorWorker:
         path = self._files.pop(name, None)
         if path is not None:
             path.unlink(missing_ok=True)
+        sweep()  # and any copy a dead worker on this machine left
 
     def _generator_for(self, base: str) -> Any:
         from trainer.generation.generator import Generator

@@ -207,7 +207,7 @@ def test_a_large_jpeg_is_decoded_as_finely_as_its_crop_needs_and_comes_out_the_s
 
 
 def test_a_turned_phone_photo_is_sized_and_cropped_upright(tmp_path):
-    from trainer.training.dataset import training_crop, upright_size
+    from trainer.training.dataset import decode_image, training_crop, upright_size
 
     stored = Image.new("RGB", (1600, 800), "white")
     stored.paste((255, 0, 0), (0, 0, 800, 800))  # red on the stored left: on top once turned (orientation 6)
@@ -217,7 +217,21 @@ def test_a_turned_phone_photo_is_sized_and_cropped_upright(tmp_path):
     stored.save(buffer, format="JPEG", exif=exif.tobytes())
     data = buffer.getvalue()
     assert upright_size(data) == (800, 1600)
+    assert decode_image(data, at_least=(400, 200)).size == (400, 800)  # drafted to 1/2 of the stored 1600x800
     crop = training_crop(data, upright_size(data), (64, 128))
     assert crop.size == (64, 128)
     top, bottom = crop.getpixel((32, 10)), crop.getpixel((32, 118))
     assert top[0] > 200 and top[1] < 60 and min(bottom) > 200
+
+
+def test_a_turned_png_is_sized_upright_and_a_truncated_one_is_said_truncated():
+    from trainer.training.dataset import decode_image, upright_size
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    face(256, 128, 0).save(buffer, format="PNG", exif=exif.tobytes())
+    whole = buffer.getvalue()
+    assert upright_size(whole) == (128, 256) and decode_image(whole).size == (128, 256)
+    with pytest.raises(ValueError, match="the image is truncated"):
+        decode_image(whole[: len(whole) // 2])

@@ -118,18 +118,21 @@ def training_crop(data: bytes, size: tuple[int, int], bucket: tuple[int, int],
         window = crop_box(size, bucket)
     scale = max(bucket[0] / (window[2] - window[0]), bucket[1] / (window[3] - window[1]))
     picture = decode_image(data, at_least=(math.ceil(size[0] * scale), math.ceil(size[1] * scale)))
+    if picture.size != size and picture.size == size[::-1]:  # turned by EXIF its header did not hold (a PNG's)
+        return training_crop(data, picture.size, bucket[::-1], verdict)
     across, down = picture.width / size[0], picture.height / size[1]
     box = (window[0] * across, window[1] * down, window[2] * across, window[3] * down)
     return picture.resize(bucket, Image.Resampling.LANCZOS, box=box)
 
 
 def upright_size(data: bytes) -> tuple[int, int]:
-    """The photo's width and height once turned upright per EXIF, read from its header alone.
+    """The photo's width and height once turned upright per the EXIF in its header (where a JPEG, WebP, HEIC
+    or AVIF keeps it; a PNG's may follow its pixels, and training_crop turns it then).
 
     Raises ValueError as decode_image does for a file that is not an image or has too many pixels."""
     with _opened(data) as opened:
         width, height = opened.size
-        turned = opened.getexif().get(ORIENTATION, 1) in TURNED
+        turned = _turned(opened)
     return (height, width) if turned else (width, height)
 
 
@@ -141,14 +144,8 @@ def decode_image(data: bytes, at_least: tuple[int, int] | None = None) -> Image.
     """
     with _opened(data) as opened:
         if at_least is not None:
-            turned = opened.getexif().get(ORIENTATION, 1) in TURNED
-            opened.draft("RGB", at_least[::-1] if turned else at_least)
-        try:
-            opened.load()
-        except OSError as exc:
-            if "truncated" in str(exc).lower():
-                raise ValueError("the image is truncated: the file ends before the picture does") from None
-            raise ValueError(f"the image is damaged ({exc})") from None
+            opened.draft("RGB", at_least[::-1] if _turned(opened) else at_least)
+        opened.load()
         upright = ImageOps.exif_transpose(opened)
         return upright.convert("RGB")
 
@@ -180,7 +177,17 @@ def _opened(data: bytes) -> Iterator[Image.Image]:
     except Image.DecompressionBombError:
         raise ValueError("the image has too many pixels to open safely") from None
     except OSError as exc:
+        if "truncated" in str(exc).lower():
+            raise ValueError("the image is truncated: the file ends before the picture does") from None
         raise ValueError(f"the image is damaged ({exc})") from None
+
+
+def _turned(opened: Image.Image) -> bool:
+    """Whether the EXIF read with the header turns the picture on its side (getexif() may decode a PNG)."""
+    exif = Image.Exif()
+    if raw := opened.info.get("exif"):
+        exif.load(raw)
+    return exif.get(ORIENTATION, 1) in TURNED
 
 
 def image_files(folder: Path) -> list[Path]:
