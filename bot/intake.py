@@ -19,7 +19,6 @@ import io
 import logging
 import math
 import multiprocessing
-import re
 import struct
 import zlib
 from collections.abc import Mapping
@@ -35,6 +34,7 @@ from PIL import Image, features
 
 from bot.jobs.files import DISK_FULL
 from contract.atomic import atomic_write_bytes
+from contract.orientation import TURNED, exif_orientation, transpose
 from faces.duplicates import NEAR_DUPLICATE, hamming, perceptual_hash
 from faces.verdict import Look, look_at_file
 
@@ -226,8 +226,8 @@ def prepare(data: bytes, limits: IntakeLimits = IntakeLimits()) -> PreparedPhoto
         if frames > 1 and kind not in ("HEIF", "JPEG"):
             raise Rejected(f"this is an animation ({frames} frames); please send a still photo")
         # The metadata read with the header; a PNG may keep its eXIf after the picture data, read by the decode.
-        orientation = _orientation(image.info)
-        width, height = image.size[::-1] if orientation in (5, 6, 7, 8) else image.size
+        orientation = exif_orientation(image.info)
+        width, height = image.size[::-1] if orientation in TURNED else image.size
         if min(width, height) < limits.min_short_side:  # judged the way up the member sees it, before decoding
             raise Rejected(
                 f"the picture is {width}x{height}; photos need at least {limits.min_short_side} pixels "
@@ -245,7 +245,7 @@ def prepare(data: bytes, limits: IntakeLimits = IntakeLimits()) -> PreparedPhoto
         if kind == "JPEG" and scale < 1:  # decode at 1/2, 1/4 or 1/8 scale where that still leaves enough pixels
             image.draft(image.mode, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
         _decode(image)
-        orientation = _orientation(image.info)
+        orientation = exif_orientation(image.info)
         icc = image.info.get("icc_profile")
         # Peak memory is the decoded picture plus one working copy at most (see IntakeLimits.max_pixels):
         # everything after the shrink works on at most max_long_side² pixels.
@@ -255,7 +255,7 @@ def prepare(data: bytes, limits: IntakeLimits = IntakeLimits()) -> PreparedPhoto
             flat = flat.resize(
                 (max(1, round(flat.width * shrink)), max(1, round(flat.height * shrink))), Image.Resampling.LANCZOS
             )
-        rgb = _to_srgb(_transpose(flat, orientation), icc)
+        rgb = _to_srgb(transpose(flat, orientation), icc)
     clean = Image.new("RGB", rgb.size)  # a new image carries no info dict: nothing can leak into the JPEG
     clean.paste(rgb)
     out = io.BytesIO()
@@ -435,17 +435,6 @@ def _flatten(image: Image.Image) -> Image.Image:
     return image if image.mode in ("RGB", "L", "CMYK") else image.convert("RGB")
 
 
-_TRANSPOSE = {  # EXIF orientation -> the turn that makes the picture upright (as ImageOps.exif_transpose)
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-
-
 def _decode(image: Image.Image) -> None:
     """Decode the picture: the one place pixels are read. Any failure refuses the file, because Pillow keeps
     what it decoded before the failure and a later call would hand back that partial picture without an error.
@@ -454,32 +443,6 @@ def _decode(image: Image.Image) -> None:
         image.load()
     except Exception:  # hostile input makes decoders raise anything
         raise Rejected(_DAMAGED) from None
-
-
-def _orientation(info: Mapping[str | tuple[int, int], object]) -> int:
-    """The EXIF orientation (1 to 8) in the metadata Pillow has read; 1 (as stored) when there is none or the
-    EXIF cannot be read. Reads `info` only: `Image.getexif` would decode a PNG's pixels to reach its later
-    chunks (and its failure would go unseen), so the metadata after a PNG's picture counts once `_decode` ran.
-    """
-    exif = Image.Exif()
-    raw = info.get("exif")
-    if isinstance(raw, bytes):
-        try:
-            exif.load(raw)
-        except Exception:  # unreadable EXIF: metadata only, the picture itself is judged by its decode
-            return 1
-    value = exif.get(0x0112)
-    if value is None:  # as Image.getexif: the orientation of an XMP packet when EXIF has none
-        xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
-        text = xmp.decode("utf-8", "replace") if isinstance(xmp, bytes) else xmp
-        found = re.search(r'tiff:Orientation(="|>)([0-9])', text) if isinstance(text, str) else None
-        value = int(found[2]) if found else 1
-    return value if isinstance(value, int) and value in _TRANSPOSE else 1
-
-
-def _transpose(image: Image.Image, orientation: int) -> Image.Image:
-    method = _TRANSPOSE.get(orientation)
-    return image.transpose(method) if method is not None else image
 
 
 def _to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from contract import LOOKS_FILENAME
+from contract.orientation import TURNED, exif_orientation
 from contract.subjects import PERSON, STYLE
 from faces.crops import crop_box
 from faces.verdict import Look, Verdict, identity, judge, look
@@ -43,8 +44,6 @@ MAX_PIXELS = 50_000_000  # a 50-megapixel phone photo is fine; a decompression b
 BUCKET_RATIOS = (1 / 2, 9 / 16, 2 / 3, 3 / 4, 4 / 5, 1.0, 5 / 4, 4 / 3, 3 / 2, 16 / 9, 2.0)
 # Flux needs sides divisible by 16: 8x VAE downsampling, then 2x2 packing.
 SIDE_MULTIPLE = 16
-ORIENTATION = ExifTags.Base.Orientation
-TURNED = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,7 @@ def upright_size(data: bytes) -> tuple[int, int]:
     Raises ValueError as decode_image does for a file that is not an image or has too many pixels."""
     with _opened(data) as opened:
         width, height = opened.size
-        turned = _turned(opened)
+        turned = exif_orientation(opened.info) in TURNED
     return (height, width) if turned else (width, height)
 
 
@@ -144,7 +143,7 @@ def decode_image(data: bytes, at_least: tuple[int, int] | None = None) -> Image.
     """
     with _opened(data) as opened:
         if at_least is not None:
-            opened.draft("RGB", at_least[::-1] if _turned(opened) else at_least)
+            opened.draft("RGB", at_least[::-1] if exif_orientation(opened.info) in TURNED else at_least)
         opened.load()
         upright = ImageOps.exif_transpose(opened)
         return upright.convert("RGB")
@@ -180,14 +179,6 @@ def _opened(data: bytes) -> Iterator[Image.Image]:
         if "truncated" in str(exc).lower():
             raise ValueError("the image is truncated: the file ends before the picture does") from None
         raise ValueError(f"the image is damaged ({exc})") from None
-
-
-def _turned(opened: Image.Image) -> bool:
-    """Whether the EXIF read with the header turns the picture on its side (getexif() may decode a PNG)."""
-    exif = Image.Exif()
-    if raw := opened.info.get("exif"):
-        exif.load(raw)
-    return exif.get(ORIENTATION, 1) in TURNED
 
 
 def image_files(folder: Path) -> list[Path]:

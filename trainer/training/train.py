@@ -139,7 +139,6 @@ def train_lora(
     # Its pictures wait in the run's folder: a worker's runs are in its own, swept when it dies (trainer.scratch).
     scorer = SampleScorer.start(training_set.identity, layout.root) if request.sample_interval else None
     try:
-
         # 3. Cache latents and text embeddings once, then free the encoders' memory. The transformer
         # goes to the GPU only after this, so the encoders and it are never there together (a lean
         # plan also parks a borrowed transformer on the CPU meanwhile).
